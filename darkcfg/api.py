@@ -1,0 +1,59 @@
+"""The Python entry point: `darkcfg.load(cfg, weights=None, size=None, device=None)`."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from darkcfg.checkpoint import load_checkpoint
+from darkcfg.network import Darknet
+from darkcfg.weights import load_weights
+
+log = logging.getLogger("darkcfg")
+
+PathLike = Union[str, Path]
+
+
+def _size(size: Union[None, int, tuple[int, int]]) -> Optional[tuple[int, int]]:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    w, h = size
+    return (int(w), int(h))
+
+
+def load(cfg: PathLike, weights: Optional[PathLike] = None, size: Union[None, int, tuple[int, int]] = None,
+         device: Union[None, str, torch.device] = None, partial: bool = False) -> Darknet:
+    """Build a network from a Darknet .cfg (or a darkcfg .pt checkpoint) and optionally load .weights.
+
+    Args:
+        cfg: path of a .cfg file, or of a checkpoint written by `darkcfg convert` (cfg text inside).
+        weights: a Darknet .weights file (or a .pt checkpoint) to load.
+        size: input size override, an int (square) or (width, height); the cfg file is not changed.
+        device: where to put the model ("cpu", "cuda", ...).
+        partial: accept a weights file that ends inside a layer or has bytes left over.
+    Returns:
+        the network in eval mode; `model(x)` takes x (B, C, H, W) with the [net] (or overridden) size.
+    """
+    sz = _size(size)
+    if str(cfg).endswith((".pt", ".pth")):
+        model = load_checkpoint(cfg, sz)
+    else:
+        model = Darknet.from_file(cfg, sz)
+    if weights is not None:
+        if str(weights).endswith((".pt", ".pth")):
+            state = load_checkpoint(weights, (model.net.width, model.net.height))
+            model.load_state_dict(state.state_dict())
+            model.header, model.loaded_upto = state.header, state.loaded_upto
+        else:
+            report = load_weights(model, weights, partial=partial)
+            if not report.complete:
+                log.warning("%s: loaded %d of %d layers with weights (layers 0..%d)", weights,
+                            report.layers_loaded, report.layers_with_weights, report.upto - 1)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model

@@ -1,0 +1,18 @@
+"""Errors and warnings that name the place in a cfg or weights file where something is wrong."""
+from __future__ import annotations
+
+
+class DarkcfgError(Exception):
+    """Base class of every error darkcfg raises for bad user input; its message is one line."""
+
+
+class CfgError(DarkcfgError, ValueError):
+    """A .cfg file cannot be read or built; the message names file:line, layer index and type."""
+
+
+class WeightsError(DarkcfgError, ValueError):
+    """A .weights file does not fit the network: says which layer and how many bytes."""
+
+
+class CfgWarning(UserWarning):
+    """A cfg option nobody reads, or a value the reference accepts but silently replaces."""

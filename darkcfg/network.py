@@ -1,0 +1,183 @@
+"""Darknet: a cfg built into an nn.Module, layer by layer, with Darknet's layer numbering."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from torch import Tensor, nn
+
+from darkcfg.cfg import Section, parse_cfg_text, read_cfg, report_unused
+from darkcfg.errors import CfgError
+from darkcfg.layers import BuildContext, DarknetLayer, Shape, get_builder, section_types
+from darkcfg.net import NetConfig
+
+# options every layer section may carry (end of parser.c:parse_network_cfg_custom)
+COMMON_INT_KEYS = ("onlyforward", "dont_update", "burnin_update", "stopbackward", "train_only_bn", "dontload",
+                   "dontloadscales")
+OUTPUT_TYPES = ("yolo", "Gaussian_yolo", "detection")
+
+
+@dataclass
+class WeightsHeader:
+    """The .weights header: version and `seen` (images seen in training); `seen_bytes` is 4 or 8."""
+
+    major: int = 0
+    minor: int = 2
+    revision: int = 5
+    seen: int = 0
+    seen_bytes: int = 8
+
+    @property
+    def transpose(self) -> bool:
+        return self.major > 1000 or self.minor > 1000
+
+
+class Darknet(nn.Module):
+    """A Darknet network.
+
+    `model(x)` with x (B, channels, height, width) returns the list of outputs of the detection heads
+    ([yolo], [Gaussian_yolo], [region]) in network order, or for other networks the last non-[cost]
+    layer's output. `model.forward_all(x)` returns every layer's output, index-aligned with Darknet's
+    numbering and in Darknet's layout.
+    """
+
+    def __init__(self, cfg_text: str, file: str = "<cfg>", size: Optional[tuple[int, int]] = None,
+                 warn_unused: bool = True) -> None:
+        super().__init__()
+        self.cfg_text, self.cfg_file = cfg_text, file
+        sections = parse_cfg_text(cfg_text, file)
+        self.net = NetConfig.from_section(sections[0])
+        if size is not None:
+            w, h = size
+            if w <= 0 or h <= 0:
+                raise CfgError(f"{file}: input size override {w}x{h}: expected positive width and height")
+            self.net.override_size(w, h)
+        if not (self.net.width and self.net.height and self.net.channels):
+            raise sections[0].error(
+                f"width={self.net.width}, height={self.net.height}, channels={self.net.channels}: "
+                "expected positive values"
+            )
+        self.header = WeightsHeader()
+        self.loaded_upto: Optional[int] = None  # layers held by the last loaded .weights file
+        self.layers = nn.ModuleList()
+        self.shapes: list[Shape] = []
+        self.sections = sections[1:]
+        self._build(sections, warn_unused)
+
+    # -- building -----------------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> Shape:
+        return Shape(self.net.channels, self.net.height, self.net.width)
+
+    def _build(self, sections: list[Section], warn_unused: bool) -> None:
+        shape = self.input_shape
+        layers: list[DarknetLayer] = []
+        for sec in sections[1:]:
+            builder = get_builder(sec.type)
+            if builder is None:
+                raise CfgError(f"{sec.file}:{sec.line}: layer {sec.index}: unknown section type [{sec.type}]; "
+                               f"expected one of {', '.join('[' + t + ']' for t in section_types())}")
+            ctx = BuildContext(sec.index, shape, self.shapes, layers, self.net, sec)
+            try:
+                layer = builder(sec, ctx)
+            except CfgError:
+                raise
+            except Exception as e:  # a builder bug or an unforeseen value: still one line, with the place
+                raise sec.error(f"cannot build this layer: {type(e).__name__}: {e}") from None
+            if min(layer.out_shape) <= 0:
+                raise sec.error(f"output shape {tuple(layer.out_shape)} is empty")
+            self._common_options(sec, layer)
+            layer.index = sec.index
+            layers.append(layer)
+            self.layers.append(layer)
+            self.shapes.append(layer.out_shape)
+            shape = layer.out_shape
+        if not layers:
+            raise CfgError(f"{sections[0].file}: no layers after [net]")
+        if warn_unused:
+            report_unused(sections)
+        self._plan()
+
+    @staticmethod
+    def _common_options(sec: Section, layer: DarknetLayer) -> None:
+        opts = {k: sec.int(k, 0) for k in COMMON_INT_KEYS}
+        layer.clip = sec.float("clip", 0.0)
+        layer.learning_rate_scale = sec.float("learning_rate", 1.0)
+        layer.stopbackward = opts["stopbackward"]
+        layer.train_only_bn = opts["train_only_bn"]
+        layer.dont_update = opts["dont_update"]
+        layer.dontload = bool(opts["dontload"])
+        if hasattr(layer, "dontloadscales"):
+            layer.dontloadscales = bool(opts["dontloadscales"])
+
+    def _plan(self) -> None:
+        """Which outputs are kept during forward: heads, and each output until its last reader."""
+        n = len(self.layers)
+        heads = [i for i, m in enumerate(self.layers) if m.ltype in OUTPUT_TYPES]
+        if not heads:
+            last = n - 1
+            while last > 0 and self.layers[last].ltype == "cost":
+                last -= 1
+            heads = [last]
+        self.output_layers = heads
+        last_use = list(range(1, n + 1))  # each output is read by the next layer
+        for j, m in enumerate(self.layers):
+            for s in m.sources:
+                last_use[s] = max(last_use[s], j)
+        keep = set(heads)
+        self._free_after: list[list[int]] = [[] for _ in range(n)]
+        for i, j in enumerate(last_use):
+            if i not in keep and j < n:
+                self._free_after[j].append(i)
+
+    # -- running ------------------------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or tuple(x.shape[1:]) != tuple(self.input_shape):
+            c, h, w = self.input_shape
+            raise ValueError(f"{self.cfg_file}: expected input (B, {c}, {h}, {w}), got {tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        self._check_input(x)
+        outputs: list[Optional[Tensor]] = [None] * len(self.layers)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, outputs)
+            outputs[i] = x
+            for k in self._free_after[i]:
+                outputs[k] = None
+        return [outputs[i] for i in self.output_layers]  # type: ignore[misc]
+
+    def forward_all(self, x: Tensor) -> list[Tensor]:
+        """Every layer's output: list index i is Darknet layer i, in the reference's layout."""
+        self._check_input(x)
+        outputs: list[Tensor] = []
+        for layer in self.layers:
+            x = layer(x, outputs)
+            outputs.append(x)
+        return outputs
+
+    # -- reporting ----------------------------------------------------------------------------------
+    @property
+    def bflops(self) -> float:
+        return sum(m.bflops for m in self.layers if m.bflops > 0)
+
+    def layer_table(self) -> str:
+        """The layer table the reference prints while building (index, type, filters, size/stride, in -> out)."""
+        lines = ["   layer   filters  size/strd(dil)      input                output"]
+        lines += [f"{i:4d} {m.describe()}" for i, m in enumerate(self.layers)]
+        lines.append(f"Total BFLOPS {self.bflops:5.3f} ")
+        return "\n".join(lines)
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path], size: Optional[tuple[int, int]] = None,
+                  warn_unused: bool = True) -> Darknet:
+        text, name = read_cfg(path)
+        return cls(text, name, size, warn_unused)
+
+
+def build_quietly(path: Union[str, Path], size: Optional[tuple[int, int]] = None) -> Darknet:
+    """Build without unused-option warnings (for tools that rebuild a cfg already reported once)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Darknet.from_file(path, size)
