@@ -76,7 +76,7 @@ class Shortcut(DarknetLayer):
         src = ", ".join(str(s) for s in self.sources)
         wt = {"none": 0, "per_feature": 1, "per_channel": 2}[self.weights_type]
         wn = {"none": 0, "relu": 1, "softmax": 2}[self.weights_normalization]
-        return f"Shortcut Layer: {src},  wt = {wt}, wn = {wn}, outputs: {self.out_shape} {self.bflops:5.3f} BF"
+        return f"Shortcut Layer: {src},  wt = {wt}, wn = {wn}, outputs:{self.out_shape} {self.bflops:5.3f} BF"
 
     def darknet_blobs(self, transpose: bool = False) -> list[Blob]:
         return [] if self.weight is None else [Blob(self.weight)]

@@ -1,0 +1,98 @@
+"""Helpers shared by tests: paths of ../shared, random weights with non-trivial BN statistics, and the
+OpenCV DNN oracle (cv2.dnn.readNetFromDarknet, an independent Darknet importer; OpenCV < 5 only)."""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pytest
+import torch
+
+from darkcfg.network import Darknet
+from darkcfg.weights import save_weights
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+CFG_DIR = SHARED / "darknet" / "cfg"
+REF = SHARED / "reference"
+
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared (reference data) is not beside the checkout")
+
+
+def shared_cfgs() -> list[str]:
+    return sorted(p.stem for p in CFG_DIR.glob("*.cfg")) if CFG_DIR.is_dir() else []
+
+
+def randomize(model: Darknet, seed: int = 0) -> None:
+    """Random weights; BN scale in [.5, 1.5], mean in [-.1, .1], variance in [.5, 1.5] (well away from 0)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.layers:
+            bn = getattr(layer, "bn", None)
+            for b in layer.darknet_blobs():
+                t = b.tensor
+                u = torch.rand(t.shape, generator=g)
+                if bn is not None and (t is bn.running_var or t is bn.weight):
+                    t.copy_(u + 0.5)
+                elif t.dim() > 1:
+                    fan_in = t[0].numel()
+                    t.copy_((u * 2 - 1) * (3.0 / fan_in) ** 0.5)  # keeps activations O(1) through deep nets
+                else:
+                    t.copy_(u * 0.2 - 0.1)
+
+
+_ACT = {"leaky", "mish", "swish", "logistic", "relu", "tanh", "elu", "sigmoid", "relu6", "selu", "gelu", "hardswish"}
+
+
+def opencv_layer_outputs(cfg: Path, model: Darknet, x: torch.Tensor) -> dict[int, np.ndarray]:
+    """Run OpenCV's importer on `cfg` with `model`'s weights; return {darknet index: output} for every
+    layer OpenCV exposes (its last sub-layer for that index; activations named <act>_<i+1> belong to i).
+    Decoded detection outputs ([yolo] permute/yolo, region) are left out."""
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2.dnn, "readNetFromDarknet"):
+        pytest.skip("this OpenCV has no Darknet importer (needs opencv-python-headless<5)")
+    with tempfile.TemporaryDirectory() as d:
+        w = os.path.join(d, "x.weights")
+        save_weights(model, w)
+        net = cv2.dnn.readNetFromDarknet(str(cfg), w)
+    net.enableFusion(False)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    names = list(net.getLayerNames())
+    last: dict[int, str] = {}
+    for name in names:
+        m = re.fullmatch(r"([A-Za-z]+)_(\d+)", name)
+        if not m or m.group(1) in ("permute", "yolo", "region", "detection"):
+            continue
+        kind, k = m.group(1), int(m.group(2))
+        idx = k - 1 if kind in _ACT else k
+        last[idx] = name
+    net.setInput(x.numpy())
+    wanted = sorted(last)
+    outs = net.forward([last[i] for i in wanted])
+    return {i: np.asarray(o) for i, o in zip(wanted, outs)}
+
+
+def compare_with_opencv(cfg: Path, size: Optional[int] = 128, seed: int = 0) -> tuple[float, int, int]:
+    """(max over layers of max|diff|/max|ref|, layers compared, worst layer index)."""
+    model = Darknet.from_file(cfg, size=(size, size) if size else None, warn_unused=False)
+    randomize(model, seed)
+    model.eval()
+    x = torch.rand(1, *model.input_shape, generator=torch.Generator().manual_seed(seed))
+    ref = opencv_layer_outputs(cfg, model, x)
+    with torch.no_grad():
+        mine = model.forward_all(x)
+    worst, worst_i, n = 0.0, -1, 0
+    for i, r in ref.items():
+        if model.layers[i].ltype in ("yolo", "detection", "Gaussian_yolo"):
+            continue
+        o = mine[i].numpy()
+        assert o.size == r.size, f"layer {i} [{model.layers[i].ltype}]: {o.shape} vs OpenCV {r.shape}"
+        rel = float(np.abs(o.reshape(-1) - r.reshape(-1)).max() / max(np.abs(r).max(), 1e-12))
+        n += 1
+        if rel > worst:
+            worst, worst_i = rel, i
+    return worst, n, worst_i
