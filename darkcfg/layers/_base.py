@@ -57,12 +57,14 @@ class BuildContext:
     def resolve(self, key: str, values: list[int]) -> list[int]:
         """Darknet index resolution: negative = relative to this layer, else absolute; must be < index."""
         out = []
+        opt = self.section.find(key)
         for v in values:
             idx = self.index + v if v < 0 else v
             if not 0 <= idx < self.index:
                 raise self.section.error(
                     f"{key}={v} refers to layer {idx}; expected a layer index in 0..{self.index - 1}"
-                    + (" (or -1..-" + str(self.index) + " relative)" if self.index else "")
+                    + (" (or -1..-" + str(self.index) + " relative)" if self.index else ""),
+                    opt.line if opt else None,
                 )
             out.append(idx)
         return out
@@ -86,6 +88,11 @@ class BuildContext:
     def require_image(self, what: str) -> None:
         if min(self.input) <= 0:
             raise self.section.error(f"layer before [{what}] must output an image, got c,h,w={tuple(self.input)}")
+
+    def check_count(self, what: str, n: int, limit: int = 2**31 - 1) -> None:
+        """Refuse absurd tensor sizes (a typo such as filters=100000000) before allocating them."""
+        if n > limit:
+            raise self.section.error(f"{what} would hold {n:,} values; expected at most {limit:,}")
 
     def positive(self, key: str, value: int) -> int:
         if value <= 0:

@@ -65,4 +65,5 @@ def build(sec: Section, ctx: BuildContext) -> Connected:
     bn = bool(sec.int("batch_normalize", 0))
     if ctx.input.size <= 0:
         raise sec.error(f"input has no elements: {tuple(ctx.input)}")
+    ctx.check_count("the weights", ctx.input.size * outputs)
     return Connected(ctx.input, outputs, act_name, act, bn)

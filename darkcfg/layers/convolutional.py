@@ -175,6 +175,8 @@ def build(sec: Section, ctx: BuildContext) -> Convolutional:
         raise sec.error(f"groups={groups} must divide both input channels ({c}) and filters ({filters})")
     if padding < 0:
         raise sec.error(f"padding={padding}: expected >= 0")
+    ctx.check_count("the weights", (c // groups) * filters * size * size)
+    ctx.check_count("the output", filters * ctx.input.h * ctx.input.w)
     layer = Convolutional(ctx.input, filters, size, stride_x, stride_y, padding, dilation, groups,
                           bool(batch_normalize), act_name, act, antialiasing, bool(flipped))
     if min(layer.out_shape) <= 0:

@@ -33,4 +33,5 @@ def build(sec: Section, ctx: BuildContext) -> Implicit:
     std = sec.float("std", 0.2)
     filters = ctx.positive("filters", sec.int("filters", 128))
     atoms = ctx.positive("atoms", sec.int("atoms", 1))
+    ctx.check_count("the weights", filters * atoms)
     return Implicit(ctx.input, filters, atoms, mean, std)

@@ -39,6 +39,8 @@ def build(sec: Section, ctx: BuildContext) -> Upsample:
     stride = sec.int("stride", 2)
     if stride == 0:
         raise sec.error("stride=0: expected a non-zero stride (negative downsamples)")
+    if stride > 0:
+        ctx.check_count("the output", ctx.input.size * stride * stride)
     layer = Upsample(ctx.input, stride, sec.float("scale", 1.0))
     if min(layer.out_shape) <= 0:
         raise sec.error(f"stride={stride} downsamples {tuple(ctx.input)} to nothing")

@@ -1,0 +1,51 @@
+"""The command line: readable help, the layer table, and one-line errors for bad input."""
+from click.testing import CliRunner
+from oracle import CFG_DIR, REF, needs_shared
+
+from darkcfg.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_help_lists_the_commands():
+    r = run("--help")
+    assert r.exit_code == 0
+    for cmd in ("info", "partial", "convert", "demo"):
+        assert cmd in r.output
+
+
+@needs_shared
+def test_info_prints_the_reference_total_and_weights_size():
+    r = run("info", CFG_DIR / "yolov4-tiny.cfg")
+    assert r.exit_code == 0, r.output
+    total = next(t for t in (REF / "layers" / "yolov4-tiny.txt").read_text().splitlines() if t.startswith("Total"))
+    assert total.strip() in r.output
+    assert "24,251,276 bytes" in r.output  # DARKNET_SEMANTICS.md section 2
+    r = run("info", CFG_DIR / "yolov4-tiny.cfg", "--size", "320x192")
+    assert r.exit_code == 0 and " 10 x   6 x 255" in r.output
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=4\n[route]\nlayers=-5\n")
+    for args, expect in [
+        (("info", tmp_path / "missing.cfg"), "cannot read cfg file"),
+        (("info", bad), "bad.cfg:8: layer 1 [route]: layers=-5 refers to layer -4"),
+        (("info", bad, "--size", "0x3"), "expected N or WxH with positive numbers"),
+    ]:
+        r = run(*args)
+        assert r.exit_code != 0
+        assert expect in r.output
+        assert "Traceback" not in r.output
+    good = tmp_path / "good.cfg"
+    good.write_text("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=4\n")
+    (tmp_path / "w.weights").write_bytes(b"\0" * 30)
+    r = run("convert", tmp_path / "w.weights", tmp_path / "o.pt", "--cfg", good)
+    assert r.exit_code == 1 and "w.weights: file ends inside layer 0 [conv]" in r.output
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    r = run("convert", tmp_path / "junk.pt", tmp_path / "x.weights")
+    assert r.exit_code == 1 and "junk.pt: not a darkcfg checkpoint" in r.output
+    r = run("convert", tmp_path / "w.weights", tmp_path / "x.pt")
+    assert r.exit_code == 2 and "needs --cfg" in r.output

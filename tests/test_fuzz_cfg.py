@@ -1,0 +1,95 @@
+"""Property: random and mutated cfg text gives a network or a CfgError, never another exception."""
+import warnings
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from darkcfg import CfgError
+from darkcfg.network import Darknet
+
+# a small cfg in the style of yolov3-tiny (written for this test), at a small input size
+BASE = """[net]
+width=32
+height=32
+channels=3
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=2
+[convolutional]
+filters=16
+size=3
+pad=1
+activation=mish
+[route]
+layers=-1,-3
+[convolutional]
+filters=21
+size=1
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=10,14,23,27,37,58
+classes=2
+num=3
+[route]
+layers=-4
+[upsample]
+stride=2
+[shortcut]
+from=0
+activation=linear
+"""
+LINES = BASE.splitlines()
+TOKENS = ["-1", "0", "3", "-7", "abc", "", "1,2", "1e3", "2.5", "-1,-3", "99", "#", "=", "[", "]", "leaky", "x=",
+          "[route]", "[yolo]", "[conv]", "[net]", "[bogus]", "layers=9", "from=-9", "size=0", "stride=-2",
+          "groups=3", "mask=7", "filters=1", "num=0", "classes=-1", "[sam]", "[reorg]", "[scale_channels]",
+          "[maxpool]", "[avgpool]", "[connected]", "[Gaussian_yolo]", "[region]", "[implicit]", "[crop]"]
+
+
+def check(text):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            Darknet(text, "fuzz.cfg")
+        except CfgError as e:
+            assert "\n" not in str(e) and str(e).startswith("fuzz.cfg")
+
+
+mutation = st.tuples(st.sampled_from(["delete", "replace", "insert", "value"]),
+                     st.integers(0, len(LINES) - 1), st.sampled_from(TOKENS))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mutation, min_size=1, max_size=6))
+def test_mutated_cfgs_give_only_cfg_errors(mutations):
+    lines = list(LINES)
+    for kind, pos, tok in mutations:
+        pos %= max(len(lines), 1)
+        if kind == "delete" and lines:
+            del lines[pos]
+        elif kind == "replace" and lines:
+            lines[pos] = tok
+        elif kind == "insert":
+            lines.insert(pos, tok)
+        elif kind == "value" and lines and "=" in lines[pos]:
+            lines[pos] = lines[pos].split("=")[0] + "=" + tok
+    check("\n".join(lines))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("[]=#;,-.0123456789 \n\tabcnetwyolorupsh_")), max_size=200))
+def test_random_text_gives_only_cfg_errors(text):
+    check(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=30))
+def test_random_token_lines_after_a_net_section(tokens):
+    check("[net]\nwidth=16\nheight=16\nchannels=3\n" + "\n".join(tokens))
