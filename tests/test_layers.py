@@ -241,3 +241,33 @@ def test_gaussian_yolo_activations():
     sg = 1 / (1 + np.exp(-raw))
     for e in range(11):
         np.testing.assert_allclose(out[e], sg[e] if e in (0, 1, 2, 3, 5, 7, 8, 9, 10) else raw[e], rtol=1e-5)
+
+
+def test_antialiasing_conv_blurs_with_the_original_stride():
+    m = net("[convolutional]\nfilters=2\nsize=1\nstride=2\nantialiasing=1\nactivation=linear\n", w=6, h=6, c=1)
+    conv = m.layers[0]
+    assert conv.out_shape == (2, 3, 3)  # host conv at stride 1 (6x6), blur 3x3 pad 1 stride 2
+    x = rand(1, 1, 6, 6)
+    got = run(m, x)[0]
+    w = conv.conv.weight.detach().numpy()[:, 0, 0, 0]
+    b = conv.conv.bias.detach().numpy()
+    host = w.reshape(2, 1, 1) * x[0] + b.reshape(2, 1, 1)  # (2, 6, 6)
+    k = np.outer([1, 2, 1], [1, 2, 1]) / 16
+    padded = np.pad(host, ((0, 0), (1, 1), (1, 1)))
+    for f in range(2):
+        for y in range(3):
+            for xx in range(3):
+                want = (padded[f, 2 * y: 2 * y + 3, 2 * xx: 2 * xx + 3] * k).sum()
+                assert got[0, f, y, xx] == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def test_share_index_uses_the_other_layers_weights():
+    m = net("[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=linear\n"
+            "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=linear\nshare_index=0\n")
+    assert m.layers[1].darknet_blobs() == []
+    x = rand(1, 4, 8, 8)
+    o = run(m, x)
+    with torch.no_grad():
+        first = m.layers[0].conv
+        ref = torch.nn.functional.conv2d(torch.from_numpy(o[0]), first.weight, first.bias, padding=1).numpy()
+    np.testing.assert_allclose(o[1], ref, rtol=1e-6)

@@ -161,3 +161,21 @@ def test_convert_to_checkpoint_and_back(tmp_path):
     x = torch.rand(1, 3, 416, 416)
     with torch.no_grad():
         assert all(torch.equal(u, v) for u, v in zip(a(x), b(x)))
+
+
+def test_dontloadscales_and_flipped_layouts(tmp_path):
+    """dontloadscales: the BN block is not in the stream; flipped: weights stored [(c/g)*k*k][n]."""
+    text = ("[net]\nwidth=4\nheight=4\nchannels=2\n[convolutional]\nfilters=3\nsize=1\nbatch_normalize=1\n"
+            "dontloadscales=1\n[convolutional]\nfilters=2\nsize=1\nflipped=1\nactivation=linear\n")
+    model = Darknet(text)
+    b0, w0 = np.array([1, 2, 3], "<f4"), np.arange(6, dtype="<f4").reshape(3, 2)
+    b1, w1 = np.array([7, 8], "<f4"), np.arange(6, dtype="<f4").reshape(2, 3) * 10
+    raw = struct.pack("<3iQ", 0, 2, 5, 0) + b"".join(
+        a.tobytes() for a in (b0, w0, b1, np.ascontiguousarray(w1.T)))
+    (tmp_path / "f.weights").write_bytes(raw)
+    assert load_weights(model, tmp_path / "f.weights").complete
+    conv0, conv1 = model.layers
+    torch.testing.assert_close(conv0.bn.bias, torch.from_numpy(b0))
+    torch.testing.assert_close(conv0.conv.weight.view(3, 2), torch.from_numpy(w0))
+    assert torch.equal(conv0.bn.weight, torch.ones(3))  # scales not read
+    torch.testing.assert_close(conv1.conv.weight.view(2, 3), torch.from_numpy(w1))
