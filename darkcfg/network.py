@@ -1,7 +1,6 @@
 """Darknet: a cfg built into an nn.Module, layer by layer, with Darknet's layer numbering."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -175,9 +174,3 @@ class Darknet(nn.Module):
         text, name = read_cfg(path)
         return cls(text, name, size, warn_unused)
 
-
-def build_quietly(path: Union[str, Path], size: Optional[tuple[int, int]] = None) -> Darknet:
-    """Build without unused-option warnings (for tools that rebuild a cfg already reported once)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Darknet.from_file(path, size)

@@ -144,6 +144,16 @@ def scaled_yolo_opts(anchors: str, num: int, **extra: object) -> dict:
     return opts
 
 
+def csp_darknet_pan(w: CfgWriter, stages: list[tuple[int, int, int]], pairs: int) -> tuple[int, int, int]:
+    """CSPDarknet stages, then SPP-CSP and the top-down PAN; returns (P3, P4, P5) layer indices."""
+    outs = [csp_stage(w, *stage) for stage in stages]
+    c3, c4, c5 = outs[-3:]
+    p5 = spp_csp(w, 512, c5)
+    p4 = up_merge(w, 256, c4, pairs)
+    p3 = up_merge(w, 128, c3, pairs)
+    return p3, p4, p5
+
+
 def yolov4_csp() -> str:
     w = CfgWriter("YOLOv4-CSP (Scaled-YOLOv4), 512x512, 80 classes", SCALED_NET)
     w.conv(32, 3, comment="stem")
@@ -151,13 +161,7 @@ def yolov4_csp() -> str:
     w.conv(32)
     w.conv(64, 3)
     w.shortcut(x)
-    csp_stage(w, 128, 64, 2)
-    c3 = csp_stage(w, 256, 128, 8)
-    c4 = csp_stage(w, 512, 256, 8)
-    c5 = csp_stage(w, 1024, 512, 4)
-    p5 = spp_csp(w, 512, c5)
-    p4 = up_merge(w, 256, c4, 2)
-    p3 = up_merge(w, 128, c3, 2)
+    p3, p4, p5 = csp_darknet_pan(w, [(128, 64, 2), (256, 128, 8), (512, 256, 8), (1024, 512, 4)], pairs=2)
     anchors = "12,16,19,36,40,28,36,75,76,55,72,146,142,110,192,243,459,401"
     head(w, p3, 256, 255, [0, 1, 2], scaled_yolo_opts(anchors, 9, objectness_smooth=0, obj_normalizer=4.0,
                                                       max_delta=5))
@@ -171,14 +175,8 @@ def yolov4_csp() -> str:
 def yolov4_p5() -> str:
     w = CfgWriter("YOLOv4-P5 (Scaled-YOLOv4), 896x896, 80 classes", {**SCALED_NET, "width": 896, "height": 896})
     w.conv(32, 3, comment="stem")
-    csp_stage(w, 64, 32, 1)
-    csp_stage(w, 128, 64, 3)
-    c3 = csp_stage(w, 256, 128, 15)
-    c4 = csp_stage(w, 512, 256, 15)
-    c5 = csp_stage(w, 1024, 512, 7)
-    p5 = spp_csp(w, 512, c5)
-    p4 = up_merge(w, 256, c4, 3)
-    p3 = up_merge(w, 128, c3, 3)
+    stages = [(64, 32, 1), (128, 64, 3), (256, 128, 15), (512, 256, 15), (1024, 512, 7)]
+    p3, p4, p5 = csp_darknet_pan(w, stages, pairs=3)
     n4 = down_merge(w, p3, 256, p4, 3)
     n5 = down_merge(w, n4, 512, p5, 3)
     anchors = "13,17,31,25,24,51,61,45,48,102,119,96,97,189,217,184,171,384,324,451,616,618,800,800"

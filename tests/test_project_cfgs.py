@@ -14,7 +14,7 @@ from darkcfg.network import Darknet
 
 NAMES = ["yolov4-tiny", "yolov4-csp", "yolov4-p5"]
 LAYER_ATTRS = ("ltype", "out_shape", "in_shape", "sources", "activation", "filters", "size", "stride", "groups",
-               "dilation", "padding", "batch_normalize", "groups", "group_id", "params", "weights_type")
+               "dilation", "padding", "batch_normalize", "group_id", "params", "weights_type")
 
 
 def build(path, size=None):
