@@ -7,7 +7,7 @@ from typing import Optional, Union
 
 import torch
 
-from darkcfg.checkpoint import load_checkpoint
+from darkcfg.checkpoint import load_checkpoint, load_checkpoint_into
 from darkcfg.network import Darknet
 from darkcfg.weights import load_weights
 
@@ -45,9 +45,7 @@ def load(cfg: PathLike, weights: Optional[PathLike] = None, size: Union[None, in
         model = Darknet.from_file(cfg, sz)
     if weights is not None:
         if str(weights).endswith((".pt", ".pth")):
-            state = load_checkpoint(weights, (model.net.width, model.net.height))
-            model.load_state_dict(state.state_dict())
-            model.header, model.loaded_upto = state.header, state.loaded_upto
+            load_checkpoint_into(model, weights)
         else:
             report = load_weights(model, weights, partial=partial)
             if not report.complete:

@@ -45,10 +45,16 @@ def load_checkpoint(path: Union[str, Path], size: Optional[tuple[int, int]] = No
     """Rebuild the network from the cfg text stored in the checkpoint and load its tensors."""
     payload = read_checkpoint(path)
     model = Darknet(payload["cfg_text"], f"{path}:cfg", size or tuple(payload["size"]), warn_unused=False)
+    return load_checkpoint_into(model, path, payload)
+
+
+def load_checkpoint_into(model: Darknet, path: Union[str, Path], payload: Optional[dict] = None) -> Darknet:
+    """Load a checkpoint's tensors, header and `upto` into an already built `model` (in place)."""
+    payload = payload if payload is not None else read_checkpoint(path)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
-        raise DarkcfgError(f"{path}: tensors do not fit the stored cfg: {str(e).splitlines()[0]}") from None
+        raise DarkcfgError(f"{path}: tensors do not fit the cfg: {str(e).splitlines()[0]}") from None
     model.header = WeightsHeader(**payload["header"])
     model.loaded_upto = payload.get("upto")
     return model

@@ -71,10 +71,11 @@ def test_layer_table_prints_like_the_reference():
 
 
 @needs_shared
-@pytest.mark.parametrize("name,size", [("yolov4-tiny", (320, 192)), ("yolov4-p5", (256, 256))])
-def test_input_size_override(name, size):
+@pytest.mark.parametrize("name,size,strides", [("yolov4-tiny", (320, 192), (32, 16)),
+                                               ("yolov4-p5", (256, 384), (8, 16, 32))])
+def test_input_size_override(name, size, strides):
     model = Darknet.from_file(CFG_DIR / f"{name}.cfg", size=size)
     w, h = size
     heads = [model.layers[i].out_shape for i in model.output_layers]
-    assert heads[0].w == w // 32 or heads[0].w == w // 8  # first head is the coarsest (tiny) or finest (p5)
-    assert all(s.w * h == s.h * w for s in heads)
+    assert [(s.w, s.h) for s in heads] == [(w // k, h // k) for k in strides]
+    assert "width=416" in model.cfg_text or "width=896" in model.cfg_text  # the cfg text is unchanged

@@ -179,3 +179,17 @@ def test_dontloadscales_and_flipped_layouts(tmp_path):
     torch.testing.assert_close(conv0.conv.weight.view(3, 2), torch.from_numpy(w0))
     assert torch.equal(conv0.bn.weight, torch.ones(3))  # scales not read
     torch.testing.assert_close(conv1.conv.weight.view(2, 3), torch.from_numpy(w1))
+
+
+@needs_shared
+def test_checkpoint_as_weights_for_a_cfg(tmp_path):
+    """darkcfg.load(cfg, weights=x.pt) loads the checkpoint's tensors and header into the cfg's network."""
+    import darkcfg
+    from darkcfg.checkpoint import save_checkpoint
+
+    real = darkcfg.load(CFG_DIR / "yolov3-tiny.cfg", REAL)
+    save_checkpoint(real, tmp_path / "m.pt")
+    model = darkcfg.load(CFG_DIR / "yolov3-tiny.cfg", tmp_path / "m.pt")
+    assert model.header == real.header
+    save_weights(model, tmp_path / "back.weights", upto=model.loaded_upto)
+    assert (tmp_path / "back.weights").read_bytes() == REAL.read_bytes()

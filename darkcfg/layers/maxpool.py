@@ -32,6 +32,10 @@ class MaxPool(DarknetLayer):
             self.ltype = "avg"  # printed as the reference does for local_avgpool
         p = padding
         self._pad = (p // 2, p - p // 2, p // 2, p - p // 2)  # left, right, top, bottom
+        if average and not maxpool_depth:  # number of valid (non-padded) cells under each window
+            ones = F.pad(torch.ones(1, 1, h, w), self._pad)
+            count = F.avg_pool2d(ones, size, self.stride, divisor_override=1)[..., : out.h, : out.w]
+            self.register_buffer("count", count.clamp(min=1), persistent=False)
 
     @property
     def bflops(self) -> float:
@@ -49,9 +53,7 @@ class MaxPool(DarknetLayer):
         oh, ow = self.out_shape.h, self.out_shape.w
         if self.average:
             s = F.avg_pool2d(F.pad(x, self._pad), self.size, self.stride, divisor_override=1)
-            ones = torch.ones(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
-            n = F.avg_pool2d(F.pad(ones, self._pad), self.size, self.stride, divisor_override=1)
-            return (s / n.clamp(min=1))[..., :oh, :ow]
+            return s[..., :oh, :ow] / self.count
         y = F.max_pool2d(F.pad(x, self._pad, value=float("-inf")), self.size, self.stride)
         return y[..., :oh, :ow]
 

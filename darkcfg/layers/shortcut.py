@@ -55,8 +55,7 @@ class Shortcut(DarknetLayer):
     def forward(self, x: Tensor, outputs: list) -> Tensor:
         b = x.shape[0]
         w = self._weights() if self.weight is not None else None
-        out = x if w is None else x * w[0].view(1, -1, 1, 1)
-        out = out.reshape(b, -1).clone() if w is None else out.reshape(b, -1)
+        out = (x if w is None else x * w[0].view(1, -1, 1, 1)).reshape(b, -1)
         flat_c = self.out_shape.h * self.out_shape.w
         for k, (idx, size) in enumerate(zip(self.sources, self.sizes)):
             m = min(size, out.shape[1])

@@ -80,7 +80,13 @@ class Yolo(DarknetLayer):
         mask = torch.zeros(self.entries, dtype=torch.bool)
         mask[sig] = True
         self.register_buffer("sigmoid_mask", mask.view(1, 1, -1, 1, 1), persistent=False)
-        self.xy = (0, 2) if gaussian else (0, 1)
+        # x, y <- s*x - (s-1)/2 (scal_add_cpu); identity on every other entry
+        s = params.scale_x_y
+        scale, shift = torch.ones(self.entries), torch.zeros(self.entries)
+        for e in ((0, 2) if gaussian else (0, 1)):
+            scale[e], shift[e] = s, -(s - 1) / 2
+        self.register_buffer("xy_scale", scale.view(1, 1, -1, 1, 1), persistent=False)
+        self.register_buffer("xy_shift", shift.view(1, 1, -1, 1, 1), persistent=False)
 
     @property
     def anchors(self) -> Tensor:
@@ -93,11 +99,8 @@ class Yolo(DarknetLayer):
         y = x.view(b, self.n, self.entries, h, w)
         if self.sigmoid_mask.any():
             y = torch.where(self.sigmoid_mask, torch.sigmoid(y), y)
-        s = self.params.scale_x_y
-        if s != 1:
-            idx = torch.zeros(self.entries, dtype=torch.bool, device=x.device)
-            idx[list(self.xy)] = True
-            y = torch.where(idx.view(1, 1, -1, 1, 1), y * s - (s - 1) / 2, y)
+        if self.params.scale_x_y != 1:
+            y = y * self.xy_scale + self.xy_shift
         return y.reshape(b, -1, h, w)
 
     def describe(self) -> str:
