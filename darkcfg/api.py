@@ -8,6 +8,7 @@ from typing import Optional, Union
 import torch
 
 from darkcfg.checkpoint import load_checkpoint, load_checkpoint_into
+from darkcfg.errors import WeightsError
 from darkcfg.network import Darknet
 from darkcfg.weights import load_weights
 
@@ -55,3 +56,20 @@ def load(cfg: PathLike, weights: Optional[PathLike] = None, size: Union[None, in
     if device is not None:
         model.to(device)
     return model
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def default_weights(cfg: PathLike) -> Path:
+    """`weights/<cfg name>.weights`, looked for in the current directory, beside the cfg's folder and in the
+    darkcfg checkout; a one-line WeightsError listing where it looked when none exists."""
+    name = Path(cfg).stem + ".weights"
+    here = Path(cfg).resolve().parent
+    candidates = [Path("weights") / name, here / "weights" / name, here.parent / "weights" / name,
+                  REPO / "weights" / name]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise WeightsError(f"{candidates[0]}: no such weights file (looked beside {cfg} and in {REPO / 'weights'}); "
+                       f"give --weights, or fetch it with `darkcfg download {Path(cfg).stem}`")

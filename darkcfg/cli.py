@@ -124,6 +124,110 @@ def convert(source: str, dest: str, cfg: Optional[str]) -> None:
     click.echo(f"{source} -> {dest}")
 
 
+def _device(name: Optional[str]) -> str:
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise click.BadParameter(f"'{name}': this PyTorch sees no CUDA GPU; use --device cpu", param_hint="--device")
+    return name
+
+
+@main.command(context_settings={"max_content_width": 110})
+@click.argument("cfg", type=click.Path(dir_okay=False))
+@click.argument("sources", nargs=-1, required=True)
+@click.option("-w", "--weights", type=click.Path(dir_okay=False), default=None,
+              help="Darknet .weights (or darkcfg .pt). Default: weights/<cfg name>.weights.")
+@click.option("-n", "--names", type=click.Path(dir_okay=False), default=None,
+              help="Class names, one per line. Default: COCO's when the cfg has 80 classes.")
+@click.option("--thresh", type=float, default=0.25, show_default=True, help="Detection threshold (strict >).")
+@click.option("--nms", type=float, default=0.45, show_default=True, help="NMS threshold; 0 turns NMS off.")
+@click.option("--letterbox/--no-letterbox", default=None,
+              help="Letterbox the input (keep the aspect ratio). Default: the cfg's [net] letter_box.")
+@click.option("-o", "--out", type=click.Path(file_okay=False), default="predictions", show_default=True,
+              help="Folder for annotated images and videos.")
+@click.option("--nosave", is_flag=True, help="Do not write annotated images or videos.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the reference's -out JSON (frame_id, filename, objects) to this file.")
+@click.option("--save-txt", is_flag=True,
+              help="Write YOLO label files (class cx cy w h): into --out, or beside each image with --nosave.")
+@click.option("--ext-output", is_flag=True, help="Print each box as (left_x top_y width height) in pixels.")
+@click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
+@size_option
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the detections (errors and the summary only).")
+@_friendly
+def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Optional[str], thresh: float,
+           nms: float, letterbox: Optional[bool], out: str, nosave: bool, json_path: Optional[str], save_txt: bool,
+           ext_output: bool, batch: int, device: Optional[str], size: Optional[str], quiet: bool) -> None:
+    """Detect objects in SOURCES with CFG, printing what `darknet detector test` prints.
+
+    SOURCES are image files, folders of images, globs ('data/*.jpg'), list files (.txt, one path per line)
+    or videos. Unreadable sources are reported on stderr and skipped; the exit status is then 1.
+
+    \b
+    darkcfg detect cfg/yolov4-tiny.cfg dog.jpg
+    darkcfg detect cfg/yolov4-tiny.cfg images/ --ext-output --json out.json -b 8
+    darkcfg detect my.cfg clip.mp4 -w backup/my_best.weights -n obj.names
+    """
+    from darkcfg.api import default_weights, load
+    from darkcfg.detector import Detector
+    from darkcfg.names import COCO_NAMES, head_classes, read_names
+    from darkcfg.outputs import Outputs
+    from darkcfg.progress import Progress
+    from darkcfg.report import JsonWriter, text_lines
+    from darkcfg.sources import expand_sources, iter_frames, video_info
+
+    wpath = Path(weights) if weights else default_weights(cfg)
+    if not wpath.is_file():
+        raise click.ClickException(f"{wpath}: no such weights file")
+    model = load(cfg, wpath, size=_parse_size(size), device=_device(device))
+    classes = head_classes(model)
+    if names is not None:
+        class_names = read_names(names, classes)
+    elif classes == 80:
+        class_names = read_names(COCO_NAMES)
+    else:
+        raise click.UsageError(f"{cfg} has classes={classes}: give the class names with --names FILE")
+    det = Detector(model, class_names, thresh, nms, letterbox, batch)
+    found, errors = expand_sources(sources)
+    for e in errors:
+        click.echo(f"error: {e}", err=True)
+    total = sum(video_info(s.path)[0] or 1 if s.kind == "video" else 1 for s in found)
+    outputs = Outputs(None if nosave else Path(out), save_txt, thresh)
+    json_out = JsonWriter(json_path) if json_path else None
+    failed, done, boxes = len(errors), 0, 0
+    show_bar = total > 1 or any(s.kind == "video" for s in found)
+    try:
+        with Progress(total, "detect", unit="img", enabled=show_bar) as bar:
+            for r in det.stream(iter_frames(found)):
+                if r.error is not None or r.detections is None or r.image is None:
+                    failed += 1
+                    bar.write(f"error: {r.error}", stream=sys.stderr)
+                    bar.update(1)
+                    continue
+                d = r.detections
+                lines = text_lines(d, thresh, ext_output)
+                boxes += len(lines)
+                if not quiet:
+                    bar.write("\n".join([f"{r.frame.name}: Predicted in {r.ms:f} milli-seconds."] + lines))
+                if json_out is not None:
+                    json_out.add(d, r.frame.source.path)
+                outputs.add(r.frame.source, r.frame.index, r.image, d)
+                done += 1
+                bar.update(1)
+    finally:
+        outputs.close()
+        if json_out is not None:
+            json_out.close()
+    where = f"; annotated in {out}/" if not nosave and done else ""
+    click.echo(f"{done} image(s), {boxes} labelled box(es){where}" + (f"; {failed} failed" if failed else ""),
+               err=True)
+    if failed or not found:
+        sys.exit(1)
+
+
 @main.command()
 @_friendly
 def demo() -> None:

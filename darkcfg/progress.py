@@ -1,0 +1,109 @@
+"""A small progress bar for long work: count, rate, ETA and a few live values, on stderr.
+
+On a terminal it redraws one line; elsewhere (logs, CI) it writes a plain line at most every
+`log_every` seconds and at the end, so long runs still show progress without flooding a log.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Optional
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = int(seconds)
+    h, m = divmod(s, 3600)
+    m, s = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class Progress:
+    """Usage: `with Progress(total, "detect", unit="img") as bar: ... bar.update(1, loss=f"{x:.3f}")`.
+
+    total None means unknown (a video without a frame count): the bar then shows count and rate only.
+    """
+
+    def __init__(self, total: Optional[int], desc: str = "", unit: str = "it", stream: Optional[IO[str]] = None,
+                 enabled: bool = True, log_every: float = 10.0, width: int = 24) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.log_every, self.width = log_every, width
+        self.n = 0
+        self.start = time.perf_counter()
+        self._last_draw = 0.0
+        self._postfix = ""
+        self._shown = False
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def rate(self) -> float:
+        dt = time.perf_counter() - self.start
+        return self.n / dt if dt > 0 else 0.0
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        rate = self.rate
+        parts = [self.desc] if self.desc else []
+        if self.total:
+            frac = min(self.n / self.total, 1.0)
+            fill = int(frac * self.width)
+            eta = (self.total - self.n) / rate if rate > 0 else float("inf")
+            parts.append(f"{frac * 100:3.0f}%|{'#' * fill}{'.' * (self.width - fill)}| {self.n}/{self.total}")
+            parts.append(f"[{_clock(elapsed)}<{_clock(eta)}, {rate:.2f} {self.unit}/s]")
+        else:
+            parts.append(f"{self.n} {self.unit} [{_clock(elapsed)}, {rate:.2f} {self.unit}/s]")
+        if self._postfix:
+            parts.append(self._postfix)
+        return " ".join(parts)
+
+    def update(self, n: int = 1, **values: object) -> None:
+        self.n += n
+        if values:
+            self._postfix = " ".join(f"{k}={v}" for k, v in values.items())
+        now = time.perf_counter()
+        done = self.total is not None and self.n >= self.total
+        if not self.enabled:
+            return
+        if self.tty and (now - self._last_draw > 0.1 or done):
+            self._draw()
+        elif not self.tty and (now - self._last_draw > self.log_every) and not done:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+            self._last_draw = now
+
+    def _draw(self) -> None:
+        self.stream.write("\r" + self.line() + "\033[K")
+        self.stream.flush()
+        self._last_draw = time.perf_counter()
+        self._shown = True
+
+    def write(self, text: str, stream: Optional[IO[str]] = None) -> None:
+        """Print a line above the bar (to `stream`, default stdout) without breaking it."""
+        out = stream if stream is not None else sys.stdout
+        if self.enabled and self.tty and self._shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+        out.write(text if text.endswith("\n") else text + "\n")
+        out.flush()
+        if self.enabled and self.tty and self._shown:
+            self._draw()
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self._draw()
+            self.stream.write("\n")
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+        self.enabled = False
