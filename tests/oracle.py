@@ -96,3 +96,24 @@ def compare_with_opencv(cfg: Path, size: Optional[int] = 128, seed: int = 0) -> 
         if rel > worst:
             worst, worst_i = rel, i
     return worst, n, worst_i
+
+
+IMAGES = SHARED / "images"
+REF_IMAGES = ("dog", "eagle", "giraffe", "horses", "person", "scream")  # the order of reference/detect
+
+
+def stb_decode(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB as stb_image decodes it: the decoder of the reference's build without OpenCV,
+    which wrote ../shared/reference/detect. raylib bundles stb_image; libjpeg-turbo (OpenCV, Pillow)
+    differs from it by up to 3 levels per pixel on these JPEGs."""
+    pyray = pytest.importorskip("pyray", reason="raylib (stb_image) is a dev dependency")
+    from raylib import ffi
+
+    pyray.set_trace_log_level(pyray.LOG_ERROR)
+    img = pyray.load_image(str(path))
+    assert img.format == pyray.PIXELFORMAT_UNCOMPRESSED_R8G8B8, f"{path}: unexpected raylib format {img.format}"
+    try:
+        buf = ffi.buffer(ffi.cast("unsigned char*", img.data), img.width * img.height * 3)
+        return np.frombuffer(buf, dtype=np.uint8).reshape(img.height, img.width, 3).copy()
+    finally:
+        pyray.unload_image(img)
