@@ -26,6 +26,19 @@ def _size(size: Union[None, int, tuple[int, int]]) -> Optional[tuple[int, int]]:
     return (int(w), int(h))
 
 
+def load_weights_file(model: Darknet, weights: PathLike, partial: bool = False) -> None:
+    """Load a Darknet .weights file (or a darkcfg .pt checkpoint) into `model`."""
+    if str(weights).endswith((".pt", ".pth")):
+        load_checkpoint_into(model, weights)
+        return
+    if not Path(weights).is_file():
+        raise WeightsError(f"{weights}: no such weights file")
+    report = load_weights(model, weights, partial=partial)
+    if not report.complete:
+        log.warning("%s: loaded %d of %d layers with weights (layers 0..%d)", weights,
+                    report.layers_loaded, report.layers_with_weights, report.upto - 1)
+
+
 def load(cfg: PathLike, weights: Optional[PathLike] = None, size: Union[None, int, tuple[int, int]] = None,
          device: Union[None, str, torch.device] = None, partial: bool = False) -> Darknet:
     """Build a network from a Darknet .cfg (or a darkcfg .pt checkpoint) and optionally load .weights.
@@ -45,13 +58,7 @@ def load(cfg: PathLike, weights: Optional[PathLike] = None, size: Union[None, in
     else:
         model = Darknet.from_file(cfg, sz)
     if weights is not None:
-        if str(weights).endswith((".pt", ".pth")):
-            load_checkpoint_into(model, weights)
-        else:
-            report = load_weights(model, weights, partial=partial)
-            if not report.complete:
-                log.warning("%s: loaded %d of %d layers with weights (layers 0..%d)", weights,
-                            report.layers_loaded, report.layers_with_weights, report.upto - 1)
+        load_weights_file(model, weights, partial)
     model.eval()
     if device is not None:
         model.to(device)

@@ -171,7 +171,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     darkcfg detect cfg/yolov4-tiny.cfg images/ --ext-output --json out.json -b 8
     darkcfg detect my.cfg clip.mp4 -w backup/my_best.weights -n obj.names
     """
-    from darkcfg.api import default_weights, load
+    from darkcfg.api import default_weights, load, load_weights_file
     from darkcfg.detector import Detector
     from darkcfg.names import COCO_NAMES, head_classes, read_names
     from darkcfg.outputs import Outputs
@@ -179,17 +179,16 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     from darkcfg.report import JsonWriter, text_lines
     from darkcfg.sources import expand_sources, iter_frames, video_info
 
-    wpath = Path(weights) if weights else default_weights(cfg)
-    if not wpath.is_file():
-        raise click.ClickException(f"{wpath}: no such weights file")
-    model = load(cfg, wpath, size=_parse_size(size), device=_device(device))
+    model = load(cfg, size=_parse_size(size))
     classes = head_classes(model)
     if names is not None:
         class_names = read_names(names, classes)
     elif classes == 80:
         class_names = read_names(COCO_NAMES)
     else:
-        raise click.UsageError(f"{cfg} has classes={classes}: give the class names with --names FILE")
+        raise click.ClickException(f"{cfg} has classes={classes}: give the class names with --names FILE")
+    load_weights_file(model, weights if weights else default_weights(cfg))
+    model.to(_device(device))
     det = Detector(model, class_names, thresh, nms, letterbox, batch)
     found, errors = expand_sources(sources)
     for e in errors:
@@ -229,23 +228,17 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
 
 
 @main.command()
-@_friendly
-def demo() -> None:
-    """Run the embedded default: yolov3-tiny with its shipped weights on a generated image."""
-    import torch
+@click.option("-o", "--out", type=click.Path(file_okay=False), default="predictions", show_default=True,
+              help="Folder for the annotated image.")
+@click.pass_context
+def demo(ctx: click.Context, out: str) -> None:
+    """Run the embedded default: yolov3-tiny with its shipped weights on the shipped sample image.
 
-    from darkcfg.api import load
-
-    cfg, weights = REPO / "cfg" / "yolov3-tiny.cfg", REPO / "weights" / "yolov3-tiny.weights"
-    model = load(cfg, weights)
-    click.echo(model.layer_table())
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(1, *model.input_shape, generator=g)
-    with torch.inference_mode():
-        outs = model(x)
-    for i, o in zip(model.output_layers, outs):
-        obj = o.view(o.shape[0], 3, -1, *o.shape[-2:])[:, :, 4]
-        click.echo(f"layer {i} [yolo]: output {tuple(o.shape)}, max objectness {obj.max().item():.3f}")
+    The same as `darkcfg detect cfg/yolov3-tiny.cfg darkcfg/data/grace_hopper.jpg --ext-output`.
+    """
+    image = Path(__file__).resolve().parent / "data" / "grace_hopper.jpg"
+    ctx.invoke(detect, cfg=str(REPO / "cfg" / "yolov3-tiny.cfg"), sources=(str(image),),
+               weights=str(REPO / "weights" / "yolov3-tiny.weights"), out=out, ext_output=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

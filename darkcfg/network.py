@@ -156,6 +156,16 @@ class Darknet(nn.Module):
             outputs.append(x)
         return outputs
 
+    def detect(self, images: object, thresh: float = 0.25, nms: float = 0.45, **options: object) -> list:
+        """Detect objects like `darknet detector test`: see `darkcfg.detector.detect` for arguments.
+
+        `model.detect("dog.jpg")` -> [Detection(class_id=16, name='dog', confidence=0.81, box=(x1, y1, x2, y2)),
+        ...] with the box in pixels; a list of images gives a list of such lists.
+        """
+        from darkcfg.detector import detect
+
+        return detect(self, images, thresh, nms, **options)  # type: ignore[arg-type]
+
     # -- reporting ----------------------------------------------------------------------------------
     @property
     def bflops(self) -> float:

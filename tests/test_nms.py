@@ -59,8 +59,10 @@ def slow_nms(boxes, obj, probs, thresh, kind, beta):
                 continue
             for j in range(i + 1, total):
                 a, b = dets[i]["box"], dets[j]["box"]
-                crit = {"default": lambda: slow_iou(a, b), "greedynms": lambda: slow_diou(a, b, 0.6),
-                        "diounms": lambda: slow_diou(a, b, beta)}[kind]()
+                if kind == "default":
+                    crit = slow_iou(a, b)
+                else:
+                    crit = slow_diou(a, b, 0.6 if kind == "greedynms" else beta)
                 if crit > f32(thresh):
                     dets[j]["prob"][c] = f32(0)
     return np.array([d["i"] for d in dets]), np.array([d["prob"] for d in dets], dtype=f32).reshape(probs.shape)
