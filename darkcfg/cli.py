@@ -228,6 +228,30 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
 
 
 @main.command()
+@click.argument("names", nargs=-1)
+@click.option("-d", "--dir", "dest", type=click.Path(file_okay=False), default="weights", show_default=True,
+              help="Folder to download into.")
+@click.option("--mirror", default=None, metavar="URL",
+              help="Fetch the same file names from this base URL (also $DARKCFG_MIRROR).")
+@click.option("--list", "list_", is_flag=True, help="List the known weights files and their URLs.")
+@_friendly
+def download(names: tuple[str, ...], dest: str, mirror: Optional[str], list_: bool) -> None:
+    """Download official Darknet weights (e.g. yolov4-tiny, yolov4-csp, yolov4-p5, yolov4.conv.137) into
+    weights/, resuming an interrupted download and checking size and, where known, SHA-256."""
+    from darkcfg.download import RELEASES
+    from darkcfg.download import download as fetch
+
+    if list_ or not names:
+        for key, r in RELEASES.items():
+            click.echo(f"{key:22s} {r.url}")
+        if not names:
+            return
+    for name in names:
+        path = fetch(name, Path(dest), mirror)
+        click.echo(f"{path}: {path.stat().st_size:,} bytes, checked")
+
+
+@main.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="predictions", show_default=True,
               help="Folder for the annotated image.")
 @click.pass_context

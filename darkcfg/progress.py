@@ -26,8 +26,8 @@ class Progress:
     """
 
     def __init__(self, total: Optional[int], desc: str = "", unit: str = "it", stream: Optional[IO[str]] = None,
-                 enabled: bool = True, log_every: float = 10.0, width: int = 24) -> None:
-        self.total, self.desc, self.unit = total, desc, unit
+                 enabled: bool = True, log_every: float = 10.0, width: int = 24, scale: float = 1.0) -> None:
+        self.total, self.desc, self.unit, self.scale = total, desc, unit, scale
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -53,17 +53,23 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         rate = self.rate
         parts = [self.desc] if self.desc else []
+        count = self._num(self.n)
+        per_s = f"{rate / self.scale:.2f} {self.unit}/s"
         if self.total:
             frac = min(self.n / self.total, 1.0)
             fill = int(frac * self.width)
             eta = (self.total - self.n) / rate if rate > 0 else float("inf")
-            parts.append(f"{frac * 100:3.0f}%|{'#' * fill}{'.' * (self.width - fill)}| {self.n}/{self.total}")
-            parts.append(f"[{_clock(elapsed)}<{_clock(eta)}, {rate:.2f} {self.unit}/s]")
+            parts.append(f"{frac * 100:3.0f}%|{'#' * fill}{'.' * (self.width - fill)}| {count}/{self._num(self.total)}"
+                         + (f" {self.unit}" if self.scale != 1 else ""))
+            parts.append(f"[{_clock(elapsed)}<{_clock(eta)}, {per_s}]")
         else:
-            parts.append(f"{self.n} {self.unit} [{_clock(elapsed)}, {rate:.2f} {self.unit}/s]")
+            parts.append(f"{count} {self.unit} [{_clock(elapsed)}, {per_s}]")
         if self._postfix:
             parts.append(self._postfix)
         return " ".join(parts)
+
+    def _num(self, v: float) -> str:
+        return f"{v / self.scale:.1f}" if self.scale != 1 else str(v)
 
     def update(self, n: int = 1, **values: object) -> None:
         self.n += n
