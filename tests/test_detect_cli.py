@@ -171,3 +171,25 @@ def test_demo_runs_detection(tmp_path, monkeypatch):
     r = run("demo")
     assert r.exit_code == 0, r.output
     assert "tie: 86%" in r.stdout and (tmp_path / "predictions" / "grace_hopper.jpg").is_file()
+
+
+def test_stream_reads_ahead_a_bounded_number_of_frames():
+    """A folder of any size runs in constant memory: frames are pulled only a few batches ahead."""
+    from darkcfg.detector import Detector
+    from darkcfg.sources import Frame, Source
+
+    model = darkcfg.load(CFG, size=64)
+    det = Detector(model, batch=4)
+    small = np.zeros((40, 50, 3), np.uint8)
+    pulled = []
+
+    def frames():
+        for i in range(100):
+            pulled.append(i)
+            yield Frame(Source(f"img{i}.jpg"), None, lambda: small)
+
+    stream = det.stream(frames())
+    first = [next(stream) for _ in range(4)]
+    assert [r.frame.source.path for r in first] == ["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"]
+    assert len(pulled) <= 3 * 4 + 4  # look-ahead + one batch, not all 100
+    assert sum(1 for _ in stream) == 96
