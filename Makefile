@@ -24,6 +24,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+bench: $(STAMP)
+	$(PY) scripts/bench_detect.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check darkcfg tests scripts
 
