@@ -161,7 +161,8 @@ def _device(name: Optional[str]) -> str:
 def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Optional[str], thresh: float,
            nms: float, letterbox: Optional[bool], out: str, nosave: bool, json_path: Optional[str], save_txt: bool,
            ext_output: bool, batch: int, device: Optional[str], size: Optional[str], quiet: bool) -> None:
-    """Detect objects in SOURCES with CFG, printing what `darknet detector test` prints.
+    """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
+    `darknet detector test` prints.
 
     SOURCES are image files, folders of images, globs ('data/*.jpg'), list files (.txt, one path per line)
     or videos. Unreadable sources are reported on stderr and skipped; the exit status is then 1.
@@ -187,7 +188,10 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
         class_names = read_names(COCO_NAMES)
     else:
         raise click.ClickException(f"{cfg} has classes={classes}: give the class names with --names FILE")
-    load_weights_file(model, weights if weights else default_weights(cfg))
+    if weights:
+        load_weights_file(model, weights)
+    elif not cfg.endswith((".pt", ".pth")):  # a darkcfg checkpoint carries its weights
+        load_weights_file(model, default_weights(cfg))
     model.to(_device(device))
     det = Detector(model, class_names, thresh, nms, letterbox, batch)
     found, errors = expand_sources(sources)

@@ -21,7 +21,7 @@ import torch
 from darkcfg.decode import decode, head_layers
 from darkcfg.detections import Detection, Detections
 from darkcfg.errors import DarkcfgError
-from darkcfg.image import bgr_to_image, load_image, prepare
+from darkcfg.image import bgr_to_image, prepare, read_bgr
 from darkcfg.layers.yolo import Yolo
 from darkcfg.nms import nms_sort
 from darkcfg.sources import Frame
@@ -74,8 +74,21 @@ class Detector:
         return p.device if p is not None else torch.device("cpu")
 
     def prepare(self, im: np.ndarray) -> np.ndarray:
-        """(3, H, W) float32 RGB -> (3, net_h, net_w) network input."""
+        """(C, H, W) float32 Darknet image -> (C, net_h, net_w) network input."""
         return prepare(im, self.model.net.width, self.model.net.height, self.letterbox)
+
+    def to_image(self, bgr: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 BGR -> the Darknet image the cfg wants: RGB, or grey for channels=1 (as
+        load_image(path, 0, 0, 1) reads it)."""
+        c = self.model.net.channels
+        if c == 3:
+            return bgr_to_image(bgr)
+        if c == 1:
+            import cv2
+
+            grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+            return grey[None].astype(np.float32) / np.float32(255.0)
+        raise DarkcfgError(f"{self.model.cfg_file}: [net] channels={c}: detection on images needs 1 or 3 channels")
 
     def postprocess(self, dets: Detections) -> Detections:
         """NMS as test_detector does (none when nms is 0); names attached."""
@@ -109,7 +122,7 @@ class Detector:
         def load(frame: Frame) -> tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[str]]:
             try:
                 bgr = frame.load()
-                return bgr, self.prepare(bgr_to_image(bgr)), None
+                return bgr, self.prepare(self.to_image(bgr)), None
             except DarkcfgError as e:
                 return None, None, str(e)
             except Exception as e:  # a decoder failure is still a one-line report for that frame
@@ -147,18 +160,19 @@ class Detector:
                     yield Result(frame, bgr, d, None, ms)
 
 
-def _as_image(item: ImageInput, bgr: bool) -> np.ndarray:
+def _as_image(det: Detector, item: ImageInput, bgr: bool) -> np.ndarray:
+    """A path, an (H, W, 3) uint8 array or a (C, H, W) float32 Darknet image -> the network's image."""
     if isinstance(item, (str, Path)):
-        return load_image(item)
+        return det.to_image(read_bgr(item))
     a = np.asarray(item)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.dtype != np.uint8 and a.shape[2] not in (1, 3):
-        return a.astype(np.float32)  # already a Darknet image (3, H, W) in [0, 1]
+    if a.ndim == 3 and a.dtype != np.uint8 and a.shape[0] in (1, 3) and a.shape[2] not in (1, 3):
+        return a.astype(np.float32)  # already a Darknet image (C, H, W) in [0, 1]
     if a.dtype != np.uint8 or a.ndim not in (2, 3):
         raise ValueError(f"image array of shape {a.shape} and dtype {a.dtype}: expected (H, W, 3) uint8 "
                          "or (3, H, W) float32 in [0, 1]")
-    if a.ndim == 3 and not bgr:
-        a = a[:, :, ::-1]
-    return bgr_to_image(a)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    return det.to_image(a if bgr else np.ascontiguousarray(a[:, :, ::-1]))
 
 
 def detect(model: torch.nn.Module, images: Union[ImageInput, Sequence[ImageInput]], thresh: float = 0.25,
@@ -183,5 +197,5 @@ def detect(model: torch.nn.Module, images: Union[ImageInput, Sequence[ImageInput
                                                   and not (images.ndim == 3 and images.dtype == object))
     items = [images] if single else list(images)  # type: ignore[arg-type]
     det = Detector(model, names if names is not None else default_names(model), thresh, nms, letterbox, batch)
-    results = [d.to_list(thresh) for d in det.detect_arrays([_as_image(i, bgr) for i in items])]
+    results = [d.to_list(thresh) for d in det.detect_arrays([_as_image(det, i, bgr) for i in items])]
     return results[0] if single else results

@@ -193,3 +193,16 @@ def test_stream_reads_ahead_a_bounded_number_of_frames():
     assert [r.frame.source.path for r in first] == ["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg"]
     assert len(pulled) <= 3 * 4 + 4  # look-ahead + one batch, not all 100
     assert sum(1 for _ in stream) == 96
+
+
+def test_checkpoint_and_grey_networks(tmp_path):
+    pt = tmp_path / "tiny.pt"
+    assert run("convert", WEIGHTS, pt, "--cfg", CFG).exit_code == 0
+    r = run("detect", pt, SAMPLE, "--nosave")  # the checkpoint carries cfg and weights
+    assert r.exit_code == 0 and "tie: 86%" in r.stdout, r.output
+    grey = tmp_path / "grey.cfg"
+    grey.write_text(CFG.read_text().replace("channels=3", "channels=1"))
+    model = darkcfg.load(grey, size=96)
+    assert model.detect(str(SAMPLE), thresh=0.0) is not None  # image read as grey, (1, H, W)
+    from darkcfg.detector import Detector
+    assert Detector(model).to_image(cv2.imread(str(SAMPLE))).shape == (1, 600, 512)
