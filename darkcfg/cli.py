@@ -231,6 +231,62 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
         sys.exit(1)
 
 
+def _names_for(model: object, data_names: Optional[str], names: Optional[str]) -> list[str]:
+    from darkcfg.names import COCO_NAMES, head_classes, read_names
+
+    classes = head_classes(model)
+    path = names or data_names
+    if path is not None:
+        return read_names(path, classes)
+    if classes == 80:
+        return read_names(COCO_NAMES)
+    raise click.ClickException(f"classes={classes}: give the class names (names= in the .data file, or --names)")
+
+
+@main.command("map")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("cfg", type=click.Path(dir_okay=False))
+@click.argument("weights", type=click.Path(dir_okay=False), required=False)
+@click.option("--iou-thresh", type=float, default=0.5, show_default=True, help="IoU for a true positive (strict >).")
+@click.option("--points", type=int, default=0, show_default=True,
+              help="0: area under the curve (VOC2010+); 11: VOC2007; 101: COCO.")
+@click.option("--thresh", type=float, default=0.25, show_default=True,
+              help="Confidence for the printed TP/FP, precision, recall, F1 and average IoU.")
+@click.option("-n", "--names", type=click.Path(dir_okay=False), default=None, help="Overrides names= of DATA.")
+@click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
+@size_option
+@_friendly
+def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points: int, thresh: float,
+         names: Optional[str], batch: int, device: Optional[str], size: Optional[str]) -> None:
+    """mAP of CFG + WEIGHTS on the `valid` list of DATA, printed as `darknet detector map` prints it.
+
+    Labels are found by Darknet's rule (images/ -> labels/, JPEGImages/ -> labels/, extension -> .txt);
+    `difficult=` in DATA names a parallel list whose labels are difficult truths (ignored).
+    """
+    from darkcfg.api import default_weights, load, load_weights_file
+    from darkcfg.dataset import read_data_cfg, read_list
+    from darkcfg.report import map_lines
+    from darkcfg.validation import check_paths, compute_map
+
+    dc = read_data_cfg(data)
+    paths = read_list(dc.valid_list())
+    check_paths(paths, dc.valid_list())
+    difficult = read_list(dc.difficult) if dc.difficult else None
+    if difficult is not None and len(difficult) != len(paths):
+        raise click.ClickException(f"{dc.difficult}: {len(difficult)} lines, expected one per image of "
+                                   f"{dc.valid_list()} ({len(paths)})")
+    model = load(cfg, size=_parse_size(size))
+    class_names = _names_for(model, dc.names, names)
+    if weights:
+        load_weights_file(model, weights)
+    elif not cfg.endswith((".pt", ".pth")):
+        load_weights_file(model, default_weights(cfg))
+    model.to(_device(device))
+    res = compute_map(model, paths, class_names, iou_thresh, thresh, points, batch, difficult)
+    click.echo("\n".join(map_lines(res, class_names)))
+
+
 @main.command()
 @click.argument("names", nargs=-1)
 @click.option("-d", "--dir", "dest", type=click.Path(file_okay=False), default="weights", show_default=True,

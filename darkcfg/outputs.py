@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from darkcfg.dataset import label_path
 from darkcfg.detections import Detections
 from darkcfg.draw import draw_detections
 from darkcfg.report import label_lines
@@ -28,17 +29,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def label_path(image_path: str) -> Path:
-    """data.c:replace_image_to_label: /images/{train,val}{2014,2017}/ and /JPEGImages/ -> /labels/...;
-    the image extension -> .txt."""
-    s = image_path
-    for part in ("train2014", "val2014", "train2017", "val2017"):
-        s = s.replace(f"/images/{part}/", f"/labels/{part}/").replace(f"\\images\\{part}\\", f"\\labels\\{part}\\")
-    s = s.replace("/JPEGImages/", "/labels/").replace("\\JPEGImages\\", "\\labels\\")
-    p = Path(s)
-    return p.with_suffix(".txt")
 
 
 class Outputs:
@@ -63,7 +53,7 @@ class Outputs:
         import cv2
 
         if self.save_txt and source.kind == "image":
-            dest = (self.out_dir / (Path(source.path).stem + ".txt")) if self.out_dir else label_path(source.path)
+            dest = (self.out_dir / (Path(source.path).stem + ".txt")) if self.out_dir else Path(label_path(source.path))
             text = "".join(line + "\n" for line in label_lines(dets, self.thresh))
             atomic_write_bytes(dest, text.encode())
             self.written.append(dest)

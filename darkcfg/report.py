@@ -5,6 +5,7 @@
   with `\\t(left_x: ...   top_y: ...   width: ...   height: ...)` when ext_output.
 - `json_object`: image.c:detection_to_json, one `-out` entry; `JsonWriter` writes the whole `[...]` file
   entry by entry and moves it into place atomically at the end.
+- `map_lines`: `detector map`'s printout from `detections_count` on.
 - `label_lines`: the `-save_labels` file: per detection its best class above thresh and the box,
   `"%d %2.4f %2.4f %2.4f %2.4f"`.
 Values are float32 computed in C's order, then printed with C's rounding (Python's % formatting of the
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Optional, Union
 
 import numpy as np
 
 from darkcfg.detections import Detections
+from darkcfg.evaluate import MapResult
 
 F32 = np.float32
 
@@ -113,3 +116,26 @@ def label_lines(dets: Detections, thresh: float) -> list[str]:
         x, y, w, h = (float(v) for v in dets.boxes[i])
         out.append("%d %2.4f %2.4f %2.4f %2.4f" % (j, x, y, w, h))
     return out
+
+
+def map_lines(res: MapResult, names: Sequence[str]) -> list[str]:
+    """The reference's printout of `detector map`, from `detections_count` on."""
+    lines = [f" detections_count = {res.detections}, unique_truth_count = {res.truths}  "]
+    lines += [f" rank = {r} of ranks = {res.detections} " for r in range(0, res.detections, 100)]
+    for c in res.classes:
+        name = names[c.class_id] if c.class_id < len(names) else str(c.class_id)
+        lines.append("class_id = %d, name = %s, ap = %2.2f%%   \t (TP = %d, FP = %d) "
+                     % (c.class_id, name, c.ap * 100, c.tp, c.fp))
+    lines += ["", " for conf_thresh = %1.2f, precision = %1.2f, recall = %1.2f, F1-score = %1.2f "
+              % (res.thresh, res.precision, res.recall, res.f1),
+              " for conf_thresh = %0.2f, TP = %d, FP = %d, FN = %d, average IoU = %2.2f %% "
+              % (res.thresh, res.tp, res.fp, res.truths - res.tp, float(F32(res.avg_iou) * F32(100))),
+              "",
+              " IoU threshold = %2.0f %%, " % (res.iou_thresh * 100)
+              + (f"used {res.points} Recall-points " if res.points
+                 else "used Area-Under-Curve for each unique Recall "),
+              " mean average precision (mAP@%0.2f) = %f, or %2.2f %% " % (res.iou_thresh, res.map, res.map * 100),
+              "", "Set -points flag:", " `-points 101` for MS COCO ",
+              " `-points 11` for PascalVOC 2007 (uncomment `difficult` in voc.data) ",
+              " `-points 0` (AUC) for ImageNet, PascalVOC 2010-2012, your custom dataset"]
+    return lines

@@ -1,0 +1,119 @@
+"""Darknet's data files: the `.data` file, list files, label paths and label files (data.c, option_list.c).
+
+- `.data`: `key = value` lines (`#` comments), read like the cfg (all whitespace removed). Keys: classes,
+  train, valid (default: train), names, backup, eval, results, difficult, saveweights, savelast.
+- A list file holds one image path per line (CR/LF stripped, as fgetl).
+- `label_path`: replace_image_to_label: `/images/{train,val}{2014,2017}/` and `/JPEGImages/` become
+  `/labels/...` (a plain `/images/` does not), and the image extension becomes `.txt`.
+- `read_labels`: read_boxes: `fscanf("%d %f %f %f %f")` until the first failure; a missing file is no
+  boxes (the reference prints a note and carries on).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from darkcfg.errors import DarkcfgError
+
+PathLike = Union[str, Path]
+
+
+class DataError(DarkcfgError):
+    """A .data file, list file or label file that cannot be used."""
+
+
+@dataclass
+class DataConfig:
+    """The keys of a .data file that darkcfg reads (paths as written, relative to the working directory)."""
+
+    file: str
+    classes: Optional[int] = None
+    train: Optional[str] = None
+    valid: Optional[str] = None
+    names: Optional[str] = None
+    backup: str = "backup/"
+    eval: str = "voc"
+    results: str = "results"
+    difficult: Optional[str] = None
+    saveweights: Optional[int] = None
+    savelast: int = 100
+
+    def valid_list(self) -> str:
+        """The validation list (`valid`, else `train`, as the reference)."""
+        v = self.valid or self.train
+        if v is None:
+            raise DataError(f"{self.file}: no 'valid' (or 'train') list given")
+        return v
+
+
+def read_data_cfg(path: PathLike) -> DataConfig:
+    """Parse a .data file; a DataError names the file and line of anything unreadable."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such .data file")
+    opts: dict[str, str] = {}
+    for n, raw in enumerate(p.read_text(errors="replace").splitlines(), 1):
+        line = "".join(raw.split())
+        if not line or line[0] in "#;":
+            continue
+        if "=" not in line:
+            raise DataError(f"{p}:{n}: '{raw.strip()}': expected key = value")
+        key, value = line.split("=", 1)
+        opts[key] = value
+    cfg = DataConfig(str(p))
+    for key in ("train", "valid", "names", "backup", "eval", "results", "difficult"):
+        if key in opts:
+            setattr(cfg, key, opts[key])
+    for key in ("classes", "saveweights", "savelast"):
+        if key in opts:
+            try:
+                setattr(cfg, key, int(opts[key]))
+            except ValueError:
+                raise DataError(f"{p}: {key}={opts[key]}: expected an integer") from None
+    return cfg
+
+
+def read_list(path: PathLike) -> list[str]:
+    """One path per line; blank lines are skipped."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such list file")
+    return [line.strip() for line in p.read_text(errors="replace").splitlines() if line.strip()]
+
+
+def label_path(image_path: str) -> str:
+    """data.c:replace_image_to_label."""
+    s = image_path
+    for part in ("train2014", "val2014", "train2017", "val2017"):
+        s = s.replace(f"/images/{part}/", f"/labels/{part}/").replace(f"\\images\\{part}\\", f"\\labels\\{part}\\")
+    s = s.replace("/JPEGImages/", "/labels/").replace("\\JPEGImages\\", "\\labels\\")
+    return os.path.splitext(s)[0] + ".txt"  # the reference knows a fixed list of extensions; any is fine here
+
+
+def read_labels(path: PathLike, classes: Optional[int] = None) -> np.ndarray:
+    """data.c:read_boxes -> (N, 5) float32 rows (id, x, y, w, h); a missing file gives (0, 5).
+
+    With `classes`, an id outside 0..classes-1 is a DataError naming the file and line (the reference would
+    index past its arrays).
+    """
+    p = Path(path)
+    if not p.is_file():
+        return np.zeros((0, 5), np.float32)
+    rows = []
+    lines = p.read_text(errors="replace").splitlines()
+    tokens = [(n, t) for n, line in enumerate(lines, 1) for t in line.split()]
+    for k in range(0, len(tokens) - 4, 5):
+        chunk = tokens[k:k + 5]
+        try:
+            cid = int(chunk[0][1])
+            vals = [float(t) for _, t in chunk[1:]]
+        except ValueError:
+            break  # fscanf stops at the first field it cannot read
+        if classes is not None and not 0 <= cid < classes:
+            raise DataError(f"{p}:{chunk[0][0]}: class id {cid}, expected 0..{classes - 1} (classes={classes})")
+        rows.append([cid, *vals])
+    return np.asarray(rows, np.float32).reshape(-1, 5)
