@@ -287,6 +287,47 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
     click.echo("\n".join(map_lines(res, class_names)))
 
 
+@main.command("calc-anchors")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--num", "num", type=click.IntRange(1), default=5, show_default=True, help="Number of anchors.")
+@click.option("--width", type=click.IntRange(1), required=True, help="Network input width (the cfg's).")
+@click.option("--height", type=click.IntRange(1), required=True, help="Network input height.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the k-means++ start.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default="anchors.txt", show_default=True,
+              help="File for the anchors line.")
+@_friendly
+def calc_anchors(data: str, num: int, width: int, height: int, seed: int, out: str) -> None:
+    """k-means anchors (IoU distance) over the labels of DATA's train list, like `detector calc_anchors`."""
+    import numpy as np
+
+    from darkcfg.anchors import anchors_line, kmeans_anchors
+    from darkcfg.dataset import label_path, read_data_cfg, read_labels, read_list
+    from darkcfg.outputs import atomic_write_bytes
+    from darkcfg.progress import Progress
+
+    dc = read_data_cfg(data)
+    if dc.train is None:
+        raise click.ClickException(f"{data}: no 'train' list")
+    paths = read_list(dc.train)
+    click.echo(f" num_of_clusters = {num}, width = {width}, height = {height} ")
+    boxes = []
+    with Progress(len(paths), "labels", unit="img", enabled=len(paths) > 1) as bar:
+        for p in paths:
+            lab = read_labels(label_path(p), dc.classes)
+            boxes.append(lab[:, 3:5] * [width, height])
+            bar.update(1)
+    wh = np.concatenate(boxes) if boxes else np.zeros((0, 2))
+    if len(wh) < num:
+        raise click.ClickException(f"{dc.train}: {len(wh)} labelled boxes, need at least --num {num}")
+    anchors, iou = kmeans_anchors(wh, num, seed)
+    line = anchors_line(anchors, width)
+    click.echo(f" read labels from {len(paths)} images, {len(wh)} boxes")
+    click.echo(f"\n avg IoU = {iou * 100:2.2f} % \n")
+    atomic_write_bytes(Path(out), line.encode())
+    click.echo(f"Saving anchors to the file: {out} ")
+    click.echo(f"anchors = {line}")
+
+
 @main.command()
 @click.argument("names", nargs=-1)
 @click.option("-d", "--dir", "dest", type=click.Path(file_okay=False), default="weights", show_default=True,
