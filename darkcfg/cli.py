@@ -253,12 +253,16 @@ def _names_for(model: object, data_names: Optional[str], names: Optional[str]) -
 @click.option("--thresh", type=float, default=0.25, show_default=True,
               help="Confidence for the printed TP/FP, precision, recall, F1 and average IoU.")
 @click.option("-n", "--names", type=click.Path(dir_okay=False), default=None, help="Overrides names= of DATA.")
+@click.option("--coco", is_flag=True, help="Also print COCO's AP@[.5:.95], AP50, AP75, APs/m/l and AR (pycocotools).")
+@click.option("--coco-gt", type=click.Path(dir_okay=False), default=None,
+              help="A COCO instances_*.json as ground truth for --coco (images matched by file name).")
 @click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
 @size_option
 @_friendly
 def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points: int, thresh: float,
-         names: Optional[str], batch: int, device: Optional[str], size: Optional[str]) -> None:
+         names: Optional[str], coco: bool, coco_gt: Optional[str], batch: int, device: Optional[str],
+         size: Optional[str]) -> None:
     """mAP of CFG + WEIGHTS on the `valid` list of DATA, printed as `darknet detector map` prints it.
 
     Labels are found by Darknet's rule (images/ -> labels/, JPEGImages/ -> labels/, extension -> .txt);
@@ -283,8 +287,49 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
     elif not cfg.endswith((".pt", ".pth")):
         load_weights_file(model, default_weights(cfg))
     model.to(_device(device))
-    res = compute_map(model, paths, class_names, iou_thresh, thresh, points, batch, difficult)
+    collector = None
+    if coco or coco_gt:
+        from darkcfg.coco import CocoCollector, read_coco_gt
+
+        collector = CocoCollector(class_names, read_coco_gt(coco_gt) if coco_gt else None)
+    res = compute_map(model, paths, class_names, iou_thresh, thresh, points, batch, difficult, coco=collector)
     click.echo("\n".join(map_lines(res, class_names)))
+    if collector is not None:
+        from darkcfg.coco import stats_lines
+
+        click.echo("\nCOCO metrics (pycocotools, the same detections):")
+        click.echo("\n".join(stats_lines(collector.evaluate())))
+
+
+@main.command()
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("cfg", type=click.Path(dir_okay=False))
+@click.argument("weights", type=click.Path(dir_okay=False), required=False)
+@click.option("--eval", "kind", type=click.Choice(["coco", "voc"]), default=None,
+              help="Output format. Default: eval= of DATA (voc when absent).")
+@click.option("-o", "--out", type=click.Path(file_okay=False), default=None,
+              help="Results folder. Default: results= of DATA (results/).")
+@click.option("-n", "--names", type=click.Path(dir_okay=False), default=None, help="Overrides names= of DATA.")
+@click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
+@_friendly
+def valid(data: str, cfg: str, weights: Optional[str], kind: Optional[str], out: Optional[str],
+          names: Optional[str], batch: int, device: Optional[str]) -> None:
+    """Write detections on DATA's valid list like `darknet detector valid` (thresh .001, nms .6): COCO
+    results JSON (eval=coco) or VOC comp4_det_test_<class>.txt files."""
+    from darkcfg.api import default_weights, load, load_weights_file
+    from darkcfg.dataset import read_data_cfg, read_list
+    from darkcfg.validation import check_paths, write_valid
+
+    dc = read_data_cfg(data)
+    paths = read_list(dc.valid_list())
+    check_paths(paths, dc.valid_list())
+    model = load(cfg)
+    class_names = _names_for(model, dc.names, names)
+    load_weights_file(model, weights if weights else default_weights(cfg))
+    model.to(_device(device))
+    files = write_valid(model, paths, class_names, kind or dc.eval, Path(out or dc.results), batch)
+    click.echo(f"{len(paths)} images: wrote {files[0]}" + (f" and {len(files) - 1} more" if len(files) > 1 else ""))
 
 
 @main.command("calc-anchors")

@@ -1,0 +1,134 @@
+"""COCO metrics against a direct pycocotools call; `darkcfg valid` formats; `map` round trip and bad input."""
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+import darkcfg
+from darkcfg.cli import main
+from darkcfg.coco import CocoCollector
+from darkcfg.detections import Detections
+
+REPO = Path(__file__).resolve().parent.parent
+CFG = REPO / "cfg" / "yolov3-tiny.cfg"
+WEIGHTS = REPO / "weights" / "yolov3-tiny.weights"
+SAMPLE = REPO / "darkcfg" / "data" / "grace_hopper.jpg"
+
+
+def _direct(gt, results):
+    with contextlib.redirect_stdout(io.StringIO()):
+        g = COCO()
+        g.dataset = gt
+        g.createIndex()
+        ev = COCOeval(g, g.loadRes(results), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return np.array(ev.stats)
+
+
+def test_collector_equals_direct_pycocotools():
+    rng = np.random.default_rng(0)
+    col = CocoCollector(["a", "b"])
+    gt_images, gt_anns, res = [], [], []
+    for k in range(4):
+        w, h = 200 + 10 * k, 100 + 5 * k
+        t = np.array([[k % 2, .3, .4, .2, .3], [1, .7, .6, .3, .2]], np.float32)
+        boxes = (t[:, 1:] + rng.normal(0, 0.02, (2, 4))).astype(np.float32)
+        probs = np.zeros((2, 2), np.float32)
+        probs[0, k % 2], probs[1, 1], probs[1, 0] = .9, .6, .2
+        col.add(f"im{k}.jpg", Detections(boxes, np.ones(2, np.float32), probs, w, h), t)
+        # the same, written out by hand in COCO's own terms: pixel [x, y, w, h], category = class + 1
+        gt_images.append({"id": k + 1, "width": w, "height": h})
+        for c, cx, cy, bw, bh in t.astype(float):
+            gt_anns.append({"id": len(gt_anns) + 1, "image_id": k + 1, "category_id": int(c) + 1, "iscrowd": 0,
+                            "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h], "area": bw * w * bh * h})
+        for i in range(2):
+            cx, cy, bw, bh = boxes[i].astype(float)
+            for c in np.flatnonzero(probs[i]):
+                res.append({"image_id": k + 1, "category_id": int(c) + 1, "score": float(probs[i, c]),
+                            "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]})
+    gt = {"images": gt_images, "annotations": gt_anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    np.testing.assert_array_equal(col.evaluate(), _direct(gt, res))
+    assert col.evaluate()[1] > 0.5
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Two images with labels equal to yolov3-tiny's own detections on them (thresh .25)."""
+    model = darkcfg.load(CFG, WEIGHTS)
+    im = cv2.imread(str(SAMPLE))
+    paths = []
+    for k, img in enumerate([im, im[:, ::-1].copy()]):
+        p = tmp_path / f"img_{k + 1}.jpg"
+        cv2.imwrite(str(p), img, [cv2.IMWRITE_JPEG_QUALITY, 100])
+        lines = [f"{d.class_id} {d.relative[0]} {d.relative[1]} {d.relative[2]} {d.relative[3]}"
+                 for d in model.detect(str(p))]
+        p.with_suffix(".txt").write_text("\n".join(lines) + "\n")
+        paths.append(str(p))
+    (tmp_path / "valid.txt").write_text("\n".join(paths) + "\n")
+    (tmp_path / "obj.data").write_text(f"valid = {tmp_path / 'valid.txt'}\nresults = {tmp_path / 'res'}\n")
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_map_round_trip_and_shifted_labels(dataset):
+    r = run("map", dataset / "obj.data", CFG, WEIGHTS, "--coco")
+    assert r.exit_code == 0, r.output
+    assert "class_id = 27, name = tie, ap = 100.00%" in r.stdout
+    assert " for conf_thresh = 0.25, precision = 1.00, recall = 1.00, F1-score = 1.00 " in r.stdout
+    assert "(AP) @[ IoU=0.50      | area=   all | maxDets=100 ] = 1.000" in r.stdout
+    # shift every label right by 60% of its width: IoU (1-.6)/(1+.6) = .25 < .5 -> nothing matches at .5
+    for p in dataset.glob("img_*.txt"):
+        rows = [line.split() for line in p.read_text().splitlines()]
+        p.write_text("".join(f"{c} {float(x) + 0.6 * float(w)} {y} {w} {h}\n" for c, x, y, w, h in rows))
+    r = run("map", dataset / "obj.data", CFG, WEIGHTS, "--iou-thresh", "0.26")
+    assert "class_id = 27, name = tie, ap = 0.00%" in r.stdout
+    r = run("map", dataset / "obj.data", CFG, WEIGHTS, "--iou-thresh", "0.24")
+    assert "class_id = 27, name = tie, ap = 0.00%" not in r.stdout and "name = tie, ap = " in r.stdout
+
+
+def test_valid_coco_and_voc(dataset):
+    r = run("valid", dataset / "obj.data", CFG, WEIGHTS, "--eval", "coco")
+    assert r.exit_code == 0, r.output
+    res = json.loads((dataset / "res" / "coco_results.json").read_text())
+    assert {d["image_id"] for d in res} == {1, 2}  # get_coco_image_id: the number after the last '_'
+    tie = max((d for d in res if d["category_id"] == 32), key=lambda d: d["score"])  # COCO id 32 is "tie"
+    assert abs(tie["score"] - 0.86) < 0.02 and all(v >= 0 for v in tie["bbox"])
+    assert min(d["score"] for d in res) > 0.001
+    r = run("valid", dataset / "obj.data", CFG, WEIGHTS, "--eval", "voc")
+    assert r.exit_code == 0
+    lines = (dataset / "res" / "comp4_det_test_tie.txt").read_text().splitlines()
+    name, p, x1, y1, x2, y2 = lines[0].split()
+    assert name in ("img_1", "img_2") and 1 <= float(x1) < float(x2) <= 512 and 1 <= float(y1) < float(y2) <= 600
+
+
+def test_map_bad_input(dataset, tmp_path):
+    valid = dataset / "valid.txt"
+    cases = []
+    valid.write_text(valid.read_text() + f"{dataset / 'missing.jpg'}\n")
+    cases.append(("missing.jpg does not exist", None))
+    for expect, _ in cases:
+        r = run("map", dataset / "obj.data", CFG, WEIGHTS)
+        assert r.exit_code == 1 and expect in r.output and "Traceback" not in r.output
+    valid.write_text("")
+    r = run("map", dataset / "obj.data", CFG, WEIGHTS)
+    assert r.exit_code == 1 and "the list is empty" in r.output
+    valid.write_text(str(dataset / "img_1.jpg") + "\n")
+    (dataset / "img_1.txt").write_text("80 0.5 0.5 0.1 0.1\n")
+    r = run("map", dataset / "obj.data", CFG, WEIGHTS)
+    assert r.exit_code == 1 and "img_1.txt:1: class id 80, expected 0..79" in r.output
+    names = tmp_path / "two.names"
+    names.write_text("a\nb\n")
+    r = run("map", dataset / "obj.data", CFG, WEIGHTS, "-n", names)
+    assert r.exit_code == 1 and "two.names: has 2 names, expected 80" in r.output
