@@ -82,20 +82,12 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def test_map_round_trip_and_shifted_labels(dataset):
+def test_map_round_trip(dataset):
     r = run("map", dataset / "obj.data", CFG, WEIGHTS, "--coco")
     assert r.exit_code == 0, r.output
     assert "class_id = 27, name = tie, ap = 100.00%" in r.stdout
     assert " for conf_thresh = 0.25, precision = 1.00, recall = 1.00, F1-score = 1.00 " in r.stdout
     assert "(AP) @[ IoU=0.50      | area=   all | maxDets=100 ] = 1.000" in r.stdout
-    # shift every label right by 60% of its width: IoU (1-.6)/(1+.6) = .25 < .5 -> nothing matches at .5
-    for p in dataset.glob("img_*.txt"):
-        rows = [line.split() for line in p.read_text().splitlines()]
-        p.write_text("".join(f"{c} {float(x) + 0.6 * float(w)} {y} {w} {h}\n" for c, x, y, w, h in rows))
-    r = run("map", dataset / "obj.data", CFG, WEIGHTS, "--iou-thresh", "0.26")
-    assert "class_id = 27, name = tie, ap = 0.00%" in r.stdout
-    r = run("map", dataset / "obj.data", CFG, WEIGHTS, "--iou-thresh", "0.24")
-    assert "class_id = 27, name = tie, ap = 0.00%" not in r.stdout and "name = tie, ap = " in r.stdout
 
 
 def test_valid_coco_and_voc(dataset):

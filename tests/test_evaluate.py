@@ -99,3 +99,16 @@ def test_empty_inputs():
     assert average_precision([], [], 0) == 0.0
     with pytest.raises(ValueError, match="label class id 5"):
         score([(Detections.empty(2, 10, 10), truths([(5, *A)]))])
+
+
+@pytest.mark.parametrize("points", [0, 11, 101])
+def test_shifted_boxes_lose_ap_where_the_iou_says(points):
+    # detections equal to the truths shifted right by s*w: IoU = (1 - s) / (1 + s); s = .25 -> 0.6
+    rng = np.random.default_rng(1)
+    t = np.column_stack([rng.integers(0, 2, 20), rng.uniform(.2, .8, (20, 2)), rng.uniform(.05, .1, (20, 2))])
+    rows = [(int(c), 0.5 + 0.02 * k, x + 0.25 * w, y, w, h) for k, (c, x, y, w, h) in enumerate(t)]
+    for iou_thresh, expect in [(0.59, 1.0), (0.61, 0.0)]:
+        acc = MapAccumulator(2, iou_thresh)
+        for k in range(0, 20, 5):  # four images of five boxes
+            acc.add(dets(rows[k:k + 5]), truths(t[k:k + 5]))
+        assert acc.result(points).map == pytest.approx(expect)
