@@ -254,6 +254,8 @@ def _names_for(model: object, data_names: Optional[str], names: Optional[str]) -
               help="Confidence for the printed TP/FP, precision, recall, F1 and average IoU.")
 @click.option("-n", "--names", type=click.Path(dir_okay=False), default=None, help="Overrides names= of DATA.")
 @click.option("--coco", is_flag=True, help="Also print COCO's AP@[.5:.95], AP50, AP75, APs/m/l and AR (pycocotools).")
+@click.option("--plots", type=click.Path(file_okay=False), default=None,
+              help="Write pr_curves.png and confusion_matrix.png (at --thresh) into this folder.")
 @click.option("--coco-gt", type=click.Path(dir_okay=False), default=None,
               help="A COCO instances_*.json as ground truth for --coco (images matched by file name).")
 @click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
@@ -261,8 +263,8 @@ def _names_for(model: object, data_names: Optional[str], names: Optional[str]) -
 @size_option
 @_friendly
 def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points: int, thresh: float,
-         names: Optional[str], coco: bool, coco_gt: Optional[str], batch: int, device: Optional[str],
-         size: Optional[str]) -> None:
+         names: Optional[str], coco: bool, plots: Optional[str], coco_gt: Optional[str], batch: int,
+         device: Optional[str], size: Optional[str]) -> None:
     """mAP of CFG + WEIGHTS on the `valid` list of DATA, printed as `darknet detector map` prints it.
 
     Labels are found by Darknet's rule (images/ -> labels/, JPEGImages/ -> labels/, extension -> .txt);
@@ -294,6 +296,13 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
         collector = CocoCollector(class_names, read_coco_gt(coco_gt) if coco_gt else None)
     res = compute_map(model, paths, class_names, iou_thresh, thresh, points, batch, difficult, coco=collector)
     click.echo("\n".join(map_lines(res, class_names)))
+    if plots:
+        from darkcfg.plots import confusion_matrix, pr_curves
+
+        pr_curves(res, class_names, Path(plots) / "pr_curves.png")
+        assert res.confusion is not None
+        confusion_matrix(res.confusion, class_names, Path(plots) / "confusion_matrix.png")
+        click.echo(f"plots: {Path(plots) / 'pr_curves.png'}, {Path(plots) / 'confusion_matrix.png'}", err=True)
     if collector is not None:
         from darkcfg.coco import stats_lines
 

@@ -56,6 +56,7 @@ class MapResult:
     tp: int
     fp: int
     avg_iou: float  # of the TPs at thresh, over TP + FP as the reference divides
+    confusion: Optional[np.ndarray] = None  # (C+1, C+1) true x predicted at thresh, last = background
 
     @property
     def precision(self) -> float:
@@ -114,6 +115,7 @@ class MapAccumulator:
         self.fp_per_class = np.zeros(classes, np.int64)
         self.avg_iou = F32(0)
         self.images = 0
+        self.confusion = np.zeros((classes + 1, classes + 1), np.int64)  # true x predicted, last = background
 
     def add(self, dets: Detections, truths: np.ndarray, difficult: Optional[np.ndarray] = None) -> None:
         """dets: one image's detections after NMS; truths, difficult: (N, 5) rows (id, x, y, w, h) relative."""
@@ -152,6 +154,28 @@ class MapAccumulator:
                     self.fp_per_class[c] += 1
         self.unique_truths += len(truths)
         self.images += 1
+        self._confuse(dets, truths, iou)
+
+    def _confuse(self, dets: Detections, truths: np.ndarray, iou: np.ndarray) -> None:
+        """Confusion at the confidence threshold: each detection's best class; in order of confidence, the
+        free truth of any class with the largest IoU > iou_thresh; the rest pair with background."""
+        bg = self.classes
+        p = np.where(dets.probs > F32(self.thresh), dets.probs, 0)
+        keep = np.flatnonzero(p.max(axis=1) > 0) if len(p) else np.zeros(0, np.int64)
+        keep = keep[np.argsort(-p[keep].max(axis=1), kind="stable")]
+        free = np.ones(len(truths), bool)
+        t_ids = truths[:, 0].astype(np.int64)
+        for i in keep:
+            c = int(p[i].argmax())
+            cand = np.where(free & (iou[i] > F32(self.iou_thresh)), iou[i], -1) if len(truths) else np.zeros(0)
+            if len(cand) and cand.max() > 0:
+                j = int(cand.argmax())
+                free[j] = False
+                self.confusion[t_ids[j], c] += 1
+            else:
+                self.confusion[bg, c] += 1
+        for j in np.flatnonzero(free):
+            self.confusion[t_ids[j], bg] += 1
 
     def result(self, points: int = 0) -> MapResult:
         n = len(self.probs)
@@ -181,4 +205,4 @@ class MapAccumulator:
         avg_iou = float(self.avg_iou / F32(tp_t + fp_t)) if tp_t + fp_t else 0.0
         m = float(sum(c.ap for c in per_class) / self.classes)
         return MapResult(per_class, m, points, self.iou_thresh, self.thresh, n, self.unique_truths, tp_t, fp_t,
-                         avg_iou)
+                         avg_iou, self.confusion.copy())

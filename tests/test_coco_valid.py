@@ -124,3 +124,32 @@ def test_map_bad_input(dataset, tmp_path):
     names.write_text("a\nb\n")
     r = run("map", dataset / "obj.data", CFG, WEIGHTS, "-n", names)
     assert r.exit_code == 1 and "two.names: has 2 names, expected 80" in r.output
+
+
+def test_coco_gt_file_and_plots(dataset, tmp_path):
+    """A COCO instances file describing the same labels gives the same numbers as the labels do."""
+    images, anns = [], []
+    for k, p in enumerate(sorted(dataset.glob("img_*.jpg"))):
+        h, w = cv2.imread(str(p)).shape[:2]
+        images.append({"id": 100 + k, "file_name": f"val/{p.name}", "width": w, "height": h})
+        for line in p.with_suffix(".txt").read_text().splitlines():
+            c, cx, cy, bw, bh = (float(v) for v in line.split())
+            anns.append({"id": len(anns) + 1, "image_id": 100 + k, "category_id": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                         13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32][int(c)],
+                         "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h], "area": bw * w * bh * h,
+                         "iscrowd": 0})
+    cats = [{"id": i, "name": str(i)} for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20,
+                                                21, 22, 23, 24, 25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+                                                41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58,
+                                                59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79,
+                                                80, 81, 82, 84, 85, 86, 87, 88, 89, 90)]
+    gt = tmp_path / "instances_val.json"
+    gt.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    a = run("map", dataset / "obj.data", CFG, WEIGHTS, "--coco")
+    b = run("map", dataset / "obj.data", CFG, WEIGHTS, "--coco-gt", gt, "--plots", tmp_path / "plots")
+    assert a.exit_code == b.exit_code == 0, b.output
+    tail = [line for line in a.stdout.splitlines() if "@[ IoU" in line]
+    assert len(tail) == 12 and tail == [line for line in b.stdout.splitlines() if "@[ IoU" in line]
+    for name in ("pr_curves.png", "confusion_matrix.png"):
+        img = cv2.imread(str(tmp_path / "plots" / name))
+        assert img is not None and img.shape[0] > 200 and img.min() < 100

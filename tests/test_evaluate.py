@@ -112,3 +112,11 @@ def test_shifted_boxes_lose_ap_where_the_iou_says(points):
         for k in range(0, 20, 5):  # four images of five boxes
             acc.add(dets(rows[k:k + 5]), truths(t[k:k + 5]))
         assert acc.result(points).map == pytest.approx(expect)
+
+
+def test_confusion_matrix_at_thresh():
+    # truth A class 0 found as class 1, truth B class 1 missed, one detection on nothing (class 0),
+    # and one low-confidence detection (below thresh: not counted)
+    img = (dets([(1, .9, *A), (0, .8, .5, .9, .05, .05), (0, .1, *B)]), truths([(0, *A), (1, *B)]))
+    m = score([img]).confusion
+    assert m.tolist() == [[0, 1, 0], [0, 0, 1], [1, 0, 0]]
