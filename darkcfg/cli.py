@@ -134,6 +134,19 @@ def _device(name: Optional[str]) -> str:
     return name
 
 
+def _names_for(model: object, data_names: Optional[str], names: Optional[str]) -> list[str]:
+    from darkcfg.names import COCO_NAMES, head_classes, read_names
+
+    classes = head_classes(model)
+    path = names or data_names
+    if path is not None:
+        return read_names(path, classes)
+    if classes == 80:
+        return read_names(COCO_NAMES)
+    raise click.ClickException(f"{model.cfg_file} has classes={classes}: give the class names with --names FILE "
+                               "(or names= in the .data file)")
+
+
 @main.command(context_settings={"max_content_width": 110})
 @click.argument("cfg", type=click.Path(dir_okay=False))
 @click.argument("sources", nargs=-1, required=True)
@@ -174,20 +187,13 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     """
     from darkcfg.api import default_weights, load, load_weights_file
     from darkcfg.detector import Detector
-    from darkcfg.names import COCO_NAMES, head_classes, read_names
     from darkcfg.outputs import Outputs
     from darkcfg.progress import Progress
     from darkcfg.report import JsonWriter, text_lines
     from darkcfg.sources import expand_sources, iter_frames, video_info
 
     model = load(cfg, size=_parse_size(size))
-    classes = head_classes(model)
-    if names is not None:
-        class_names = read_names(names, classes)
-    elif classes == 80:
-        class_names = read_names(COCO_NAMES)
-    else:
-        raise click.ClickException(f"{cfg} has classes={classes}: give the class names with --names FILE")
+    class_names = _names_for(model, None, names)
     if weights:
         load_weights_file(model, weights)
     elif not cfg.endswith((".pt", ".pth")):  # a darkcfg checkpoint carries its weights
@@ -229,18 +235,6 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
                err=True)
     if failed or not found:
         sys.exit(1)
-
-
-def _names_for(model: object, data_names: Optional[str], names: Optional[str]) -> list[str]:
-    from darkcfg.names import COCO_NAMES, head_classes, read_names
-
-    classes = head_classes(model)
-    path = names or data_names
-    if path is not None:
-        return read_names(path, classes)
-    if classes == 80:
-        return read_names(COCO_NAMES)
-    raise click.ClickException(f"classes={classes}: give the class names (names= in the .data file, or --names)")
 
 
 @main.command("map")

@@ -26,10 +26,6 @@ class Detection:
     box: tuple[float, float, float, float]
     relative: tuple[float, float, float, float]
 
-    def as_dict(self) -> dict:
-        return {"class_id": self.class_id, "name": self.name, "confidence": self.confidence,
-                "box": list(self.box), "relative": list(self.relative)}
-
 
 @dataclass
 class Detections:

@@ -5,6 +5,7 @@ letter_box, as validate_detector_map), and their labels are read by the referenc
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,8 +34,6 @@ def check_paths(paths: Sequence[str], what: str) -> None:
     """Every image of a validation list must exist: one line naming the first missing one (and the count)."""
     if not paths:
         raise DataError(f"{what}: the list is empty: nothing to validate on")
-    import os
-
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
