@@ -350,7 +350,7 @@ def calc_anchors(data: str, num: int, width: int, height: int, seed: int, out: s
 
     from darkcfg.anchors import anchors_line, kmeans_anchors
     from darkcfg.dataset import label_path, read_data_cfg, read_labels, read_list
-    from darkcfg.outputs import atomic_write_bytes
+    from darkcfg.outputs import write_file
     from darkcfg.progress import Progress
 
     dc = read_data_cfg(data)
@@ -371,7 +371,7 @@ def calc_anchors(data: str, num: int, width: int, height: int, seed: int, out: s
     line = anchors_line(anchors, width)
     click.echo(f" read labels from {len(paths)} images, {len(wh)} boxes")
     click.echo(f"\n avg IoU = {iou * 100:2.2f} % \n")
-    atomic_write_bytes(Path(out), line.encode())
+    write_file(Path(out), line.encode())
     click.echo(f"Saving anchors to the file: {out} ")
     click.echo(f"anchors = {line}")
 

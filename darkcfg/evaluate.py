@@ -131,7 +131,8 @@ class MapAccumulator:
                  else np.zeros((len(dets), 0), F32))
         d_ids = difficult[:, 0].astype(np.int64)
         thr, conf = F32(self.iou_thresh), F32(self.thresh)
-        image_idx: list[int] = []  # truth indices of this image's kept detections, in order
+        seen: dict[int, int] = {}  # truth index -> how many of this image's kept detections matched it
+        last = None  # truth index of the image's last kept detection
         for i, c in zip(*np.nonzero(dets.probs > 0)):  # detection, then class: the reference's loop order
             prob = dets.probs[i, c]
             ok = (iou[i] > thr) & (t_ids == c)
@@ -140,14 +141,16 @@ class MapAccumulator:
                 j = int(np.flatnonzero(ok)[np.argmax(iou[i][ok])])  # first of the largest
                 ti, max_iou = self.unique_truths + j, iou[i, j]
             dropped = ti < 0 and bool(((d_iou[i] > thr) & (d_ids == c)).any())
-            earlier = image_idx[:-1] if dropped else list(image_idx)
+            # matched by an earlier kept detection of this image (after a drop, the last one is not looked at)
+            found = seen.get(ti, 0) - (1 if dropped and last == ti else 0) > 0
             if not dropped:
                 self.probs.append(float(prob))
                 self.class_ids.append(int(c))
                 self.truth_index.append(ti)
-                image_idx.append(ti)
+                seen[ti] = seen.get(ti, 0) + 1
+                last = ti
             if prob > conf:
-                if ti > -1 and ti not in earlier:
+                if ti > -1 and not found:
                     self.avg_iou += max_iou
                     self.tp_per_class[c] += 1
                 else:

@@ -6,7 +6,6 @@ interrupted run never leaves a truncated image, label file or video behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,18 +16,12 @@ from darkcfg.detections import Detections
 from darkcfg.draw import draw_detections
 from darkcfg.report import label_lines
 from darkcfg.sources import Source, video_info
+from darkcfg.weights import atomic_write
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_file(path: Path, data: bytes) -> None:
+    """An output file, written atomically (weights.atomic_write without the fsync)."""
+    atomic_write(path, lambda fh: fh.write(data), durable=False)
 
 
 class Outputs:
@@ -55,7 +48,7 @@ class Outputs:
         if self.save_txt and source.kind == "image":
             dest = (self.out_dir / (Path(source.path).stem + ".txt")) if self.out_dir else Path(label_path(source.path))
             text = "".join(line + "\n" for line in label_lines(dets, self.thresh))
-            atomic_write_bytes(dest, text.encode())
+            write_file(dest, text.encode())
             self.written.append(dest)
         if self.out_dir is None:
             return
@@ -67,7 +60,7 @@ class Outputs:
         ok, buf = cv2.imencode(dest.suffix, drawn)
         if not ok:
             raise OSError(f"{dest}: OpenCV could not encode the annotated image")
-        atomic_write_bytes(dest, buf.tobytes())
+        write_file(dest, buf.tobytes())
         self.written.append(dest)
 
     def _video_frame(self, source: Source, drawn: np.ndarray) -> None:

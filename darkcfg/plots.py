@@ -14,12 +14,12 @@ from darkcfg.evaluate import MapResult
 def _save(path: Path, img: np.ndarray) -> None:
     import cv2
 
-    from darkcfg.outputs import atomic_write_bytes
+    from darkcfg.outputs import write_file
 
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode the plot")
-    atomic_write_bytes(path, buf.tobytes())
+    write_file(path, buf.tobytes())
 
 
 def pr_curves(res: MapResult, names: Sequence[str], path: Path, top: int = 20) -> None:

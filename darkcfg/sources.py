@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from darkcfg.dataset import read_list
 from darkcfg.image import IMAGE_EXTENSIONS, ImageError, read_bgr
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".mjpeg")
@@ -53,13 +54,10 @@ def _images_in(folder: Path) -> list[str]:
 
 
 def _read_list(path: Path) -> list[str]:
-    """A list file: one path per line (CR/LF stripped, blank lines skipped); relative paths are taken from the
-    current directory as the reference does, else from the list's folder."""
+    """dataset.read_list; relative paths are taken from the current directory as the reference does, else
+    from the list's folder."""
     out = []
-    for line in path.read_text(errors="replace").splitlines():
-        line = line.strip()
-        if not line:
-            continue
+    for line in read_list(path):
         if not os.path.isabs(line) and not os.path.exists(line) and (path.parent / line).exists():
             line = str(path.parent / line)
         out.append(line)

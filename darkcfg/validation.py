@@ -77,7 +77,7 @@ def write_valid(model: torch.nn.Module, paths: Sequence[str], names: Sequence[st
     """detector.c:validate_detector (thresh .001, nms .6): `kind` coco -> <out_dir>/coco_results.json with
     COCO category ids for 80-class models (else class id + 1); voc (or anything else) ->
     <out_dir>/<prefix><class name>.txt per class. Files are written beside and renamed into place."""
-    from darkcfg.outputs import atomic_write_bytes
+    from darkcfg.outputs import write_file
     from darkcfg.report import COCO_IDS, coco_image_id, coco_result_lines, voc_result_lines
 
     det = Detector(model, names, VALID_THRESH, VALID_NMS, None, batch)
@@ -99,11 +99,11 @@ def write_valid(model: torch.nn.Module, paths: Sequence[str], names: Sequence[st
     out_dir.mkdir(parents=True, exist_ok=True)
     if coco:
         dest = out_dir / "coco_results.json"
-        atomic_write_bytes(dest, ("[\n" + ",\n".join(json_lines) + "\n]\n").encode())
+        write_file(dest, ("[\n" + ",\n".join(json_lines) + "\n]\n").encode())
         return [dest]
     written = []
     for c, lines in enumerate(per_class):
         dest = out_dir / f"{prefix}{names[c]}.txt"
-        atomic_write_bytes(dest, "".join(line + "\n" for line in lines).encode())
+        write_file(dest, "".join(line + "\n" for line in lines).encode())
         written.append(dest)
     return written

@@ -127,16 +127,18 @@ def write_weights(model: Darknet, fh: BinaryIO, upto: Optional[int] = None,
     return n
 
 
-def atomic_write(path: Union[str, Path], writer: object) -> None:
-    """Call writer(fh) on a temporary file beside `path`, then rename it over `path` (never half-written)."""
+def atomic_write(path: Union[str, Path], writer: object, durable: bool = True) -> None:
+    """Call writer(fh) on a temporary file beside `path`, then rename it over `path` (never half-written).
+    `durable` also fsyncs before the rename (checkpoints); outputs written by the thousand skip that."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             writer(fh)  # type: ignore[operator]
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
