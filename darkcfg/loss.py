@@ -21,6 +21,7 @@ from torch import Tensor
 from darkcfg import iou_grad
 from darkcfg.iou_grad import XYWH
 from darkcfg.layers.yolo import Yolo, YoloParams
+from darkcfg.network import Darknet
 
 
 @dataclass
@@ -307,3 +308,35 @@ def yolo_loss(layer: Yolo, x: Tensor, truths: Tensor, net_w: int, net_h: int) ->
     loss = surrogate - surrogate.detach() + stats["cost"]
     return YoloLossResult(loss, delta, stats["cost"], stats["count"], stats["avg_iou"], stats["class_loss"],
                           stats["iou_loss"], stats["total_loss"])
+
+
+@dataclass
+class NetworkLoss:
+    """A training forward of a whole network.
+
+    loss: the sum of every head's loss (its gradient is the reference's summed deltas).
+    cost: get_network_cost, the mean of the heads' costs. heads: (layer index, result) per head.
+    """
+
+    loss: Tensor
+    cost: float
+    heads: list[tuple[int, YoloLossResult]]
+
+
+def network_loss(model: Darknet, x: Tensor, truths: Tensor, cpu_1x1_overwrite: bool = False) -> NetworkLoss:
+    """Forward `x` (B, C, H, W) through `model` in training mode and apply every head's loss.
+
+    truths: (B, T, 6) in the reference's layout, relative to the input. cpu_1x1_overwrite: see
+    `Darknet.forward_heads` (only for comparing with the reference's CPU numbers).
+    """
+    results = []
+    for i, inp in model.forward_heads(x, cpu_1x1_overwrite):
+        layer = model.layers[i]
+        if layer.ltype != "yolo":
+            raise NotImplementedError(f"{model.cfg_file}: layer {i} [{layer.ltype}]: training this head type is "
+                                      "not supported (only [yolo])")
+        results.append((i, yolo_loss(layer, inp, truths, model.net.width, model.net.height)))
+    if not results:
+        raise NotImplementedError(f"{model.cfg_file}: no [yolo] layer to train")
+    loss = torch.stack([r.loss for _, r in results]).sum()
+    return NetworkLoss(loss, sum(r.cost for _, r in results) / len(results), results)

@@ -147,6 +147,34 @@ class Darknet(nn.Module):
                 outputs[k] = None
         return [outputs[i] for i in self.output_layers]  # type: ignore[misc]
 
+    def forward_heads(self, x: Tensor, cpu_1x1_overwrite: bool = False) -> list[tuple[int, Tensor]]:
+        """Training forward: (index, input) of every detection head, the input being the tensor that
+        enters the head (B, C, H, W). A layer with `stopbackward` passes no gradient back: its output is
+        detached, so it and every earlier layer get none from the loss (backward_network's `break`).
+
+        cpu_1x1_overwrite: reproduce a bug of the reference's CPU backward, for comparing with its numbers
+        only. There a 1x1, stride-1 [convolutional] writes the delta of the layer before it instead of adding
+        to it, so the gradient that later readers of that layer (a [route] or [shortcut] further on, whose
+        backward runs earlier) had already put there is lost. reference/sgd/ was made that way; the GPU
+        path, and darkcfg by default, keep every reader's gradient.
+        """
+        self._check_input(x)
+        outputs: list[Optional[Tensor]] = [None] * len(self.layers)
+        heads: list[tuple[int, Tensor]] = []
+        for i, layer in enumerate(self.layers):
+            if layer.ltype in OUTPUT_TYPES or layer.ltype == "region":
+                heads.append((i, x))
+            x = layer(x, outputs)
+            if getattr(layer, "stopbackward", 0):
+                x = x.detach()
+            if cpu_1x1_overwrite and i > 0 and outputs[i - 1] is not None and layer.ltype == "conv" \
+                    and getattr(layer, "size", 0) == 1 and getattr(layer, "stride", None) == (1, 1):
+                outputs[i - 1] = outputs[i - 1].detach()  # later readers' gradient is dropped
+            outputs[i] = x
+            for k in self._free_after[i]:
+                outputs[k] = None
+        return heads
+
     def forward_all(self, x: Tensor) -> list[Tensor]:
         """Every layer's output: list index i is Darknet layer i, in the reference's layout."""
         self._check_input(x)
