@@ -237,6 +237,68 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
         sys.exit(1)
 
 
+def _key_values(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise click.BadParameter(f"'{item}': expected KEY=VALUE, e.g. burn_in=100", param_hint="--set")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@main.command(context_settings={"max_content_width": 110})
+@click.argument("data", type=click.Path())
+@click.argument("cfg", type=click.Path(dir_okay=False))
+@click.argument("weights", type=click.Path(dir_okay=False), required=False)
+@click.option("--map", "calc_map", is_flag=True, help="Measure mAP@0.5 on valid= as it trains; save _best.weights.")
+@click.option("--map-every", type=click.IntRange(1), default=None,
+              help="Iterations between mAP runs (default: the reference's max(4 epochs, 100)).")
+@click.option("--clear", is_flag=True, help="Start from iteration 0 even if WEIGHTS has a `seen` count.")
+@click.option("--batch", type=click.IntRange(1), default=None, help="Override [net] batch (the cfg is not changed).")
+@click.option("--subdivisions", type=click.IntRange(1), default=None, help="Override [net] subdivisions.")
+@click.option("--max-batches", type=click.IntRange(1), default=None, help="Override [net] max_batches.")
+@click.option("--backup", type=click.Path(file_okay=False), default=None, help="Overrides backup= of DATA.")
+@click.option("--classes", type=click.IntRange(1), default=None, help="Classes, when DATA is a folder.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
+@click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
+              help="Data-loading processes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw (augmentation, order).")
+@click.option("--amp/--no-amp", default=None, help="bfloat16 mixed precision (default: on with CUDA).")
+@click.option("--no-augment", is_flag=True, help="Plain resize, no random transforms (for checks).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Set a [net] key for this run (e.g. --set burn_in=100); the cfg file is not changed.")
+@size_option
+@_friendly
+def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every: Optional[int], clear: bool,
+          batch: Optional[int], subdivisions: Optional[int], max_batches: Optional[int], backup: Optional[str],
+          classes: Optional[int], device: Optional[str], workers: int, seed: int, amp: Optional[bool],
+          no_augment: bool, overrides: tuple[str, ...], size: Optional[str]) -> None:
+    """Train CFG on DATA like `darknet detector train DATA CFG [WEIGHTS]`.
+
+    DATA is a .data file (train=, valid=, names=, backup=, saveweights=, savelast=) or a folder of images
+    with their .txt labels beside them. WEIGHTS may be a prefix (e.g. yolov4-tiny.conv.29 from
+    `darkcfg partial`) or a checkpoint to resume (backup/x_last.weights resumes at its iteration, exactly
+    when its .state.pt sidecar is beside it). Several GPUs or machines: `torchrun --nproc_per_node N -m
+    darkcfg train ...` (the learning rate is multiplied by N, as the reference does with -gpus).
+    """
+    from darkcfg.trainer import Trainer, TrainOptions
+
+    dev = _device(device)
+    opts = TrainOptions(data=data, cfg=cfg, weights=weights, clear=clear, size=_parse_size(size), batch=batch,
+                        subdivisions=subdivisions, max_batches=max_batches, backup=backup, device=dev,
+                        workers=workers, seed=seed, calc_map=calc_map, map_every=map_every, amp=amp,
+                        augment=not no_augment, classes=classes, overrides=_key_values(overrides))
+    trainer = Trainer(opts)
+    try:
+        r = trainer.run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    if r.final is not None:
+        best = f", best mAP@0.5 {r.best_map * 100:.2f} %" if opts.calc_map else ""
+        click.echo(f"done: iteration {r.iteration}, avg loss {r.avg_loss:.4f}{best}; {r.final}")
+
+
 @main.command("map")
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.argument("cfg", type=click.Path(dir_okay=False))

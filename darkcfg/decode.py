@@ -17,7 +17,9 @@ Arithmetic follows the C types: float32, with double where C promotes (exp, the 
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -121,6 +123,19 @@ def head_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return heads
 
 
+def _quiet_floats(fn: Callable) -> Callable:
+    """An untrained or diverging network gives exp overflows: they decode to inf boxes, as in the C code,
+    without numpy's warnings."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet_floats
 def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tuple[int, int]], thresh: float,
            letterbox: bool) -> list[Detections]:
     """get_network_boxes for a batch.

@@ -301,10 +301,11 @@ def yolo_loss(layer: Yolo, x: Tensor, truths: Tensor, net_w: int, net_h: int) ->
     if layer.gaussian:
         raise NotImplementedError("training [Gaussian_yolo] is not supported")
     with torch.no_grad():
-        out = layer(x.detach(), [])
+        out = layer(x.detach().float(), [])  # in float32 also under mixed precision
         delta, stats = yolo_delta(layer.params, out, truths, net_w, net_h)
+    # the GPU path scales by delta_normalizer (the CPU path ignores it; default 1)
     delta = delta * layer.params.delta_normalizer if layer.params.delta_normalizer != 1 else delta
-    surrogate = -(delta.to(x.dtype) * x).sum()
+    surrogate = -(delta * x.float()).sum()
     loss = surrogate - surrogate.detach() + stats["cost"]
     return YoloLossResult(loss, delta, stats["cost"], stats["count"], stats["avg_iou"], stats["class_loss"],
                           stats["iou_loss"], stats["total_loss"])

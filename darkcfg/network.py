@@ -131,6 +131,29 @@ class Darknet(nn.Module):
             if i not in keep and j < n:
                 self._free_after[j].append(i)
 
+    def set_size(self, width: int, height: int) -> None:
+        """Change the input size in place, keeping the very same parameter and buffer tensors (an optimiser
+        holding them stays valid): multi-scale training. Layers built for each size are cached."""
+        if (width, height) == (self.net.width, self.net.height):
+            return
+        cache = self.__dict__.setdefault("_size_cache", {})
+        cache[(self.net.width, self.net.height)] = (self.layers, self.shapes, self.net, self._free_after)
+        if (width, height) not in cache:
+            fresh = Darknet(self.cfg_text, self.cfg_file, (width, height), warn_unused=False)
+            ref = next(iter(self.parameters()), None)
+            if ref is not None:
+                fresh.to(ref.device)
+            for old, new in zip(self.layers.modules(), fresh.layers.modules()):
+                for k in list(new._parameters):
+                    new._parameters[k] = old._parameters[k]
+                for k in list(new._buffers):
+                    if k not in new._non_persistent_buffers_set:
+                        new._buffers[k] = old._buffers[k]
+            fresh.layers.train(self.training)
+            cache[(width, height)] = (fresh.layers, fresh.shapes, fresh.net, fresh._free_after)
+        self.layers, self.shapes, self.net, self._free_after = cache[(width, height)]
+        self.layers.train(self.training)
+
     # -- running ------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4 or tuple(x.shape[1:]) != tuple(self.input_shape):

@@ -1,0 +1,3 @@
+from darkcfg.cli import main
+
+main()
