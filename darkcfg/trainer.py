@@ -125,6 +125,7 @@ class Trainer:
         from darkcfg.cfg import read_cfg
 
         text, name = read_cfg(opts.cfg)
+        torch.manual_seed(opts.seed)  # the reference's random initialisation, reproducible with --seed
         model = Darknet(override_net(text, opts.overrides), name, opts.size, warn_unused=self.rank == 0)
         net = model.net
         if opts.batch:
@@ -146,6 +147,11 @@ class Trainer:
         self.seen = int(model.header.seen)
         self.start = self.seen // self.images_per_it
         model.to(self.device)
+        if self.world > 1:  # every process starts from rank 0's tensors
+            import torch.distributed as dist
+
+            for t in list(model.parameters()) + list(model.buffers()):
+                dist.broadcast(t.data, 0)
         self.model = model
         self.init_size = (net.width, net.height)
         self.opt = DarknetOptimizer(model, self.images_per_it)

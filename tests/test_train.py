@@ -1,0 +1,158 @@
+"""Training smoke tests on the synthetic shapes set: the loss falls, checkpoints load back with the
+reference's `seen`, a resume with the sidecar is exact, a kill then resume continues at the stored
+iteration, a NaN loss stops with the last good checkpoint named, Ctrl-C saves `_last`, and two processes
+(gloo) end with identical weights."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from oracle import REPO
+
+import darkcfg
+from darkcfg.network import Darknet
+from darkcfg.trainer import Trainer, TrainError, TrainOptions
+from darkcfg.weights import load_weights, save_weights
+
+FAST = {"burn_in": "4", "learning_rate": "0.005"}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("shapes")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_shapes_dataset.py"), str(out), "--train", "24",
+                    "--valid", "8", "--size", "96", "--seed", "1"], check=True, capture_output=True)
+    return out
+
+
+def _data(shapes: Path, tmp: Path, savelast: int = 100) -> str:
+    d = tmp / "s.data"
+    d.write_text((shapes / "shapes.data").read_text().replace(f"backup = {shapes / 'backup'}/", f"backup = {tmp}/b/")
+                 + f"savelast = {savelast}\n")
+    return str(d)
+
+
+def _opts(shapes: Path, tmp: Path, **kw) -> TrainOptions:
+    base = dict(data=_data(shapes, tmp, kw.pop("savelast", 100)), cfg=str(shapes / "yolov4-tiny-shapes.cfg"),
+                size=(64, 64), batch=4, workers=kw.pop("workers", 0), progress=False, overrides=dict(FAST))
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def test_loss_falls_and_checkpoints_load(shapes: Path, tmp_path: Path) -> None:
+    losses = []
+    opts = _opts(shapes, tmp_path, max_batches=30, workers=1, on_iteration=lambda it, loss: losses.append(loss))
+    r = Trainer(opts).run()
+    assert r.iteration == 30 and r.seen == 120
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:3]) / 3, losses
+    b = tmp_path / "b"
+    for name in ("last", "final"):
+        model = darkcfg.load(opts.cfg, b / f"yolov4-tiny-shapes_{name}.weights", size=64)
+        assert model.header.seen == 120
+    text = (b / "yolov4-tiny-shapes.log").read_text()
+    assert " 30: " in text and "avg loss" in text and "v3 (ciou loss" in text
+    rows = (b / "yolov4-tiny-shapes.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,loss") and len(rows) == 31
+    assert (b / "chart.png").stat().st_size > 1000
+
+
+def test_resume_with_sidecar_is_exact(shapes: Path, tmp_path: Path) -> None:
+    straight, split = tmp_path / "a", tmp_path / "b0"
+    straight.mkdir()
+    split.mkdir()
+    Trainer(_opts(shapes, straight, max_batches=6)).run()
+    Trainer(_opts(shapes, split, max_batches=3)).run()
+    last = split / "b" / "yolov4-tiny-shapes_last.weights"
+    assert (split / "b" / "yolov4-tiny-shapes_last.state.pt").is_file()
+    r = Trainer(_opts(shapes, split, max_batches=6, weights=str(last))).run()
+    assert r.iteration == 6 and r.seen == 24
+    cfg = str(shapes / "yolov4-tiny-shapes.cfg")
+    a = darkcfg.load(cfg, straight / "b" / "yolov4-tiny-shapes_final.weights", size=64).state_dict()
+    b = darkcfg.load(cfg, split / "b" / "yolov4-tiny-shapes_final.weights", size=64).state_dict()
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6), k
+
+
+def test_kill_then_resume_continues_at_stored_iteration(shapes: Path, tmp_path: Path) -> None:
+    data = _data(shapes, tmp_path, savelast=5)
+    cmd = [sys.executable, "-m", "darkcfg", "train", data, str(shapes / "yolov4-tiny-shapes.cfg"), "--size", "64",
+           "--batch", "4", "--workers", "0", "--set", "burn_in=4", "--max-batches", "500"]
+    last = tmp_path / "b" / "yolov4-tiny-shapes_last.weights"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not last.exists():
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert last.exists(), "no _last checkpoint within 120 s"
+    m = Darknet.from_file(shapes / "yolov4-tiny-shapes.cfg", size=(64, 64), warn_unused=False)
+    load_weights(m, last)
+    stored = m.header.seen // 4
+    assert stored >= 5 and stored % 5 == 0
+    out = subprocess.run(cmd[:-1] + [str(stored + 2), str(last)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"done: iteration {stored + 2}" in out.stdout
+    log = (tmp_path / "b" / "yolov4-tiny-shapes.log").read_text()
+    assert f"\n {stored + 1}: " in log
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(shapes: Path, tmp_path: Path) -> None:
+    m = Darknet.from_file(shapes / "yolov4-tiny-shapes.cfg", size=(64, 64), warn_unused=False)
+    with torch.no_grad():
+        m.layers[0].conv.weight.fill_(float("nan"))
+    w = tmp_path / "nan.weights"
+    save_weights(m, w)
+    with pytest.raises(TrainError, match="iteration 1: the loss is nan .*none written yet"):
+        Trainer(_opts(shapes, tmp_path, max_batches=5, weights=str(w))).run()
+    assert not (tmp_path / "b" / "yolov4-tiny-shapes_last.weights").exists()
+
+
+def test_ctrl_c_saves_last(shapes: Path, tmp_path: Path) -> None:
+    def interrupt(it: int, loss: float) -> None:
+        if it == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_opts(shapes, tmp_path, max_batches=50, on_iteration=interrupt)).run()
+    m = Darknet.from_file(shapes / "yolov4-tiny-shapes.cfg", size=(64, 64), warn_unused=False)
+    load_weights(m, tmp_path / "b" / "yolov4-tiny-shapes_last.weights")
+    assert m.header.seen == 3 * 4
+
+
+DDP_SCRIPT = """
+import sys, torch
+from darkcfg.trainer import Trainer, TrainOptions
+data, cfg, out = sys.argv[1:4]
+t = Trainer(TrainOptions(data=data, cfg=cfg, size=(64, 64), batch=2, max_batches=3, workers=0, progress=False,
+                         overrides={"burn_in": "1", "learning_rate": "0.01"}))
+t.run()
+torch.save({k: v.detach().cpu() for k, v in t.model.named_parameters()}, f"{out}/rank{t.rank}.pt")
+"""
+
+
+def test_two_processes_gloo_identical_weights(shapes: Path, tmp_path: Path) -> None:
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "DARKCFG_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29533", str(script), _data(shapes, tmp_path),
+                          str(shapes / "yolov4-tiny-shapes.cfg"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    start = Darknet.from_file(shapes / "yolov4-tiny-shapes.cfg", size=(64, 64), warn_unused=False)
+    moved = 0
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for k, v in start.named_parameters():
+        moved += int(not torch.equal(v.detach(), a[k]))
+    assert moved > 0
