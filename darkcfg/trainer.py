@@ -327,6 +327,9 @@ class Trainer:
                             if m >= self.best_map:
                                 self.best_map = m
                                 self._save("best", iteration)
+                    if main:  # the CSV row, with the mAP when it was measured at this iteration
+                        self._csv(self._row + [f"{self.maps[-1][1]:.6f}" if self.maps and
+                                               self.maps[-1][0] == iteration else ""])
                     if main and (iteration >= iter_save + saveweights or iteration % saveweights == 0):
                         iter_save = iteration
                         self._save(str(iteration), iteration, sidecar=False)
@@ -408,8 +411,7 @@ class Trainer:
                   f"{left:f} hours left\n")
         self._log(buf.getvalue())
         rate = imgs / dt if dt > 0 else 0.0
-        self._csv([it, f"{loss:.6f}", f"{self.avg_loss:.6f}", f"{lr:.8g}", f"{rate:.2f}",
-                   f"{self.maps[-1][1]:.6f}" if self.maps and self.maps[-1][0] == it else ""])
+        self._row = [it, f"{loss:.6f}", f"{self.avg_loss:.6f}", f"{lr:.8g}", f"{rate:.2f}"]
         self.history.append((it, self.avg_loss))
         bar.update(1, loss=f"{loss:.3f}", avg=f"{self.avg_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}",
                    size=f"{net.width}x{net.height}")

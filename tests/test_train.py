@@ -156,3 +156,23 @@ def test_two_processes_gloo_identical_weights(shapes: Path, tmp_path: Path) -> N
     for k, v in start.named_parameters():
         moved += int(not torch.equal(v.detach(), a[k]))
     assert moved > 0
+
+
+def test_cli_train_with_map_writes_best_and_csv(shapes: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from darkcfg.cli import main
+
+    data = _data(shapes, tmp_path)
+    res = CliRunner().invoke(main, ["train", data, str(shapes / "yolov4-tiny-shapes.cfg"), "--size", "64",
+                                    "--batch", "4", "--max-batches", "6", "--workers", "0", "--map",
+                                    "--map-every", "3", "--set", "burn_in=2"])
+    assert res.exit_code == 0, res.output
+    assert "done: iteration 6" in res.output and "best mAP@0.5" in res.output
+    b = tmp_path / "b"
+    assert (b / "yolov4-tiny-shapes_best.weights").is_file()
+    rows = [r.split(",") for r in (b / "yolov4-tiny-shapes.csv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows if r[5]] == ["3", "6"]  # mAP measured at 3 and 6
+    assert "mean_average_precision (mAP@0.50)" in (b / "yolov4-tiny-shapes.log").read_text()
+    bad = CliRunner().invoke(main, ["train", str(tmp_path / "none.data"), str(shapes / "yolov4-tiny-shapes.cfg")])
+    assert bad.exit_code == 1 and "no such .data file or folder" in bad.output
