@@ -22,6 +22,23 @@ def _save(path: Path, img: np.ndarray) -> None:
     write_file(path, buf.tobytes())
 
 
+def _axes(img: np.ndarray, box: tuple[int, int, int, int], xlabels: Sequence[str], ylabels: Sequence[str],
+          ycolor: tuple[int, int, int], yoff: int) -> None:
+    """A frame with a 10x10 grid and tick labels: box = (x0, y0 bottom-left, x1, y1 top-right) pixels."""
+    import cv2
+
+    x0, y0, x1, y1 = box
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for k in range(11):
+        x = int(x0 + (x1 - x0) * k / 10)
+        y = int(y0 - (y0 - y1) * k / 10)
+        cv2.line(img, (x, y0), (x, y1), (225, 225, 225), 1)
+        cv2.line(img, (x0, y), (x1, y), (225, 225, 225), 1)
+        cv2.putText(img, xlabels[k], (x - 12, y0 + 20), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, ylabels[k], (x0 + yoff, y + 4), font, 0.4, ycolor, 1, cv2.LINE_AA)
+    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
+
+
 def pr_curves(res: MapResult, names: Sequence[str], path: Path, top: int = 20) -> None:
     """Precision (y) over recall (x) per class with truths, the `top` most frequent; legend with AP."""
     import cv2
@@ -29,14 +46,8 @@ def pr_curves(res: MapResult, names: Sequence[str], path: Path, top: int = 20) -
     w, h, x0, y0, x1, y1 = 1000, 720, 70, 660, 700, 50
     img = np.full((h, w, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    for k in range(11):  # grid and ticks
-        x = int(x0 + (x1 - x0) * k / 10)
-        y = int(y0 - (y0 - y1) * k / 10)
-        cv2.line(img, (x, y0), (x, y1), (225, 225, 225), 1)
-        cv2.line(img, (x0, y), (x1, y), (225, 225, 225), 1)
-        cv2.putText(img, f"{k / 10:.1f}", (x - 12, y0 + 20), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, f"{k / 10:.1f}", (x0 - 35, y + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
+    _axes(img, (x0, y0, x1, y1), [f"{k / 10:.1f}" for k in range(11)], [f"{k / 10:.1f}" for k in range(11)],
+          (0, 0, 0), -35)
     cv2.putText(img, "recall", ((x0 + x1) // 2 - 20, y0 + 45), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "precision", (5, y1 - 15), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     title = f"PR curves, mAP@{res.iou_thresh:.2f} = {res.map * 100:.2f} %"
@@ -99,16 +110,12 @@ def training_chart(iterations: Sequence[int], losses: Sequence[float], max_batch
     font = cv2.FONT_HERSHEY_SIMPLEX
     top = max(max_loss, 1e-6)
     span = max(1, max_batches)
-    for k in range(11):
-        x = int(x0 + (x1 - x0) * k / 10)
-        y = int(y0 - (y0 - y1) * k / 10)
-        cv2.line(img, (x, y0), (x, y1), (225, 225, 225), 1)
-        cv2.line(img, (x0, y), (x1, y), (225, 225, 225), 1)
-        cv2.putText(img, f"{int(span * k / 10)}", (x - 15, y0 + 20), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, f"{top * k / 10:.2f}", (x0 - 55, y + 4), font, 0.4, (160, 0, 0), 1, cv2.LINE_AA)
-        if maps:
+    _axes(img, (x0, y0, x1, y1), [f"{int(span * k / 10)}" for k in range(11)],
+          [f"{top * k / 10:.2f}" for k in range(11)], (160, 0, 0), -55)
+    if maps:
+        for k in range(11):
+            y = int(y0 - (y0 - y1) * k / 10)
             cv2.putText(img, f"{k * 10}%", (x1 + 8, y + 4), font, 0.4, (0, 0, 200), 1, cv2.LINE_AA)
-    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
     cv2.putText(img, "iteration", ((x0 + x1) // 2 - 30, y0 + 45), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     if len(iterations):
         it = np.asarray(iterations, np.float64)

@@ -3,7 +3,7 @@
 synthetic shapes set, at a reduced input size. Prints training images/s, wall time and the mAP@0.5 on the
 validation split (the reference's validate_detector_map), and writes the chart to OUT/backup/chart.png.
 
-    python scripts/bench_train.py [--out /tmp/darkcfg-bench-train] [--iterations 600] [--size 128]
+    python scripts/bench_train.py [--out DIR] [--iterations 600] [--size 128]
         [--batch 16] [--device cpu|cuda]
 
 The schedule is the cfg's with burn_in and steps shortened to the run (given with --set, the cfg is not
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from darkcfg.trainer import Trainer, TrainOptions  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="/tmp/darkcfg-bench-train")
+    ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "darkcfg-bench-train"))
     ap.add_argument("--iterations", type=int, default=600)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
