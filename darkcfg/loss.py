@@ -105,9 +105,11 @@ def yolo_delta(p: YoloParams, out: Tensor, truths: Tensor, net_w: int, net_h: in
 
     ious = iou_grad.iou(XYWH(*(c.unsqueeze(-1) for c in pred)), XYWH(*(bc(c) for c in tbox)))
     ious = torch.where(bc(ok), ious, torch.zeros_like(ious))
-    best_iou, best_t = ious.max(-1) if ious.shape[-1] else (torch.zeros_like(pred.x), torch.zeros_like(
-        pred.x, dtype=torch.long))
-    best_t = ious.argmax(-1) if ious.shape[-1] else best_t  # first of equal maxima, as the strict > loop
+    if ious.shape[-1]:  # argmax: the first of equal maxima, as the reference's strict > loop
+        best_t = ious.argmax(-1)
+        best_iou = ious.gather(-1, best_t.unsqueeze(-1)).squeeze(-1)
+    else:
+        best_iou, best_t = torch.zeros_like(pred.x), torch.zeros_like(pred.x, dtype=torch.long)
     class_match = (o[..., 5:] > 0.25).any(-1)  # compare_yolo_class: class-agnostic, at this anchor
     best_match = torch.where(class_match, best_iou, torch.zeros_like(best_iou))
     obj = o[..., 4]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from darkcfg.augment import AugmentConfig, augment_one, filter_truths, mosaic, rand_scale
-from darkcfg.dataset import label_path, read_labels
+from darkcfg.dataset import label_path, read_labels, read_list
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff")
 
@@ -27,8 +27,6 @@ def image_paths(source: str) -> list[str]:
     """A list file (one path per line) or a folder of images with their .txt labels beside them."""
     if os.path.isdir(source):
         return sorted(os.path.join(source, f) for f in os.listdir(source) if f.lower().endswith(IMAGE_EXTS))
-    from darkcfg.dataset import read_list
-
     return read_list(source)
 
 
