@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from darkcfg.layers.region import Region
 from darkcfg.network import Darknet
 
 
@@ -43,9 +44,9 @@ class AugmentConfig:
     @classmethod
     def from_model(cls, model: Darknet) -> AugmentConfig:
         net = model.net
-        heads = [m for m in model.layers if m.ltype in ("yolo", "Gaussian_yolo")]
+        heads = [m for m in model.layers if m.ltype in ("yolo", "Gaussian_yolo") or isinstance(m, Region)]
         if not heads:
-            raise ValueError(f"{model.cfg_file}: no [yolo] layer: nothing to train a detector with")
+            raise ValueError(f"{model.cfg_file}: no [yolo] or [region] layer: nothing to train a detector with")
         last = heads[-1].params
         return cls(width=net.width, height=net.height, classes=last.classes, jitter=last.jitter,
                    resize=last.resize, letter_box=bool(net.letter_box), flip=bool(net.flip), hue=net.hue,

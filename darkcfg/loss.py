@@ -14,14 +14,17 @@ network input, the list of an image ending at its first row with x == 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from darkcfg import iou_grad
 from darkcfg.iou_grad import XYWH
+from darkcfg.layers.region import Region
 from darkcfg.layers.yolo import Yolo, YoloParams
 from darkcfg.network import Darknet
+from darkcfg.region_loss import RegionLossResult, region_loss
 
 
 @dataclass
@@ -318,28 +321,37 @@ class NetworkLoss:
     """A training forward of a whole network.
 
     loss: the sum of every head's loss (its gradient is the reference's summed deltas).
-    cost: get_network_cost, the mean of the heads' costs. heads: (layer index, result) per head.
+    cost: get_network_cost, the mean of the heads' costs. heads: (layer index, result) per head, a
+    `YoloLossResult` for [yolo] and a `RegionLossResult` for [region].
     """
 
     loss: Tensor
     cost: float
-    heads: list[tuple[int, YoloLossResult]]
+    heads: list[tuple[int, YoloLossResult | RegionLossResult]]
 
 
-def network_loss(model: Darknet, x: Tensor, truths: Tensor, cpu_1x1_overwrite: bool = False) -> NetworkLoss:
+def network_loss(model: Darknet, x: Tensor, truths: Tensor, cpu_1x1_overwrite: bool = False,
+                 seen: Optional[int] = None) -> NetworkLoss:
     """Forward `x` (B, C, H, W) through `model` in training mode and apply every head's loss.
 
     truths: (B, T, 6) in the reference's layout, relative to the input. cpu_1x1_overwrite: see
-    `Darknet.forward_heads` (only for comparing with the reference's CPU numbers).
+    `Darknet.forward_heads` (only for comparing with the reference's CPU numbers). seen: the reference's
+    image count during this forward, for [region]'s early anchor term (default: the header's `seen` plus
+    this batch, as train_network_datum counts before its forward).
     """
-    results = []
+    if seen is None:
+        seen = int(model.header.seen) + x.shape[0]
+    results: list[tuple[int, YoloLossResult | RegionLossResult]] = []
     for i, inp in model.forward_heads(x, cpu_1x1_overwrite):
         layer = model.layers[i]
-        if layer.ltype != "yolo":
+        if isinstance(layer, Region):
+            results.append((i, region_loss(layer, inp, truths, seen)))
+        elif layer.ltype == "yolo":
+            results.append((i, yolo_loss(layer, inp, truths, model.net.width, model.net.height)))
+        else:
             raise NotImplementedError(f"{model.cfg_file}: layer {i} [{layer.ltype}]: training this head type is "
-                                      "not supported (only [yolo])")
-        results.append((i, yolo_loss(layer, inp, truths, model.net.width, model.net.height)))
+                                      "not supported (only [yolo] and [region])")
     if not results:
-        raise NotImplementedError(f"{model.cfg_file}: no [yolo] layer to train")
+        raise NotImplementedError(f"{model.cfg_file}: no [yolo] or [region] layer to train")
     loss = torch.stack([r.loss for _, r in results]).sum()
     return NetworkLoss(loss, sum(r.cost for _, r in results) / len(results), results)

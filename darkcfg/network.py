@@ -133,11 +133,12 @@ class Darknet(nn.Module):
 
     def set_size(self, width: int, height: int) -> None:
         """Change the input size in place, keeping the very same parameter and buffer tensors (an optimiser
-        holding them stays valid): multi-scale training. Layers built for each size are cached."""
+        holding them stays valid): multi-scale training. Layers built for each size are cached; `net` stays the
+        same object (only its width and height change), so options set on it after loading are kept."""
         if (width, height) == (self.net.width, self.net.height):
             return
         cache = self.__dict__.setdefault("_size_cache", {})
-        cache[(self.net.width, self.net.height)] = (self.layers, self.shapes, self.net, self._free_after)
+        cache[(self.net.width, self.net.height)] = (self.layers, self.shapes, self._free_after)
         if (width, height) not in cache:
             fresh = Darknet(self.cfg_text, self.cfg_file, (width, height), warn_unused=False)
             ref = next(iter(self.parameters()), None)
@@ -150,8 +151,9 @@ class Darknet(nn.Module):
                     if k not in new._non_persistent_buffers_set:
                         new._buffers[k] = old._buffers[k]
             fresh.layers.train(self.training)
-            cache[(width, height)] = (fresh.layers, fresh.shapes, fresh.net, fresh._free_after)
-        self.layers, self.shapes, self.net, self._free_after = cache[(width, height)]
+            cache[(width, height)] = (fresh.layers, fresh.shapes, fresh._free_after)
+        self.layers, self.shapes, self._free_after = cache[(width, height)]
+        self.net.width, self.net.height = width, height
         self.layers.train(self.training)
 
     # -- running ------------------------------------------------------------------------------------

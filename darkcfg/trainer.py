@@ -24,10 +24,12 @@ import torch
 from darkcfg.augment import AugmentConfig
 from darkcfg.dataset import DataConfig, read_data_cfg
 from darkcfg.errors import DarkcfgError
+from darkcfg.layers.region import Region
 from darkcfg.loss import network_loss
 from darkcfg.network import Darknet
 from darkcfg.optim import EMA, DarknetOptimizer
 from darkcfg.progress import Progress
+from darkcfg.region_loss import RegionLossResult
 from darkcfg.schedule import learning_rate
 from darkcfg.train_data import TrainDataset, TrainSampler, collate, image_paths
 from darkcfg.weights import atomic_write, save_weights
@@ -165,9 +167,9 @@ class Trainer:
         self.last_good: Optional[Path] = None
         if opts.weights and not opts.clear:
             self._load_sidecar(Path(opts.weights))
-        heads = [m for m in model.layers if m.ltype == "yolo"]
+        heads = [m for m in model.layers if m.ltype == "yolo" or isinstance(m, Region)]
         if not heads:
-            raise TrainError(f"{opts.cfg}: no [yolo] layer: darkcfg trains [yolo] detectors")
+            raise TrainError(f"{opts.cfg}: no [yolo] or [region] layer: darkcfg trains [yolo] and [region] detectors")
         self.aug = AugmentConfig.from_model(model)
         if self.data.classes is not None and self.data.classes != self.aug.classes and self.rank == 0:
             print(f"warning: {self.data.file}: classes={self.data.classes} but {opts.cfg} has classes="
@@ -380,7 +382,7 @@ class Trainer:
             t = truths[s * mini:(s + 1) * mini].to(self.device, non_blocking=True)
             self.seen += mini
             with torch.autocast(self.device.type, enabled=self.amp, dtype=torch.bfloat16):
-                r = network_loss(self.model, x, t)  # bfloat16 mixed precision: no loss scaling needed
+                r = network_loss(self.model, x, t, seen=self.seen)  # bfloat16 mixed precision: no loss scaling needed
             (r.loss / self.images_per_it).backward()
             total += r.cost
             self.last_heads = r.heads
@@ -403,6 +405,9 @@ class Trainer:
         left = (end - it) * dt / 3600
         buf = io.StringIO()
         for i, r in getattr(self, "last_heads", []):
+            if isinstance(r, RegionLossResult):
+                buf.write(r.log_line())
+                continue
             p = self.model.layers[i].params
             buf.write(f"v3 ({p.iou_loss} loss, Normalizer: (iou: {p.iou_normalizer:.2f}, obj: {p.obj_normalizer:.2f}, "
                       f"cls: {p.cls_normalizer:.2f}) Region {i} Avg (IOU: {r.avg_iou:f}), count: {r.count}, "

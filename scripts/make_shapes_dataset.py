@@ -90,9 +90,13 @@ def adapt_cfg(text: str, classes: int) -> str:
     parts = re.split(r"(?m)^(?=\[)", text)
     for k, part in enumerate(parts):
         head = part.strip().split("\n", 1)[0].strip()
-        if head in ("[yolo]", "[Gaussian_yolo]"):
-            m = re.search(r"(?m)^\s*mask\s*=\s*([\d,\s]+)$", part)
-            n = len([v for v in m.group(1).split(",") if v.strip()]) if m else 1
+        if head in ("[yolo]", "[Gaussian_yolo]", "[region]"):
+            if head == "[region]":  # num anchors, all of them at this head
+                m = re.search(r"(?m)^\s*num\s*=\s*(\d+)", part)
+                n = int(m.group(1)) if m else 1
+            else:
+                m = re.search(r"(?m)^\s*mask\s*=\s*([\d,\s]+)$", part)
+                n = len([v for v in m.group(1).split(",") if v.strip()]) if m else 1
             parts[k] = re.sub(r"(?m)^(\s*classes\s*=\s*)\d+", rf"\g<1>{classes}", part)
             for j in range(k - 1, -1, -1):
                 if parts[j].lstrip().startswith("[convolutional]"):

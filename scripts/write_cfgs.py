@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write darkcfg's own cfg/yolov4-tiny.cfg, cfg/yolov4-csp.cfg and cfg/yolov4-p5.cfg.
+"""Write darkcfg's own cfg/yolov2-tiny.cfg, cfg/yolov4-tiny.cfg, cfg/yolov4-csp.cfg and cfg/yolov4-p5.cfg.
 
 The networks are the Scaled-YOLOv4 paper's (and Darknet's) architectures, composed here from blocks
 (CSP stages, SPP-CSP, PAN with CSP blocks, YOLO heads) so that official .weights load into them: the same
@@ -48,6 +48,9 @@ class CfgWriter:
 
     def upsample(self) -> int:
         return self.add("upsample", stride=2)
+
+    def region(self, opts: dict) -> int:
+        return self.add("region", **opts)
 
     def yolo(self, mask: list[int], opts: dict) -> int:
         return self.add("yolo", mask=",".join(map(str, mask)), **opts)
@@ -223,7 +226,26 @@ def yolov4_tiny() -> str:
     return w.text()
 
 
-CFGS = {"yolov4-tiny": yolov4_tiny, "yolov4-csp": yolov4_csp, "yolov4-p5": yolov4_p5}
+def yolov2_tiny() -> str:
+    """Tiny YOLOv2 (the YOLO9000 paper's small COCO model): a [region] head with 5 anchors in grid units."""
+    net = {"batch": 1, "subdivisions": 1, "width": 416, "height": 416, "channels": 3, "momentum": 0.9,
+           "decay": 0.0005, "angle": 0, "saturation": 1.5, "exposure": 1.5, "hue": 0.1, "learning_rate": 0.001,
+           "burn_in": 1000, "max_batches": 500200, "policy": "steps", "steps": "400000,450000", "scales": ".1,.1"}
+    w = CfgWriter("Tiny YOLOv2, 416x416, 80 classes ([region]); train with --batch 64 --subdivisions 2", net)
+    for k, f in enumerate((16, 32, 64, 128, 256, 512)):
+        w.conv(f, 3, act="leaky", comment="backbone" if k == 0 else "")
+        w.maxpool(2, 2 if k < 5 else 1)
+    w.conv(1024, 3, act="leaky")
+    w.conv(512, 3, act="leaky", comment="detection head, stride 32")
+    w.conv(425, 1, act="linear", bn=False)
+    w.region({"anchors": "0.57273,0.677385,1.87446,2.06253,3.33843,5.47434,7.88282,3.52778,9.77052,9.16828",
+              "bias_match": 1, "classes": 80, "coords": 4, "num": 5, "softmax": 1, "jitter": 0.2, "rescore": 0,
+              "object_scale": 5, "noobject_scale": 1, "class_scale": 1, "coord_scale": 1, "absolute": 1,
+              "thresh": 0.6, "random": 1})
+    return w.text()
+
+
+CFGS = {"yolov2-tiny": yolov2_tiny, "yolov4-tiny": yolov4_tiny, "yolov4-csp": yolov4_csp, "yolov4-p5": yolov4_p5}
 
 
 def main(out: str = "cfg") -> None:

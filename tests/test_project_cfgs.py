@@ -1,5 +1,6 @@
-"""darkcfg's own cfg/yolov4-{tiny,csp,p5}.cfg (written by scripts/write_cfgs.py, not copied) build the same
-networks as the reference cfgs: layer types, shapes, sources, options, tensor layout, so official weights load."""
+"""darkcfg's own cfg/yolov2-tiny.cfg and cfg/yolov4-{tiny,csp,p5}.cfg (written by scripts/write_cfgs.py, not
+copied) build the same networks as the reference cfgs: layer types, shapes, sources, options, tensor layout,
+so official weights load."""
 import dataclasses
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from oracle import CFG_DIR, REPO, needs_shared, randomize
 from darkcfg import load_weights, save_weights
 from darkcfg.network import Darknet
 
-NAMES = ["yolov4-tiny", "yolov4-csp", "yolov4-p5"]
+NAMES = ["yolov2-tiny", "yolov4-tiny", "yolov4-csp", "yolov4-p5"]
 LAYER_ATTRS = ("ltype", "out_shape", "in_shape", "sources", "activation", "filters", "size", "stride", "groups",
                "dilation", "padding", "batch_normalize", "group_id", "params", "weights_type")
 

@@ -4,6 +4,7 @@ iteration, a NaN loss stops with the last good checkpoint named, Ctrl-C saves `_
 (gloo) end with identical weights."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -176,3 +177,36 @@ def test_cli_train_with_map_writes_best_and_csv(shapes: Path, tmp_path: Path) ->
     assert "mean_average_precision (mAP@0.50)" in (b / "yolov4-tiny-shapes.log").read_text()
     bad = CliRunner().invoke(main, ["train", str(tmp_path / "none.data"), str(shapes / "yolov4-tiny-shapes.cfg")])
     assert bad.exit_code == 1 and "no such .data file or folder" in bad.output
+
+
+def test_region_cfg_trains(shapes: Path, tmp_path: Path) -> None:
+    """A YOLOv2 cfg ([region] head, darkcfg's cfg/yolov2-tiny.cfg adapted to the set's classes) trains:
+    the loss falls, the log has the reference's Region line, and the checkpoint loads back."""
+    spec = importlib.util.spec_from_file_location("msd", REPO / "scripts" / "make_shapes_dataset.py")
+    msd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(msd)
+    classes = len((shapes / "shapes.names").read_text().split())
+    cfg = tmp_path / "yolov2-tiny-shapes.cfg"
+    cfg.write_text(msd.adapt_cfg((REPO / "cfg" / "yolov2-tiny.cfg").read_text(), classes))
+    losses = []
+    opts = _opts(shapes, tmp_path, cfg=str(cfg), max_batches=30, overrides={"burn_in": "4", "learning_rate": "0.001"},
+                 on_iteration=lambda it, loss: losses.append(loss))
+    r = Trainer(opts).run()
+    assert r.iteration == 30 and r.seen == 120  # random=1: sizes change, --batch stays
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5, losses
+    b = tmp_path / "b"
+    assert "Region Avg IOU" in (b / "yolov2-tiny-shapes.log").read_text()
+    model = darkcfg.load(str(cfg), b / "yolov2-tiny-shapes_final.weights", size=64)
+    assert model.header.seen == 120
+
+
+def test_set_size_keeps_net_options_and_parameters() -> None:
+    model = darkcfg.load(str(REPO / "cfg" / "yolov2-tiny.cfg"), size=64)
+    model.net.batch, model.net.subdivisions = 8, 2
+    params = [p.data_ptr() for p in model.parameters()]
+    model.set_size(96, 128)
+    assert (model.net.batch, model.net.mini_batch, model.net.width, model.net.height) == (8, 4, 96, 128)
+    assert [p.data_ptr() for p in model.parameters()] == params
+    assert model(torch.rand(1, 3, 128, 96))[0].shape[1:3] == (4, 3)
+    model.set_size(64, 64)
+    assert model.net.batch == 8 and model(torch.rand(1, 3, 64, 64))[0].shape[1:3] == (2, 2)
