@@ -169,11 +169,18 @@ def _names_for(model: object, data_names: Optional[str], names: Optional[str]) -
 @click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
 @size_option
+@click.option("--fast/--no-fast", default=True, show_default=True,
+              help="Inference fast path: batch-norm folded into the convolutions, channels-last memory.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the network (inductor, frozen weights): faster after a first, slow call.")
+@click.option("--half/--no-half", default=None,
+              help="float16 autocast (bfloat16 on a CPU). Default: on with a GPU (with CUDA graphs), off on a CPU.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the detections (errors and the summary only).")
 @_friendly
 def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Optional[str], thresh: float,
            nms: float, letterbox: Optional[bool], out: str, nosave: bool, json_path: Optional[str], save_txt: bool,
-           ext_output: bool, batch: int, device: Optional[str], size: Optional[str], quiet: bool) -> None:
+           ext_output: bool, batch: int, device: Optional[str], size: Optional[str], fast: bool, compile_: bool,
+           half: Optional[bool], quiet: bool) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
@@ -187,6 +194,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     """
     from darkcfg.api import default_weights, load, load_weights_file
     from darkcfg.detector import Detector
+    from darkcfg.fast import prepare_for_inference
     from darkcfg.outputs import Outputs
     from darkcfg.progress import Progress
     from darkcfg.report import JsonWriter, text_lines
@@ -199,7 +207,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     elif not cfg.endswith((".pt", ".pth")):  # a darkcfg checkpoint carries its weights
         load_weights_file(model, default_weights(cfg))
     model.to(_device(device))
-    det = Detector(model, class_names, thresh, nms, letterbox, batch)
+    det = Detector(prepare_for_inference(model, fast, compile_, half), class_names, thresh, nms, letterbox, batch)
     found, errors = expand_sources(sources)
     for e in errors:
         click.echo(f"error: {e}", err=True)

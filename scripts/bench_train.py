@@ -4,7 +4,7 @@ synthetic shapes set, at a reduced input size. Prints training images/s, wall ti
 validation split (the reference's validate_detector_map), and writes the chart to OUT/backup/chart.png.
 
     python scripts/bench_train.py [--out DIR] [--iterations 600] [--size 128]
-        [--batch 16] [--device cpu|cuda]
+        [--batch 16] [--device cpu|cuda] [--cfg cfg/yolov2-tiny.cfg]
 
 The schedule is the cfg's with burn_in and steps shortened to the run (given with --set, the cfg is not
 changed): burn_in=100, steps at 80 % and 90 % of the iterations.
@@ -35,15 +35,18 @@ def main() -> int:
     ap.add_argument("--train-images", type=int, default=400)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cfg", default=str(REPO / "cfg" / "yolov4-tiny.cfg"), help="adapted to the set's classes")
     a = ap.parse_args()
     out = Path(a.out)
-    if not (out / "shapes.data").is_file():
+    cfg = out / f"{Path(a.cfg).stem}-shapes.cfg"
+    if not (out / "shapes.data").is_file() or not cfg.is_file():
         subprocess.run([sys.executable, str(REPO / "scripts" / "make_shapes_dataset.py"), str(out), "--train",
-                        str(a.train_images), "--valid", "100", "--size", str(a.size), "--seed", "0"], check=True)
+                        str(a.train_images), "--valid", "100", "--size", str(a.size), "--seed", "0", "--cfg", a.cfg],
+                       check=True)
     for f in (out / "backup").glob("*"):
         f.unlink()
     n = a.iterations
-    opts = TrainOptions(data=str(out / "shapes.data"), cfg=str(out / "yolov4-tiny-shapes.cfg"), size=(a.size, a.size),
+    opts = TrainOptions(data=str(out / "shapes.data"), cfg=str(cfg), size=(a.size, a.size),
                         batch=a.batch, subdivisions=1, max_batches=n, device=a.device, workers=a.workers, seed=0,
                         calc_map=True, map_every=max(1, n // 4),
                         overrides={"burn_in": "100", "steps": f"{int(n * .8)},{int(n * .9)}", "scales": ".1,.1"})
@@ -51,7 +54,8 @@ def main() -> int:
     r = Trainer(opts).run()
     wall = time.time() - t0
     images = n * a.batch
-    print(f"device {a.device}, torch threads {torch.get_num_threads()}: {n} iterations x {a.batch} images at "
+    print(f"{cfg.name}, device {a.device}, torch threads {torch.get_num_threads()}: {n} iterations x {a.batch} "
+          f"images at "
           f"{a.size}x{a.size} in {wall:.0f} s (incl. {4} mAP runs): {images / wall:.1f} training images/s")
     print(f"final avg loss {r.avg_loss:.3f}; mAP@0.5 on {out / 'valid.txt'}: {r.best_map * 100:.2f} % (best); "
           f"chart: {out / 'backup' / 'chart.png'}")

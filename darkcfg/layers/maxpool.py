@@ -49,7 +49,7 @@ class MaxPool(DarknetLayer):
             groups = -(-c // oc)
             if groups * oc != c:  # channels k = g, g+oc, ... ; missing ones never win
                 x = F.pad(x, (0, 0, 0, 0, 0, groups * oc - c), value=float("-inf"))
-            return x.view(b, groups, oc, h, w).amax(dim=1)
+            return x.reshape(b, groups, oc, h, w).amax(dim=1)
         oh, ow = self.out_shape.h, self.out_shape.w
         if self.average:
             s = F.avg_pool2d(F.pad(x, self._pad), self.size, self.stride, divisor_override=1)

@@ -55,7 +55,7 @@ class Region(DarknetLayer):
     def forward(self, x: Tensor, outputs: list) -> Tensor:
         b, _, h, w = x.shape
         p = self.params
-        y = x.view(b, self.n, self.entries, h, w).permute(0, 3, 4, 1, 2)  # (B, H, W, n, entries)
+        y = x.reshape(b, self.n, self.entries, h, w).permute(0, 3, 4, 1, 2)  # (B, H, W, n, entries)
         parts = [y[..., : p.coords], torch.sigmoid(y[..., p.coords: p.coords + 1])]
         cls = y[..., p.coords + 1:]
         parts.append(cls.softmax(dim=-1) if p.softmax else cls)

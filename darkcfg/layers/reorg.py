@@ -31,7 +31,7 @@ class Reorg3d(DarknetLayer):
         if self.reverse:
             c, h, w = self.out_shape
             # (B, dy, dx, C, H/s, W/s) -> (B, C, H/s, dy, W/s, dx)
-            return x.view(b, s, s, c, h // s, w // s).permute(0, 3, 4, 1, 5, 2).reshape(b, c, h, w)
+            return x.reshape(b, s, s, c, h // s, w // s).permute(0, 3, 4, 1, 5, 2).reshape(b, c, h, w)
         c, h, w = self.in_shape
         # (B, C, H/s, dy, W/s, dx) -> (B, dy, dx, C, H/s, W/s)
         y = x[..., : h // s * s, : w // s * s].reshape(b, c, h // s, s, w // s, s)

@@ -54,6 +54,11 @@ class Shortcut(DarknetLayer):
 
     def forward(self, x: Tensor, outputs: list) -> Tensor:
         b = x.shape[0]
+        if self.weight is None and all(outputs[i].shape == x.shape for i in self.sources):
+            out = x  # the usual residual: same shapes, no weights; keeps x's memory format (channels-last)
+            for i in self.sources:
+                out = out + outputs[i]
+            return self.act(out)
         w = self._weights() if self.weight is not None else None
         out = (x if w is None else x * w[0].view(1, -1, 1, 1)).reshape(b, -1)
         flat_c = self.out_shape.h * self.out_shape.w
@@ -69,7 +74,7 @@ class Shortcut(DarknetLayer):
                 out = out + add
             else:
                 out = torch.cat([out[:, :m] + add, out[:, m:]], dim=1)
-        return self.act(out.view(b, *self.out_shape))
+        return self.act(out.reshape(b, *self.out_shape))
 
     def describe(self) -> str:
         src = ", ".join(str(s) for s in self.sources)

@@ -21,7 +21,7 @@ class Softmax(DarknetLayer):
         if self.spatial:
             return x.softmax(dim=1)
         b = x.shape[0]
-        return x.reshape(b, self.groups, -1).softmax(dim=-1).view(b, *self.out_shape)
+        return x.reshape(b, self.groups, -1).softmax(dim=-1).reshape(b, *self.out_shape)
 
     def describe(self) -> str:
         return f"softmax{'':40s}{self.in_shape.size:4d}"

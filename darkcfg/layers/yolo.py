@@ -80,6 +80,7 @@ class Yolo(DarknetLayer):
         mask = torch.zeros(self.entries, dtype=torch.bool)
         mask[sig] = True
         self.register_buffer("sigmoid_mask", mask.view(1, 1, -1, 1, 1), persistent=False)
+        self.any_sigmoid = bool(sig)  # a Python bool: no data-dependent branch when compiled
         # x, y <- s*x - (s-1)/2 (scal_add_cpu); identity on every other entry
         s = params.scale_x_y
         scale, shift = torch.ones(self.entries), torch.zeros(self.entries)
@@ -96,8 +97,8 @@ class Yolo(DarknetLayer):
 
     def forward(self, x: Tensor, outputs: list) -> Tensor:
         b, _, h, w = x.shape
-        y = x.view(b, self.n, self.entries, h, w)
-        if self.sigmoid_mask.any():
+        y = x.reshape(b, self.n, self.entries, h, w)  # reshape: also for channels-last input
+        if self.any_sigmoid:
             y = torch.where(self.sigmoid_mask, torch.sigmoid(y), y)
         if self.params.scale_x_y != 1:
             y = y * self.xy_scale + self.xy_shift

@@ -1,0 +1,165 @@
+"""The inference fast path: a Darknet network prepared once for running, not training.
+
+`InferenceModel(model)` copies the network and, at build time:
+- folds every batch-norm into its convolution (w' = w * g / sqrt(var + eps), b' = beta - mean * g / sqrt(...)),
+  so a [convolutional] is one conv + its activation;
+- stores the convolution weights channels-last (NHWC) and feeds the input channels-last, where oneDNN's
+  CPU convolutions (and cuDNN's tensor-core ones) are fastest; head outputs come back contiguous, in the
+  reference's layout;
+- runs under `torch.inference_mode`;
+- optionally (`compile=True`) hands the forward to `torch.compile` (inductor, frozen weights: constant
+  folding, fused activations, its own convolution choices). The first call per input shape compiles.
+- optionally (`half=True`, GPU) runs in float16 autocast (bfloat16 on a CPU), and with `cuda_graphs=True`
+  replays a captured CUDA graph per input shape.
+
+It quacks like a `Darknet` for the detection pipeline (`net`, `layers`, `output_layers`, `cfg_file`,
+`parameters()`), so `Detector(InferenceModel(model))` runs the same decode and NMS.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from darkcfg.layers.convolutional import Convolutional
+from darkcfg.network import Darknet
+
+
+def fold_batchnorm(model: Darknet) -> int:
+    """Fold every [convolutional]'s batch-norm (eval statistics) into its conv weights, in place.
+
+    Returns the number of layers folded. Layers that share another's weights (share_index) follow their
+    owner, which is folded once.
+    """
+    n = 0
+    for layer in model.layers:
+        if not isinstance(layer, Convolutional) or layer.bn is None or layer.share:
+            continue
+        bn, conv = layer.bn, layer.conv
+        with torch.no_grad():
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                              conv.dilation, conv.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
+            fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            fused.bias.copy_(bn.bias - bn.running_mean * scale)
+        layer.conv, layer.bn = fused, None
+        n += 1
+    for layer in model.layers:  # sharers read the owner's conv and bn at run time
+        if isinstance(layer, Convolutional) and layer.share and layer.bn is not None:
+            layer.bn = None
+    return n
+
+
+def _to_channels_last(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+
+
+class InferenceModel(nn.Module):
+    """A copy of `model` prepared for inference (see the module docstring); `inplace=True` converts `model`
+    itself instead (no second copy of the weights; `model` is then for inference only).
+
+    forward(x): x (B, C, H, W) float -> the head outputs as `Darknet.forward` gives them (float32,
+    contiguous, the reference's layout).
+    """
+
+    def __init__(self, model: Darknet, channels_last: bool = True, fold_bn: bool = True, compile: bool = False,
+                 half: bool = False, cuda_graphs: bool = False, inplace: bool = False) -> None:
+        super().__init__()
+        net = (model if inplace else copy.deepcopy(model)).eval()
+        net.__dict__.pop("_size_cache", None)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.folded = fold_batchnorm(net) if fold_bn else 0
+        self.channels_last = channels_last
+        if channels_last:
+            _to_channels_last(net)
+        self.darknet = net
+        self.half = half
+        self.compiled = compile
+        self._run = net.forward
+        if compile:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # weights are constants: folded and pre-packed at compile time
+            self._run = torch.compile(net.forward, backend="inductor", dynamic=False)
+        self.cuda_graphs = cuda_graphs
+        self._graphs: dict[tuple, tuple] = {}
+
+    # -- what the detection pipeline reads from a Darknet ------------------------------------------------
+    @property
+    def net(self):  # noqa: ANN201 - NetConfig
+        return self.darknet.net
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.darknet.layers
+
+    @property
+    def output_layers(self) -> list[int]:
+        return self.darknet.output_layers
+
+    @property
+    def cfg_file(self) -> str:
+        return self.darknet.cfg_file
+
+    @property
+    def header(self):  # noqa: ANN201 - WeightsHeader
+        return self.darknet.header
+
+    # -- running ------------------------------------------------------------------------------------------
+    def _autocast(self, device: torch.device):  # noqa: ANN202
+        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        return torch.autocast(device.type, dtype=dtype, enabled=self.half)
+
+    def _forward(self, x: Tensor) -> list[Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast(x.device):
+            outs = self._run(x)
+        return [o.float().contiguous() for o in outs]
+
+    @torch.inference_mode()
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if self.cuda_graphs and x.is_cuda:
+            return self._graph_forward(x)
+        return self._forward(x)
+
+    def _graph_forward(self, x: Tensor) -> list[Tensor]:
+        """Capture once per (shape, dtype), then replay: no per-kernel launch cost."""
+        key = (tuple(x.shape), x.dtype)
+        if key not in self._graphs:
+            static_in = x.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):  # warm-up: cuDNN picks its algorithms outside the capture
+                    self._forward(static_in)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._forward(static_in)
+            self._graphs[key] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return [o.clone() for o in static_out]
+
+
+def prepare_for_inference(model: Darknet, fast: bool = True, compile: bool = False, half: Optional[bool] = None,
+                          cuda_graphs: Optional[bool] = None) -> nn.Module:
+    """What `darkcfg detect` runs: the plain network (fast=False) or an `InferenceModel` made from `model`
+    in place (`model` is not for training afterwards).
+
+    half and cuda_graphs default to on when the model is on a GPU (float16 autocast; graphs replayed per
+    input shape), off on a CPU (`half=True` there means bfloat16).
+    """
+    if not fast and not compile and not half:
+        return model
+    p = next(model.parameters(), None)
+    on_gpu = p is not None and p.is_cuda
+    return InferenceModel(model, compile=compile, half=on_gpu if half is None else half,
+                          cuda_graphs=on_gpu if cuda_graphs is None else cuda_graphs, inplace=True)
