@@ -124,6 +124,47 @@ def convert(source: str, dest: str, cfg: Optional[str]) -> None:
     click.echo(f"{source} -> {dest}")
 
 
+@main.command(context_settings={"max_content_width": 110})
+@click.argument("cfg", type=click.Path(dir_okay=False))
+@click.argument("weights", type=click.Path(dir_okay=False), required=False)
+@click.option("-f", "--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+              help="Output file. Default: <cfg name>.onnx or <cfg name>.torchscript.pt beside the weights.")
+@click.option("--dynamic-batch", is_flag=True, help="Any batch size (else the one traced, --batch).")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size of the export.")
+@click.option("--with-decode", is_flag=True, help="Output boxes (B, N, 4) x1y1x2y2 pixels and scores (B, N, C).")
+@click.option("--with-nms", is_flag=True, help="Also Darknet's per-class NMS: detections (K, 7).")
+@click.option("--thresh", type=float, default=0.25, show_default=True, help="Score threshold of --with-nms.")
+@click.option("--nms", type=float, default=0.45, show_default=True, help="IoU threshold of --with-nms.")
+@size_option
+@_friendly
+def export(cfg: str, weights: Optional[str], fmt: str, out: Optional[str], dynamic_batch: bool, batch: int,
+           with_decode: bool, with_nms: bool, thresh: float, nms: float, size: Optional[str]) -> None:
+    """Export CFG with WEIGHTS (default weights/<cfg name>.weights) to ONNX or TorchScript.
+
+    \b
+    darkcfg export cfg/yolov4-tiny.cfg yolov4-tiny.weights --format onnx --dynamic-batch --with-nms
+    darkcfg export cfg/yolov3-tiny.cfg --format torchscript --size 320
+    """
+    from darkcfg.api import default_weights, load, load_weights_file
+    from darkcfg.export import export as export_model
+
+    model = load(cfg, size=_parse_size(size))
+    if not cfg.endswith((".pt", ".pth")):
+        load_weights_file(model, weights or default_weights(cfg))
+    elif weights:
+        load_weights_file(model, weights)
+    stem = Path(cfg).name.split(".")[0]
+    suffix = ".onnx" if fmt == "onnx" else ".torchscript.pt"
+    dest = Path(out) if out else Path(weights or cfg).with_name(stem + suffix)
+    try:
+        export_model(model, dest, fmt, dynamic_batch, with_decode, with_nms, thresh, nms, batch)
+    except (RuntimeError, ValueError) as e:
+        raise click.ClickException(str(e).splitlines()[0]) from None
+    click.echo(f"{cfg} -> {dest} ({fmt}, input images {'N' if dynamic_batch else batch}x{model.net.channels}x"
+               f"{model.net.height}x{model.net.width})")
+
+
 def _device(name: Optional[str]) -> str:
     import torch
 
