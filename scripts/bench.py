@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Inference benchmark: darkcfg (eager, fast, compiled, compiled bf16) against OpenCV DNN, side by side.
+
+    python scripts/bench.py [--threads 2] [--repeats 5] [--models yolov4-tiny yolov4-csp yolov4-p5] [--quick]
+
+For yolov4-tiny.cfg at 416, yolov4-csp.cfg at 512 and yolov4-p5.cfg at 896 (darkcfg's cfg/, which build the
+same networks as the reference's), with the same random weights (written to a .weights file that OpenCV reads)
+and the same inputs: the forward's latency at batch 1 and its time per image at batch 8, every mode's runs
+interleaved (mode A, B, C, D, then again), medians printed with their ratio to OpenCV DNN. Modes:
+- eager: `Darknet` as built (batch-norm separate, NCHW);
+- fast: `InferenceModel` (batch-norm folded, channels-last) - what `darkcfg detect` runs by default;
+- compiled: fast + torch.compile (inductor, frozen weights) - `darkcfg detect --compile`;
+- bf16: compiled with bfloat16 autocast - `darkcfg detect --compile --half` (not bit-exact);
+- OpenCV DNN: cv2.dnn.readNetFromDarknet, DNN_BACKEND_OPENCV, the same thread count.
+Then, for yolov4-tiny at batch 1, the cost of decode + NMS + drawing against the forward, and in separate
+processes the peak memory of `darkcfg detect`'s model (fast) against the weights + the activations the
+network needs at once. Thread count is fixed (--threads) and printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import darkcfg  # noqa: E402
+from darkcfg.fast import InferenceModel  # noqa: E402
+from darkcfg.weights import save_weights  # noqa: E402
+
+SIZES = {"yolov4-tiny": 416, "yolov4-csp": 512, "yolov4-p5": 896}
+
+
+def random_weights(model: darkcfg.Darknet, seed: int = 0) -> None:
+    """Uniform weights scaled by fan-in, batch-norm statistics away from 0; the head convolutions x20 with
+    objectness biases at -3.5, so that detection finds some tens of boxes (as a trained network finds a few),
+    not none and not thousands."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.layers:
+            bn = getattr(layer, "bn", None)
+            for b in layer.darknet_blobs():
+                t, u = b.tensor, torch.rand(b.tensor.shape, generator=g)
+                if bn is not None and (t is bn.running_var or t is bn.weight):
+                    t.copy_(u + 0.5)
+                elif t.dim() > 1:
+                    t.copy_((u * 2 - 1) * (3.0 / t[0].numel()) ** 0.5)
+                else:
+                    t.copy_(u * 0.2 - 0.1)
+        for i in model.output_layers:
+            conv = model.layers[i - 1]
+            head = model.layers[i]
+            if getattr(conv, "conv", None) is not None and conv.conv.bias is not None:
+                conv.conv.weight.mul_(20.0)
+                conv.conv.bias.view(head.n, -1)[:, 4] = -3.5
+
+
+def cfg_at(name: str, size: int, out: Path) -> Path:
+    text = (REPO / "cfg" / f"{name}.cfg").read_text()
+    text = re.sub(r"(?m)^width=\d+", f"width={size}", text)
+    text = re.sub(r"(?m)^height=\d+", f"height={size}", text)
+    path = out / f"{name}-{size}.cfg"
+    path.write_text(text)
+    return path
+
+
+def timed(fn) -> float:  # noqa: ANN001
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def bench_model(name: str, size: int, tmp: Path, repeats: int, batches: list[int], modes: list[str]) -> dict:
+    torch.manual_seed(0)
+    model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), size=size).eval()
+    random_weights(model)
+    wfile = tmp / f"{name}.weights"
+    save_weights(model, wfile)
+    cfg = cfg_at(name, size, tmp)
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(wfile))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    outs = net.getUnconnectedOutLayersNames()
+    runners = {}
+    t0 = time.perf_counter()
+    if "eager" in modes:
+        runners["eager"] = lambda x: model(x)
+    if "fast" in modes:
+        runners["fast"] = InferenceModel(model)
+    if "compiled" in modes:
+        runners["compiled"] = InferenceModel(model, compile=True)
+    if "bf16" in modes:
+        runners["bf16"] = InferenceModel(model, compile=True, half=True)
+    build = time.perf_counter() - t0
+    res: dict = {"gflop": model.bflops, "compile_s": {}}
+    for b in batches:
+        g = torch.Generator().manual_seed(b)
+        x = torch.rand(b, 3, size, size, generator=g)
+        blob = x.numpy()
+
+        def ocv(blob=blob) -> None:  # noqa: ANN001
+            net.setInput(blob)
+            net.forward(outs)
+
+        calls = {k: (lambda r=r, x=x: r(x)) for k, r in runners.items()}
+        calls["opencv"] = ocv
+        with torch.inference_mode():
+            for k, fn in calls.items():  # warm-up; compiles (first call per shape)
+                res["compile_s"][f"{k}@{b}"] = timed(fn)
+            times: dict[str, list[float]] = {k: [] for k in calls}
+            for _ in range(repeats):
+                for k, fn in calls.items():
+                    times[k].append(timed(fn) / b)
+        res[b] = {k: 1000 * statistics.median(v) for k, v in times.items()}
+        print(f"  {name} batch {b}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in res[b].items()), flush=True)
+    res["build_s"] = build
+    return res
+
+
+def pipeline_cost(name: str, repeats: int) -> dict:
+    """Batch 1: forward (fast) against decode + NMS + drawing on a 768x576 photo. yolov3-tiny with its
+    real weights (weights/), any other cfg with `random_weights`."""
+    from darkcfg.detector import Detector
+    from darkcfg.draw import draw_detections
+
+    real = REPO / "weights" / f"{name}.weights"
+    model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), str(real) if real.is_file() else None).eval()
+    if not real.is_file():
+        random_weights(model)
+    det = Detector(InferenceModel(model), thresh=0.25)
+    bgr = cv2.resize(cv2.imread(str(REPO / "darkcfg" / "data" / "grace_hopper.jpg")), (768, 576))
+    from darkcfg.image import bgr_to_image
+
+    im = bgr_to_image(bgr)
+    x = torch.from_numpy(det.prepare(im))[None]
+    from darkcfg.decode import decode
+
+    fwd, post, boxes = [], [], 0
+    with torch.inference_mode():
+        det.model(x)
+        for _ in range(repeats * 4):
+            t = time.perf_counter()
+            outs = det.model(x)
+            t1 = time.perf_counter()
+            d = det.postprocess(decode(det.model, outs, [(768, 576)], det.thresh, det.letterbox)[0])
+            draw_detections(bgr.copy(), d, det.thresh)
+            t2 = time.perf_counter()
+            fwd.append(t1 - t)
+            post.append(t2 - t1)
+            boxes = len(d.best_classes(det.thresh))
+    f, p = statistics.median(fwd) * 1000, statistics.median(post) * 1000
+    return {"forward_ms": f, "post_ms": p, "ratio": p / f, "boxes": boxes}
+
+
+def _status_kb(key: str) -> int:
+    line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith(key + ":"))
+    return int(line.split()[1])
+
+
+def memory_probe(name: str, size: int) -> None:
+    """Run in a child: RSS before the model, peak RSS after one detection forward; needed bytes."""
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) left by the imports
+    base = _status_kb("VmRSS") * 1024
+    model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), size=size).eval()
+    weights = sum(p.numel() * 4 for p in model.parameters()) + sum(b.numel() * 4 for b in model.buffers())
+    from darkcfg.fast import prepare_for_inference
+
+    fast = prepare_for_inference(model)  # as `darkcfg detect`: in place
+    x = torch.rand(1, 3, size, size)
+    # activations alive at once: the input, every output still needed, and the new output (forward's freeing)
+    alive: dict[int, int] = {}
+    live_max = x.numel() * 4
+    cur = x.numel() * 4
+    for i, shape in enumerate(model.shapes):
+        nbytes = shape.c * shape.h * shape.w * 4
+        live_max = max(live_max, cur + nbytes)
+        alive[i] = nbytes
+        cur += nbytes
+        for k in model._free_after[i]:
+            cur -= alive.pop(k, 0)
+    fast(x)
+    peak = _status_kb("VmHWM") * 1024
+    print(json.dumps({"weights": weights, "activations": live_max, "used": peak - base}))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--models", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--modes", nargs="+", default=["eager", "fast", "compiled", "bf16"],
+                    choices=["eager", "fast", "compiled", "bf16"])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--quick", action="store_true", help="2 repeats, batch 1 only")
+    ap.add_argument("--memory-probe", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    cv2.setNumThreads(a.threads)
+    if a.memory_probe:
+        memory_probe(a.memory_probe[0], int(a.memory_probe[1]))
+        return 0
+    if a.quick:
+        a.repeats, a.batches = 2, [1]
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"{cpu}; {a.threads} threads (torch and OpenCV); torch {torch.__version__}, OpenCV {cv2.__version__}; "
+          f"medians of {a.repeats} interleaved runs", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name in a.models:
+            results[name] = bench_model(name, SIZES[name], Path(d), a.repeats, a.batches, a.modes)
+    cols = a.modes + ["opencv"]
+    print("\n| model | GFLOP | batch | " + " | ".join(f"{c} ms/img" for c in cols) + " | " +
+          " | ".join(f"{c}/OpenCV" for c in a.modes) + " |")
+    print("|" + "---|" * (3 + len(cols) + len(a.modes)))
+    for name, r in results.items():
+        for b in a.batches:
+            row = r[b]
+            print(f"| {name} {SIZES[name]} | {r['gflop']:.1f} | {b} | " + " | ".join(f"{row[c]:.1f}" for c in cols)
+                  + " | " + " | ".join(f"{row[c] / row['opencv']:.2f}" for c in a.modes) + " |")
+    if len(a.batches) > 1:
+        for name, r in results.items():
+            b1, bn = a.batches[0], a.batches[-1]
+            print(f"{name}: batch {bn} per image / batch {b1}: " +
+                  ", ".join(f"{c} {r[bn][c] / r[b1][c]:.2f}" for c in cols))
+    for name, r in results.items():
+        comp = {k: round(v, 1) for k, v in r["compile_s"].items() if k.startswith(("compiled", "bf16"))}
+        print(f"{name}: first call (compile) seconds: {comp}")
+    print()
+    for name in ("yolov4-tiny", "yolov3-tiny"):
+        pc = pipeline_cost(name, a.repeats)
+        kind = "real weights" if name == "yolov3-tiny" else "random weights"
+        print(f"{name} ({kind}) batch 1, fast: forward {pc['forward_ms']:.1f} ms, decode + NMS + drawing "
+              f"{pc['post_ms']:.2f} ms ({100 * pc['ratio']:.1f} % of the forward, {pc['boxes']} boxes)")
+    print()
+    for name in a.models:
+        out = subprocess.run([sys.executable, __file__, "--memory-probe", name, str(SIZES[name]), "--threads",
+                              str(a.threads)], capture_output=True, text=True, check=True).stdout
+        m = json.loads(out.strip().splitlines()[-1])
+        need = m["weights"] + m["activations"]
+        print(f"{name} {SIZES[name]} detect (fast) peak memory: {m['used'] / 2**20:.0f} MiB for "
+              f"{m['weights'] / 2**20:.0f} MiB weights + {m['activations'] / 2**20:.0f} MiB live activations "
+              f"= {m['used'] / need:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
