@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) scripts/bench.py
 	$(PY) scripts/bench_detect.py
 
 lint: $(STAMP)
