@@ -79,7 +79,6 @@ class InferenceModel(nn.Module):
             _to_channels_last(net)
         self.darknet = net
         self.half = half
-        self.compiled = compile
         self._run = net.forward
         if compile:
             import torch._inductor.config as inductor_config
