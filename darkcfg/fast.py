@@ -9,6 +9,8 @@
 - runs under `torch.inference_mode`;
 - optionally (`compile=True`) hands the forward to `torch.compile` (inductor, frozen weights: constant
   folding, fused activations, its own convolution choices). The first call per input shape compiles.
+- on a CPU, keeps freed memory in the process (`darkcfg.memory.keep_freed_memory`), so each forward
+  reuses the last one's activation buffers instead of page-faulting fresh ones in;
 - optionally (`half=True`, GPU) runs in float16 autocast (bfloat16 on a CPU), and with `cuda_graphs=True`
   replays a captured CUDA graph per input shape.
 
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from darkcfg.layers.convolutional import Convolutional
+from darkcfg.memory import keep_freed_memory
 from darkcfg.network import Darknet
 
 
@@ -60,16 +63,21 @@ def _to_channels_last(model: nn.Module) -> None:
 
 class InferenceModel(nn.Module):
     """A copy of `model` prepared for inference (see the module docstring); `inplace=True` converts `model`
-    itself instead (no second copy of the weights; `model` is then for inference only).
+    itself instead (no second copy of the weights; `model` is then for inference only). `reuse_memory`
+    applies `keep_freed_memory` (process-wide) when the model is on the CPU.
 
     forward(x): x (B, C, H, W) float -> the head outputs as `Darknet.forward` gives them (float32,
     contiguous, the reference's layout).
     """
 
     def __init__(self, model: Darknet, channels_last: bool = True, fold_bn: bool = True, compile: bool = False,
-                 half: bool = False, cuda_graphs: bool = False, inplace: bool = False) -> None:
+                 half: bool = False, cuda_graphs: bool = False, inplace: bool = False,
+                 reuse_memory: bool = True) -> None:
         super().__init__()
         net = (model if inplace else copy.deepcopy(model)).eval()
+        p = next(net.parameters(), None)
+        if reuse_memory and (p is None or not p.is_cuda):
+            keep_freed_memory()
         net.__dict__.pop("_size_cache", None)
         for p in net.parameters():
             p.requires_grad_(False)
