@@ -10,7 +10,10 @@ detections in it; the printed list breaks ties by it), so this returns the final
    box_diou) or iou - (d^2/c^2)^beta_nms (`diounms`).
 
 A class whose probabilities are all 0 leaves the order unchanged (a stable sort of equal keys) and is
-skipped. Pairwise criteria are computed once per class over that class's non-zero detections.
+skipped. Pairwise criteria are computed once for all detections when there are at most `_PAIRWISE_ONCE`
+of them (one vectorised call instead of one per class: the usual case in detection), else once per class
+over that class's non-zero detections (the low thresholds of mAP runs), so memory stays O(m^2) per class.
+The criterion of a pair is the same float32 value either way (element-wise arithmetic).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import numpy as np
 from darkcfg.boxes import box_diou, box_iou
 
 NMS_KINDS = ("default", "greedynms", "diounms")
+_PAIRWISE_ONCE = 1024  # detections; the (N, N) criterion then takes 4 MiB per temporary
 
 
 def _zero_objectness_to_end(objectness: np.ndarray) -> tuple[np.ndarray, int]:
@@ -69,13 +73,19 @@ def nms_sort(boxes: np.ndarray, objectness: np.ndarray, probs: np.ndarray, nms: 
     probs = np.array(probs, dtype=np.float32, copy=True)
     boxes = np.asarray(boxes, dtype=np.float32)
     head = order[:total]
+    crit_all = None  # (N, N) bool, indexed by input detection
+    if len(boxes) <= _PAIRWISE_ONCE:
+        crit_all = _criterion(boxes, kind, beta) > nms32
     for k in np.flatnonzero((probs[head] != 0).any(axis=0)):
         key = probs[head, k]
         head = head[np.argsort(-key, kind="stable")]  # qsort(nms_comparator) in glibc is a stable merge sort
         nz = head[probs[head, k] != 0]  # (m,) the only ones that can suppress or be suppressed
         if len(nz) < 2:
             continue
-        crit = _criterion(boxes[nz], kind, beta) > nms32  # (m, m)
+        if crit_all is not None:
+            crit = crit_all[np.ix_(nz, nz)]  # (m, m)
+        else:
+            crit = _criterion(boxes[nz], kind, beta) > nms32
         alive = np.ones(len(nz), dtype=bool)
         for i in range(len(nz) - 1):
             if alive[i]:

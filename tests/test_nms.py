@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+import darkcfg.nms as nms_module
 from darkcfg.boxes import box_diou, box_iou
 from darkcfg.nms import nms_sort
 
@@ -82,9 +83,11 @@ def _random_case(seed, n, classes=3):
     return boxes, obj, probs
 
 
+@pytest.mark.parametrize("pairwise_once", [1024, 0], ids=["pairwise-once", "per-class"])
 @pytest.mark.parametrize("kind", ["default", "greedynms", "diounms"])
 @pytest.mark.parametrize("seed", range(12))
-def test_matches_slow_reference(kind, seed):
+def test_matches_slow_reference(kind, seed, pairwise_once, monkeypatch):
+    monkeypatch.setattr(nms_module, "_PAIRWISE_ONCE", pairwise_once)
     boxes, obj, probs = _random_case(seed, n=3 + seed * 3)
     for thresh in (0.3, 0.45, 0.6):
         order, p = nms_sort(boxes, obj, probs, thresh, kind, beta=0.3)
