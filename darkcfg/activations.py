@@ -127,6 +127,20 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
+# The same functions writing into their input (the inference path applies them to a fresh conv output).
+INPLACE_ACTIVATIONS: dict[str, Activation] = {
+    "linear": linear,
+    "logistic": torch.sigmoid_,
+    "relu": F.relu_,
+    "relu6": lambda x: x.clamp_(0.0, 6.0),
+    "leaky": lambda x: F.leaky_relu_(x, 0.1),
+    "revleaky": lambda x: F.leaky_relu_(x, 0.1),
+    "tanh": torch.tanh_,
+    "hardtan": lambda x: x.clamp_(-1.0, 1.0),
+    "mish": lambda x: F.mish(x, inplace=True),
+}
+
+
 def get_activation(name: str) -> Activation:
     """The activation called `name`; raises KeyError for an unknown name (callers decide the fallback)."""
     return ACTIVATIONS[name]

@@ -25,34 +25,49 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from darkcfg.activations import ACTIVATIONS, INPLACE_ACTIVATIONS
 from darkcfg.layers.convolutional import Convolutional
-from darkcfg.memory import keep_freed_memory
+from darkcfg.memory import keep_freed_memory, release_free_memory
 from darkcfg.network import Darknet
 
 
-def fold_batchnorm(model: Darknet) -> int:
-    """Fold every [convolutional]'s batch-norm (eval statistics) into its conv weights, in place.
+def fold_batchnorm(model: Darknet, memory_format: torch.memory_format = torch.contiguous_format) -> int:
+    """Fold every [convolutional]'s batch-norm (eval statistics) into its conv weights, in place, and store
+    every conv weight in `memory_format`.
 
     Returns the number of layers folded. Layers that share another's weights (share_index) follow their
-    owner, which is folded once.
+    owner, which is folded once. Each weight is written once, straight into its new layout (no second
+    temporary copy: the peak during preparation is the weights plus one layer's).
     """
     n = 0
-    for layer in model.layers:
-        if not isinstance(layer, Convolutional) or layer.bn is None or layer.share:
-            continue
-        bn, conv = layer.bn, layer.conv
-        with torch.no_grad():
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                              conv.dilation, conv.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
-            fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-            fused.bias.copy_(bn.bias - bn.running_mean * scale)
-        layer.conv, layer.bn = fused, None
-        n += 1
+    with torch.no_grad():
+        for layer in model.layers:
+            if not isinstance(layer, Convolutional) or layer.share:
+                continue
+            bn, conv = layer.bn, layer.conv
+            w = torch.empty_like(conv.weight, memory_format=memory_format)
+            if bn is None:
+                w.copy_(conv.weight)
+            else:
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+                torch.mul(conv.weight, scale.view(-1, 1, 1, 1), out=w)
+                conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale, requires_grad=False)
+                layer.bn = None
+                n += 1
+            conv.weight = nn.Parameter(w, requires_grad=False)
     for layer in model.layers:  # sharers read the owner's conv and bn at run time
         if isinstance(layer, Convolutional) and layer.share and layer.bn is not None:
             layer.bn = None
     return n
+
+
+def _inplace_activations(model: Darknet) -> None:
+    """[convolutional] activations that write into the conv output (a fresh tensor): one activation-sized
+    tensor per layer instead of two."""
+    for layer in model.layers:
+        if isinstance(layer, Convolutional) and layer.act is ACTIVATIONS.get(layer.activation) \
+                and layer.activation in INPLACE_ACTIVATIONS:
+            layer.act = INPLACE_ACTIVATIONS[layer.activation]
 
 
 def _to_channels_last(model: nn.Module) -> None:
@@ -81,10 +96,13 @@ class InferenceModel(nn.Module):
         net.__dict__.pop("_size_cache", None)
         for p in net.parameters():
             p.requires_grad_(False)
-        self.folded = fold_batchnorm(net) if fold_bn else 0
         self.channels_last = channels_last
-        if channels_last:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.folded = fold_batchnorm(net, fmt) if fold_bn else 0
+        if not fold_bn and channels_last:
             _to_channels_last(net)
+        _inplace_activations(net)
+        release_free_memory()  # the replaced weights' memory, kept by keep_freed_memory, back to the system
         self.darknet = net
         self.half = half
         self._run = net.forward
@@ -92,6 +110,9 @@ class InferenceModel(nn.Module):
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True  # weights are constants: folded and pre-packed at compile time
+            # dynamo keeps its compiled graphs per code object (Darknet.forward), guarded per model, input
+            # shape and autocast state: several models in one process (the benchmark) pass the default 8
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             self._run = torch.compile(net.forward, backend="inductor", dynamic=False)
         self.cuda_graphs = cuda_graphs
         self._graphs: dict[tuple, tuple] = {}

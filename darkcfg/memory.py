@@ -22,6 +22,13 @@ _M_MMAP_MAX = -4
 _applied: bool | None = None
 
 
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Turn off glibc's mmap for large blocks and heap trimming (once per process).
 
@@ -30,12 +37,24 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied is None:
         _applied = False
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):
+        mallopt = getattr(_libc(), "mallopt", None)
+        if mallopt is None:
             log.debug("no mallopt in this C library: freed memory goes back to the system as usual")
             return False
         mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
         _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     return _applied
+
+
+def release_free_memory() -> bool:
+    """Give the free parts of malloc's heap back to the system now (glibc's malloc_trim): after a one-off
+    burst such as preparing a model, whose replaced weights `keep_freed_memory` would otherwise keep.
+
+    Returns False where there is no malloc_trim.
+    """
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True

@@ -168,7 +168,7 @@ def _status_kb(key: str) -> int:
 
 
 def memory_probe(name: str, size: int) -> None:
-    """Run in a child: RSS before the model, peak RSS after one detection forward; needed bytes."""
+    """Run in a child: RSS before the model, peak RSS over three detection forwards; needed bytes."""
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) left by the imports
     base = _status_kb("VmRSS") * 1024
     model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), size=size).eval()
@@ -188,7 +188,8 @@ def memory_probe(name: str, size: int) -> None:
         cur += nbytes
         for k in model._free_after[i]:
             cur -= alive.pop(k, 0)
-    fast(x)
+    for _ in range(3):  # the steady state: later forwards reuse, and keep, what the first one allocated
+        fast(x)
     peak = _status_kb("VmHWM") * 1024
     print(json.dumps({"weights": weights, "activations": live_max, "used": peak - base}))
 
