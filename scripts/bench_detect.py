@@ -1,10 +1,12 @@
 """Images/s of `darkcfg detect` on a folder, against OpenCV DNN's Darknet importer in the same run.
 
     python scripts/bench_detect.py [--cfg cfg/yolov3-tiny.cfg] [--images 64] [--batch 1 8] [--threads N]
+                                   [--modes plain fast compiled]
 
 Writes a folder of JPEGs (the shipped sample, flipped, cropped and scaled to 640x480 .. 1280x720), then:
 - darkcfg: the whole pipeline of the CLI (read + pre-process in worker threads, batched forward, decode,
-  NMS; no output files), per --batch;
+  NMS; no output files), per --batch and per mode: plain (`--no-fast`), fast (the default), compiled
+  (`--compile`; the first, compiling pass is the warm-up);
 - OpenCV DNN: cv2.imread, blobFromImage (its own resize, not the reference's), net.forward, decode of
   its rows and cv2.dnn.NMSBoxes, one image at a time.
 Both use the same number of torch/OpenCV threads. The figure people quote is the ratio in the last line.
@@ -26,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 import darkcfg  # noqa: E402
 from darkcfg.detector import Detector  # noqa: E402
+from darkcfg.fast import prepare_for_inference  # noqa: E402
 from darkcfg.names import default_names  # noqa: E402
 from darkcfg.sources import expand_sources, iter_frames  # noqa: E402
 
@@ -81,6 +84,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--modes", nargs="+", default=["plain", "fast", "compiled"], choices=["plain", "fast", "compiled"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -89,17 +93,21 @@ def main() -> None:
     size = (model.net.width, model.net.height)
     with tempfile.TemporaryDirectory() as d:
         files = make_folder(Path(d), args.images)
-        bench_darkcfg(model, Path(d), 1)  # warm-up (first forward, page cache)
         print(f"{Path(args.cfg).name} {size[0]}x{size[1]}, {len(files)} JPEGs 640x480..1280x720, "
               f"{args.threads} threads, torch {torch.__version__}, OpenCV {cv2.__version__}")
         rates = {}
-        for b in args.batch:
-            rates[b], boxes = bench_darkcfg(model, Path(d), b)
-            print(f"darkcfg detect  batch {b:2d}: {rates[b]:7.2f} images/s  ({boxes} boxes)")
+        for mode in args.modes:
+            m = prepare_for_inference(darkcfg.load(args.cfg, weights), fast=mode != "plain",
+                                      compile=mode == "compiled")
+            for b in args.batch:
+                bench_darkcfg(m, Path(d), b)  # warm-up (first forward, compiling, page cache)
+                rates[mode, b], boxes = bench_darkcfg(m, Path(d), b)
+                print(f"darkcfg detect {mode:8s} batch {b:2d}: {rates[mode, b]:7.2f} images/s  ({boxes} boxes)",
+                      flush=True)
         cv_rate, cv_boxes = bench_opencv(Path(args.cfg), weights, files, size)
-        print(f"OpenCV DNN      batch  1: {cv_rate:7.2f} images/s  ({cv_boxes} boxes)")
+        print(f"OpenCV DNN              batch  1: {cv_rate:7.2f} images/s  ({cv_boxes} boxes)")
         best = max(rates, key=rates.get)
-        print(f"ratio darkcfg/OpenCV: {rates[best] / cv_rate:.2f} (batch {best})")
+        print(f"ratio darkcfg/OpenCV images/s: {rates[best] / cv_rate:.2f} ({best[0]}, batch {best[1]})")
 
 
 if __name__ == "__main__":
