@@ -43,6 +43,20 @@ def _rows(layer: torch.nn.Module, out: Tensor) -> Tensor:
     return y.reshape(b, h * w * layer.n, layer.entries)
 
 
+def _yolo_candidates(layer: Yolo, out: Tensor, thresh: float) -> tuple[Tensor, Tensor]:
+    """One image's [yolo] output (n*E, H, W) -> the rows whose objectness > thresh: their flat indices (N,)
+    in `_rows` order (cell-major, anchor-minor) and the rows (N, E). Selected on the device, without
+    reordering the whole output: only these rows travel to the host."""
+    n, e = layer.n, layer.entries
+    h, w = out.shape[-2:]
+    v = out.reshape(n, e, h, w)
+    a, y, x = torch.nonzero(v[:, e - layer.params.classes - 1] > thresh, as_tuple=True)  # (N,) each
+    idx = (y * w + x) * n + a
+    idx, o = torch.sort(idx)
+    a, y, x = a[o], y[o], x[o]
+    return idx, v[a, :, y, x]  # (N,), (N, E)
+
+
 def _yolo(layer: Yolo, rows: np.ndarray, idx: np.ndarray, lw: int, lh: int, net_w: int, net_h: int,
           thresh: np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Selected rows (N, E) at flat indices idx -> boxes (N, 4) relative to the network input, obj, probs."""
@@ -153,21 +167,18 @@ def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tu
     net_w, net_h = model.net.width, model.net.height
     t32 = F32(thresh)
     classes = heads[-1].params.classes
-    rows_all = [_rows(m, o.detach().float()) for m, o in zip(heads, outputs)]
-    # the selection on the device: only the few rows above the threshold travel to the host
-    keep = [r[..., m.entries - m.params.classes - 1] > thresh if isinstance(m, Yolo) else None
-            for m, r in zip(heads, rows_all)]
     result = []
     for b, (w, h) in enumerate(sizes):
         parts = []
-        for m, rows, k, out in zip(heads, rows_all, keep, outputs):
-            lh, lw = (out.shape[1], out.shape[2]) if isinstance(m, Region) else (out.shape[2], out.shape[3])
+        for m, out in zip(heads, outputs):
+            out = out.detach()
             if isinstance(m, Region):
-                parts.append(_region(m, rows[b].cpu().numpy(), lw, lh, t32))
+                lh, lw = out.shape[1], out.shape[2]
+                parts.append(_region(m, _rows(m, out.float())[b].cpu().numpy(), lw, lh, t32))
                 continue
-            idx = torch.nonzero(k[b]).flatten()
-            sel = rows[b, idx].cpu().numpy()
-            parts.append(_yolo(m, sel, idx.cpu().numpy(), lw, lh, net_w, net_h, t32))
+            lh, lw = out.shape[2], out.shape[3]
+            idx, sel = _yolo_candidates(m, out[b], thresh)
+            parts.append(_yolo(m, sel.float().cpu().numpy(), idx.cpu().numpy(), lw, lh, net_w, net_h, t32))
         if not parts or sum(len(p[0]) for p in parts) == 0:
             result.append(Detections.empty(classes, w, h))
             continue

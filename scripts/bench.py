@@ -6,7 +6,8 @@
 For yolov4-tiny.cfg at 416, yolov4-csp.cfg at 512 and yolov4-p5.cfg at 896 (darkcfg's cfg/, which build the
 same networks as the reference's), with the same random weights (written to a .weights file that OpenCV reads)
 and the same inputs: the forward's latency at batch 1 and its time per image at batch 8, every mode's runs
-interleaved (mode A, B, C, D, then again), medians printed with their ratio to OpenCV DNN. Modes:
+interleaved (mode A, B, C, D, then again; a 50 ms pause before each, so that no runtime's idle threads,
+still spinning, slow the next), medians printed with their ratio to OpenCV DNN. Modes:
 - eager: `Darknet` as built (batch-norm separate, NCHW);
 - fast: `InferenceModel` (batch-norm folded, channels-last) - what `darkcfg detect` runs by default;
 - compiled: fast + torch.compile (inductor, frozen weights) - `darkcfg detect --compile`;
@@ -75,7 +76,12 @@ def cfg_at(name: str, size: int, out: Path) -> Path:
     return path
 
 
+PAUSE_S = 0.05  # between timed calls, untimed: torch's OpenMP workers spin-wait for a few ms after a forward
+# and slowed the OpenCV DNN call right after by up to 25 % on these 2 cores (and OpenCV's pool likewise)
+
+
 def timed(fn) -> float:  # noqa: ANN001
+    time.sleep(PAUSE_S)
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
@@ -128,38 +134,39 @@ def bench_model(name: str, size: int, tmp: Path, repeats: int, batches: list[int
 
 
 def pipeline_cost(name: str, repeats: int) -> dict:
-    """Batch 1: forward (fast) against decode + NMS + drawing on a 768x576 photo. yolov3-tiny with its
-    real weights (weights/), any other cfg with `random_weights`."""
+    """Batch 1: forward (fast, and compiled) against decode + NMS + drawing on a 768x576 photo. yolov3-tiny
+    with its real weights (weights/), any other cfg with `random_weights`."""
+    from darkcfg.decode import decode
     from darkcfg.detector import Detector
     from darkcfg.draw import draw_detections
+    from darkcfg.image import bgr_to_image
 
     real = REPO / "weights" / f"{name}.weights"
     model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), str(real) if real.is_file() else None).eval()
     if not real.is_file():
         random_weights(model)
+    compiled = InferenceModel(model, compile=True)
     det = Detector(InferenceModel(model), thresh=0.25)
     bgr = cv2.resize(cv2.imread(str(REPO / "darkcfg" / "data" / "grace_hopper.jpg")), (768, 576))
-    from darkcfg.image import bgr_to_image
-
-    im = bgr_to_image(bgr)
-    x = torch.from_numpy(det.prepare(im))[None]
-    from darkcfg.decode import decode
-
-    fwd, post, boxes = [], [], 0
+    x = torch.from_numpy(det.prepare(bgr_to_image(bgr)))[None]
+    fwd, fwd_c, post, boxes = [], [], [], 0
     with torch.inference_mode():
         det.model(x)
+        compiled(x)
         for _ in range(repeats * 4):
+            fwd_c.append(timed(lambda: compiled(x)))
+            time.sleep(PAUSE_S)
             t = time.perf_counter()
             outs = det.model(x)
             t1 = time.perf_counter()
             d = det.postprocess(decode(det.model, outs, [(768, 576)], det.thresh, det.letterbox)[0])
-            draw_detections(bgr.copy(), d, det.thresh)
+            draw_detections(bgr, d, det.thresh)  # draws on a copy
             t2 = time.perf_counter()
             fwd.append(t1 - t)
             post.append(t2 - t1)
             boxes = len(d.best_classes(det.thresh))
-    f, p = statistics.median(fwd) * 1000, statistics.median(post) * 1000
-    return {"forward_ms": f, "post_ms": p, "ratio": p / f, "boxes": boxes}
+    f, c, p = (statistics.median(v) * 1000 for v in (fwd, fwd_c, post))
+    return {"forward_ms": f, "compiled_ms": c, "post_ms": p, "boxes": boxes}
 
 
 def _status_kb(key: str) -> int:
@@ -244,8 +251,9 @@ def main() -> int:
     for name in ("yolov4-tiny", "yolov3-tiny"):
         pc = pipeline_cost(name, a.repeats)
         kind = "real weights" if name == "yolov3-tiny" else "random weights"
-        print(f"{name} ({kind}) batch 1, fast: forward {pc['forward_ms']:.1f} ms, decode + NMS + drawing "
-              f"{pc['post_ms']:.2f} ms ({100 * pc['ratio']:.1f} % of the forward, {pc['boxes']} boxes)")
+        print(f"{name} ({kind}) batch 1: forward fast {pc['forward_ms']:.1f} ms, compiled {pc['compiled_ms']:.1f} "
+              f"ms; decode + NMS + drawing {pc['post_ms']:.2f} ms ({pc['boxes']} boxes) = "
+              f"{100 * pc['post_ms'] / pc['forward_ms']:.1f} % / {100 * pc['post_ms'] / pc['compiled_ms']:.1f} %")
     print()
     for name in a.models:
         out = subprocess.run([sys.executable, __file__, "--memory-probe", name, str(SIZES[name]), "--threads",
