@@ -7,12 +7,21 @@ its confidence and the box in pixels (x1, y1, x2, y2), which is the convention o
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
 F32 = np.float32
+
+
+@functools.lru_cache(maxsize=8)
+def _shown_mask(names: tuple[str, ...], classes: int) -> np.ndarray:
+    """(classes,) bool: which classes Detections.shown lets through (computed once per names list)."""
+    mask = np.ones(classes, dtype=bool)
+    mask[:len(names)] = [not n.startswith("dont_show") for n in names[:classes]]
+    return mask
 
 
 @dataclass
@@ -72,7 +81,7 @@ class Detections:
     def best_classes(self, thresh: float) -> list[tuple[int, int]]:
         """image.c:get_actual_detections: (detection, best class) for detections with a shown class whose
         prob > thresh; the best is the first maximum. Then sorted by left edge x - w/2, stably (qsort)."""
-        shown = np.array([self.shown(j) for j in range(self.probs.shape[1])], dtype=bool)
+        shown = _shown_mask(tuple(self.names), self.probs.shape[1])
         p = np.where(shown[None, :] & (self.probs > F32(thresh)), self.probs, -np.inf)
         keep = np.flatnonzero(np.isfinite(p).any(axis=1)) if len(p) else np.zeros(0, dtype=np.int64)
         best = p[keep].argmax(axis=1) if len(keep) else np.zeros(0, dtype=np.int64)

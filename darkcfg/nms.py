@@ -83,7 +83,7 @@ def nms_sort(boxes: np.ndarray, objectness: np.ndarray, probs: np.ndarray, nms: 
         if len(nz) < 2:
             continue
         if crit_all is not None:
-            crit = crit_all[np.ix_(nz, nz)]  # (m, m)
+            crit = crit_all[nz[:, None], nz]  # (m, m)
         else:
             crit = _criterion(boxes[nz], kind, beta) > nms32
         alive = np.ones(len(nz), dtype=bool)
