@@ -43,18 +43,30 @@ def _rows(layer: torch.nn.Module, out: Tensor) -> Tensor:
     return y.reshape(b, h * w * layer.n, layer.entries)
 
 
-def _yolo_candidates(layer: Yolo, out: Tensor, thresh: float) -> tuple[Tensor, Tensor]:
+def _yolo_candidates(layer: Yolo, out: Tensor, thresh: float) -> tuple[np.ndarray, np.ndarray]:
     """One image's [yolo] output (n*E, H, W) -> the rows whose objectness > thresh: their flat indices (N,)
-    in `_rows` order (cell-major, anchor-minor) and the rows (N, E). Selected on the device, without
-    reordering the whole output: only these rows travel to the host."""
+    in `_rows` order (cell-major, anchor-minor) and the rows (N, E) float32, without reordering the whole
+    output. On a GPU the selection runs there and only these rows travel to the host; on the CPU in numpy,
+    whose calls cost microseconds where torch's cost tens (this runs per head and image)."""
     n, e = layer.n, layer.entries
     h, w = out.shape[-2:]
-    v = out.reshape(n, e, h, w)
-    a, y, x = torch.nonzero(v[:, e - layer.params.classes - 1] > thresh, as_tuple=True)  # (N,) each
+    obj = e - layer.params.classes - 1
+    if out.device.type != "cpu":
+        return _candidates_on_device(out.reshape(n, e, h, w), obj, thresh)
+    v = out.float().numpy().reshape(n, e, h, w)
+    a, y, x = np.nonzero(v[:, obj] > thresh)  # (N,) each, in (anchor, row, col) order
     idx = (y * w + x) * n + a
-    idx, o = torch.sort(idx)
-    a, y, x = a[o], y[o], x[o]
-    return idx, v[a, :, y, x]  # (N,), (N, E)
+    o = np.argsort(idx, kind="stable")
+    return idx[o], v[a[o], :, y[o], x[o]]  # (N,), (N, E)
+
+
+def _candidates_on_device(v: Tensor, obj: int, thresh: float) -> tuple[np.ndarray, np.ndarray]:
+    """`_yolo_candidates` in torch ops: v (n, E, H, W) -> flat indices (N,), rows (N, E) on the host."""
+    n, _, _, w = v.shape
+    a, y, x = torch.nonzero(v[:, obj] > thresh, as_tuple=True)  # (N,) each
+    idx = (y * w + x) * n + a
+    o = torch.argsort(idx)  # distinct keys: stable or not, the same order
+    return idx[o].cpu().numpy(), v[a[o], :, y[o], x[o]].float().cpu().numpy()
 
 
 def _yolo(layer: Yolo, rows: np.ndarray, idx: np.ndarray, lw: int, lh: int, net_w: int, net_h: int,
@@ -178,7 +190,7 @@ def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tu
                 continue
             lh, lw = out.shape[2], out.shape[3]
             idx, sel = _yolo_candidates(m, out[b], thresh)
-            parts.append(_yolo(m, sel.float().cpu().numpy(), idx.cpu().numpy(), lw, lh, net_w, net_h, t32))
+            parts.append(_yolo(m, sel, idx, lw, lh, net_w, net_h, t32))
         if not parts or sum(len(p[0]) for p in parts) == 0:
             result.append(Detections.empty(classes, w, h))
             continue

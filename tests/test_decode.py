@@ -78,3 +78,24 @@ def test_letterbox_correction_inverts_the_embedding():
                            rel[:, 2] * new_w / nw, rel[:, 3] * new_h / nh], 1).astype(np.float32)
         np.testing.assert_allclose(correct_boxes(in_net, w, h, nw, nh, True), rel, atol=2e-6)
         np.testing.assert_array_equal(correct_boxes(in_net, w, h, nw, nh, False), in_net)
+
+
+def test_candidate_selection_on_a_device_equals_the_host_one():
+    """The torch selection (run where the heads live, i.e. on a GPU) picks the same rows in the same order
+    as the numpy one the CPU uses and the reference tests check; here run on CPU tensors."""
+    from darkcfg.decode import _candidates_on_device, _yolo_candidates
+
+    rng = np.random.default_rng(0)
+    layer = type("L", (), {})()
+    layer.n, layer.entries, layer.params = 3, 8, type("P", (), {"classes": 3})()
+    out = torch.from_numpy(rng.random((3 * 8, 7, 5), dtype=np.float32))
+    out[4::8] = torch.where(out[4::8] > 0.7, out[4::8], torch.tensor(0.7))  # some exactly at the threshold
+    idx, rows = _yolo_candidates(layer, out, 0.7)
+    d_idx, d_rows = _candidates_on_device(out.reshape(3, 8, 7, 5), 4, 0.7)
+    assert 10 < len(idx) < 3 * 7 * 5 and (np.diff(idx) > 0).all()
+    np.testing.assert_array_equal(idx, d_idx)
+    np.testing.assert_array_equal(rows, d_rows)
+    assert (rows[:, 4] > np.float32(0.7)).all()
+    by_cell = out.reshape(3, 8, 7, 5).permute(2, 3, 0, 1).reshape(-1, 8).numpy()  # row = cell * n + anchor
+    np.testing.assert_array_equal(rows, by_cell[idx])
+    np.testing.assert_array_equal(idx, np.flatnonzero(by_cell[:, 4] > np.float32(0.7)))
