@@ -45,6 +45,8 @@ def fold_batchnorm(model: Darknet, memory_format: torch.memory_format = torch.co
             if not isinstance(layer, Convolutional) or layer.share:
                 continue
             bn, conv = layer.bn, layer.conv
+            if bn is None and conv.weight.is_contiguous(memory_format=memory_format):
+                continue  # nothing to fold, already in its layout
             w = torch.empty_like(conv.weight, memory_format=memory_format)
             if bn is None:
                 w.copy_(conv.weight)
