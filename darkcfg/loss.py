@@ -23,6 +23,7 @@ from darkcfg import iou_grad
 from darkcfg.iou_grad import XYWH
 from darkcfg.layers.region import Region
 from darkcfg.layers.yolo import Yolo, YoloParams
+from darkcfg.loss_parts import focal_class_factor, read_truths
 from darkcfg.network import Darknet
 from darkcfg.region_loss import RegionLossResult, region_loss
 
@@ -46,11 +47,6 @@ class YoloLossResult:
     class_loss: float
     iou_loss: float
     total_loss: float
-
-
-def valid_truths(truths: Tensor) -> Tensor:
-    """(B, T) bool: rows before the first x == 0 of each image (the reference's `if (!truth.x) break`)."""
-    return torch.cumprod((truths[..., 0] != 0).to(torch.int32), dim=1).bool()
 
 
 def _pred_boxes(o: Tensor, aw: Tensor, ah: Tensor, net_w: int, net_h: int, new_coords: bool) -> XYWH:
@@ -96,11 +92,7 @@ def yolo_delta(p: YoloParams, out: Tensor, truths: Tensor, net_w: int, net_h: in
     cm_all = torch.tensor(p.classes_multipliers or [1.0] * ncls, dtype=dt, device=dev)
     smooth_eps = p.label_smooth_eps
 
-    truths = truths.to(device=dev, dtype=dt)
-    tbox = XYWH(truths[..., 0], truths[..., 1], truths[..., 2], truths[..., 3])
-    tcls = truths[..., 4].long()  # C's float -> int truncation
-    ok = valid_truths(truths) & (tcls >= 0) & (tcls < ncls)
-    tcls = tcls.clamp(0, ncls - 1)
+    truths, tbox, tcls, ok = read_truths(truths, ncls, dev, dt)
 
     # A. every cell: best IoU with any truth; objectness towards 0 unless it matches well enough
     def bc(t: Tensor) -> Tensor:
@@ -242,9 +234,7 @@ def yolo_delta(p: YoloParams, out: Tensor, truths: Tensor, net_w: int, net_h: in
         probs = of[cf, 5:]
         onehot = torch.nn.functional.one_hot(kf, ncls).to(dt)
         if p.focal_loss:
-            pt = probs.gather(1, kf.unsqueeze(1)) + 1e-15
-            grad = -(1 - pt) * (2 * pt * torch.log(pt) + pt - 1)
-            fresh = (onehot - probs) * (0.5 * grad)
+            fresh = (onehot - probs) * focal_class_factor(probs, kf)
         else:
             y = onehot * (1 - smooth_eps) + 0.5 * smooth_eps if smooth_eps else onehot
             fresh = y - probs

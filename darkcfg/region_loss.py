@@ -30,10 +30,10 @@ from torch import Tensor
 from darkcfg import iou_grad
 from darkcfg.iou_grad import XYWH
 from darkcfg.layers.region import Region, RegionParams
+from darkcfg.loss_parts import focal_class_factor, read_truths
 
 PRIOR_SEEN = 12800  # images after which the reference stops pulling idle boxes towards their anchors
 PRIOR_SCALE = 0.01
-FOCAL_ALPHA = 0.5
 
 
 @dataclass
@@ -67,8 +67,7 @@ def _class_delta(probs: Tensor, cls: Tensor, scale: Tensor, focal: bool) -> Tens
     onehot = torch.nn.functional.one_hot(cls, probs.shape[1]).to(probs.dtype)
     d = scale.unsqueeze(1) * (onehot - probs)
     if focal:
-        pt = probs.gather(1, cls.unsqueeze(1)) + 1e-15
-        d = d * (FOCAL_ALPHA * -(1 - pt) * (2 * pt * torch.log(pt) + pt - 1))
+        d = d * focal_class_factor(probs, cls)
     return d
 
 
@@ -95,12 +94,8 @@ def region_delta(p: RegionParams, x: Tensor, truths: Tensor, seen: int) -> tuple
     gj = torch.arange(h, device=dev, dtype=dt).view(1, h, 1, 1)
     pred = XYWH((gi + sx) / w, (gj + sy) / h, torch.exp(raw[..., 2]) * aw / w, torch.exp(raw[..., 3]) * ah / h)
 
-    truths = truths.to(device=dev, dtype=dt)
+    truths, tbox, tcls, ok = read_truths(truths, ncls, dev, dt)
     tcount = truths.shape[1]
-    tcls = truths[..., 4].long()  # C's float -> int truncation
-    ok = torch.cumprod((truths[..., 0] != 0).to(torch.int32), dim=1).bool() & (tcls >= 0) & (tcls < ncls)
-    tcls = tcls.clamp(0, ncls - 1)
-    tbox = XYWH(truths[..., 0], truths[..., 1], truths[..., 2], truths[..., 3])
 
     # every cell and anchor: the best IoU of its predicted box with any truth of its image
     def bc(t: Tensor) -> Tensor:
