@@ -66,14 +66,9 @@ def main() -> None:
 @_friendly
 def info(cfg: str, size: Optional[str]) -> None:
     """Print CFG's layer table (index, type, filters, size/stride, input -> output, BFLOPs) and totals."""
-    from darkcfg.api import load
+    from darkcfg.model.loading import load
 
-    model = load(cfg, size=_parse_size(size))
-    click.echo(model.layer_table())
-    n_params = sum(p.numel() for p in model.parameters())
-    n_floats = sum(b.tensor.numel() for m in model.layers for b in m.darknet_blobs())
-    click.echo(f"layers: {len(model.layers)}, parameters: {n_params:,}, floats in .weights: {n_floats:,} "
-               f"({20 + 4 * n_floats:,} bytes), output layers: {', '.join(map(str, model.output_layers))}")
+    click.echo(load(cfg, size=_parse_size(size)).summary())
 
 
 @main.command()
@@ -84,14 +79,9 @@ def info(cfg: str, size: Optional[str]) -> None:
 @_friendly
 def partial(cfg: str, weights_in: str, weights_out: str, n: int) -> None:
     """Save the first N layers of WEIGHTS_IN as WEIGHTS_OUT with seen=0 (like `darknet partial`)."""
-    from darkcfg.network import Darknet, WeightsHeader
-    from darkcfg.weights import load_weights, save_weights
+    from darkcfg.model.convert import save_prefix
 
-    model = Darknet.from_file(cfg)
-    if not 0 < n <= len(model.layers):
-        raise click.BadParameter(f"N={n}: expected 1..{len(model.layers)} (layers in {cfg})")
-    report = load_weights(model, weights_in, upto=n)
-    save_weights(model, weights_out, upto=n, header=WeightsHeader())
+    report = save_prefix(cfg, weights_in, weights_out, n)
     click.echo(f"{weights_out}: layers 0..{n - 1} ({report.layers_loaded} with weights), seen=0")
 
 
@@ -108,19 +98,12 @@ def convert(source: str, dest: str, cfg: Optional[str]) -> None:
     darkcfg convert yolov4-tiny.weights yolov4-tiny.pt --cfg cfg/yolov4-tiny.cfg
     darkcfg convert yolov4-tiny.pt yolov4-tiny.weights        # byte-identical to the original
     """
-    from darkcfg.checkpoint import load_checkpoint, save_checkpoint
-    from darkcfg.network import Darknet
-    from darkcfg.weights import load_weights, save_weights
+    from darkcfg.model.convert import convert as convert_file
+    from darkcfg.model.loading import is_checkpoint
 
-    if source.endswith((".pt", ".pth")):
-        model = load_checkpoint(source)
-        save_weights(model, dest, upto=model.loaded_upto)
-    else:
-        if cfg is None:
-            raise click.UsageError("converting a .weights file needs --cfg CFG")
-        model = Darknet.from_file(cfg)
-        load_weights(model, source)
-        save_checkpoint(model, dest)
+    if cfg is None and not is_checkpoint(source):
+        raise click.UsageError("converting a .weights file needs --cfg CFG")
+    convert_file(source, dest, cfg)
     click.echo(f"{source} -> {dest}")
 
 
@@ -146,14 +129,10 @@ def export(cfg: str, weights: Optional[str], fmt: str, out: Optional[str], dynam
     darkcfg export cfg/yolov4-tiny.cfg yolov4-tiny.weights --format onnx --dynamic-batch --with-nms
     darkcfg export cfg/yolov3-tiny.cfg --format torchscript --size 320
     """
-    from darkcfg.api import default_weights, load, load_weights_file
     from darkcfg.export import export as export_model
+    from darkcfg.model.loading import load_trained
 
-    model = load(cfg, size=_parse_size(size))
-    if not cfg.endswith((".pt", ".pth")):
-        load_weights_file(model, weights or default_weights(cfg))
-    elif weights:
-        load_weights_file(model, weights)
+    model = load_trained(cfg, weights, _parse_size(size))
     stem = Path(cfg).name.split(".")[0]
     suffix = ".onnx" if fmt == "onnx" else ".torchscript.pt"
     dest = Path(out) if out else Path(weights or cfg).with_name(stem + suffix)
@@ -173,19 +152,6 @@ def _device(name: Optional[str]) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise click.BadParameter(f"'{name}': this PyTorch sees no CUDA GPU; use --device cpu", param_hint="--device")
     return name
-
-
-def _names_for(model: object, data_names: Optional[str], names: Optional[str]) -> list[str]:
-    from darkcfg.names import COCO_NAMES, head_classes, read_names
-
-    classes = head_classes(model)
-    path = names or data_names
-    if path is not None:
-        return read_names(path, classes)
-    if classes == 80:
-        return read_names(COCO_NAMES)
-    raise click.ClickException(f"{model.cfg_file} has classes={classes}: give the class names with --names FILE "
-                               "(or names= in the .data file)")
 
 
 @main.command(context_settings={"max_content_width": 110})
@@ -233,56 +199,21 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     darkcfg detect cfg/yolov4-tiny.cfg images/ --ext-output --json out.json -b 8
     darkcfg detect my.cfg clip.mp4 -w backup/my_best.weights -n obj.names
     """
-    from darkcfg.api import default_weights, load, load_weights_file
-    from darkcfg.detector import Detector
-    from darkcfg.fast import prepare_for_inference
-    from darkcfg.outputs import Outputs
-    from darkcfg.progress import Progress
-    from darkcfg.report import JsonWriter, text_lines
-    from darkcfg.sources import expand_sources, iter_frames, video_info
+    from darkcfg.infer.fast import prepare_for_inference
+    from darkcfg.infer.pipeline import Detector, run_detection
+    from darkcfg.model.loading import load, load_trained_weights
+    from darkcfg.model.names import names_for
 
     model = load(cfg, size=_parse_size(size))
-    class_names = _names_for(model, None, names)
-    if weights:
-        load_weights_file(model, weights)
-    elif not cfg.endswith((".pt", ".pth")):  # a darkcfg checkpoint carries its weights
-        load_weights_file(model, default_weights(cfg))
-    model.to(_device(device))
-    det = Detector(prepare_for_inference(model, fast, compile_, half), class_names, thresh, nms, letterbox, batch)
-    found, errors = expand_sources(sources)
-    for e in errors:
-        click.echo(f"error: {e}", err=True)
-    total = sum(video_info(s.path)[0] or 1 if s.kind == "video" else 1 for s in found)
-    outputs = Outputs(None if nosave else Path(out), save_txt, thresh)
-    json_out = JsonWriter(json_path) if json_path else None
-    failed, done, boxes = len(errors), 0, 0
-    show_bar = total > 1 or any(s.kind == "video" for s in found)
-    try:
-        with Progress(total, "detect", unit="img", enabled=show_bar) as bar:
-            for r in det.stream(iter_frames(found)):
-                if r.error is not None or r.detections is None or r.image is None:
-                    failed += 1
-                    bar.write(f"error: {r.error}", stream=sys.stderr)
-                    bar.update(1)
-                    continue
-                d = r.detections
-                lines = text_lines(d, thresh, ext_output)
-                boxes += len(lines)
-                if not quiet:
-                    bar.write("\n".join([f"{r.frame.name}: Predicted in {r.ms:f} milli-seconds."] + lines))
-                if json_out is not None:
-                    json_out.add(d, r.frame.source.path)
-                outputs.add(r.frame.source, r.frame.index, r.image, d)
-                done += 1
-                bar.update(1)
-    finally:
-        outputs.close()
-        if json_out is not None:
-            json_out.close()
-    where = f"; annotated in {out}/" if not nosave and done else ""
-    click.echo(f"{done} image(s), {boxes} labelled box(es){where}" + (f"; {failed} failed" if failed else ""),
-               err=True)
-    if failed or not found:
+    class_names = names_for(model, names)  # checked before the weights are read
+    load_trained_weights(model, cfg, weights)
+    det = Detector(prepare_for_inference(model.to(_device(device)), fast, compile_, half), class_names, thresh,
+                   nms, letterbox, batch)
+    run = run_detection(det, sources, None if nosave else out, save_txt, json_path, ext_output, quiet)
+    where = f"; annotated in {out}/" if not nosave and run.done else ""
+    click.echo(f"{run.done} image(s), {run.boxes} labelled box(es){where}"
+               + (f"; {run.failed} failed" if run.failed else ""), err=True)
+    if run.failed or not run.sources:
         sys.exit(1)
 
 
@@ -331,7 +262,7 @@ def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every
     when its .state.pt sidecar is beside it). Several GPUs or machines: `torchrun --nproc_per_node N -m
     darkcfg train ...` (the learning rate is multiplied by N, as the reference does with -gpus).
     """
-    from darkcfg.trainer import Trainer, TrainOptions
+    from darkcfg.train.trainer import Trainer, TrainOptions
 
     dev = _device(device)
     opts = TrainOptions(data=data, cfg=cfg, weights=weights, clear=clear, size=_parse_size(size), batch=batch,
@@ -375,44 +306,20 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
     Labels are found by Darknet's rule (images/ -> labels/, JPEGImages/ -> labels/, extension -> .txt);
     `difficult=` in DATA names a parallel list whose labels are difficult truths (ignored).
     """
-    from darkcfg.api import default_weights, load, load_weights_file
-    from darkcfg.dataset import read_data_cfg, read_list
-    from darkcfg.report import map_lines
-    from darkcfg.validation import check_paths, compute_map
+    from darkcfg.eval.report import map_lines
+    from darkcfg.eval.runner import run_map
+    from darkcfg.model.loading import load_trained
 
-    dc = read_data_cfg(data)
-    paths = read_list(dc.valid_list())
-    check_paths(paths, dc.valid_list())
-    difficult = read_list(dc.difficult) if dc.difficult else None
-    if difficult is not None and len(difficult) != len(paths):
-        raise click.ClickException(f"{dc.difficult}: {len(difficult)} lines, expected one per image of "
-                                   f"{dc.valid_list()} ({len(paths)})")
-    model = load(cfg, size=_parse_size(size))
-    class_names = _names_for(model, dc.names, names)
-    if weights:
-        load_weights_file(model, weights)
-    elif not cfg.endswith((".pt", ".pth")):
-        load_weights_file(model, default_weights(cfg))
-    model.to(_device(device))
-    collector = None
-    if coco or coco_gt:
-        from darkcfg.coco import CocoCollector, read_coco_gt
-
-        collector = CocoCollector(class_names, read_coco_gt(coco_gt) if coco_gt else None)
-    res = compute_map(model, paths, class_names, iou_thresh, thresh, points, batch, difficult, coco=collector)
-    click.echo("\n".join(map_lines(res, class_names)))
-    if plots:
-        from darkcfg.plots import confusion_matrix, pr_curves
-
-        pr_curves(res, class_names, Path(plots) / "pr_curves.png")
-        assert res.confusion is not None
-        confusion_matrix(res.confusion, class_names, Path(plots) / "confusion_matrix.png")
-        click.echo(f"plots: {Path(plots) / 'pr_curves.png'}, {Path(plots) / 'confusion_matrix.png'}", err=True)
-    if collector is not None:
-        from darkcfg.coco import stats_lines
+    model = load_trained(cfg, weights, _parse_size(size), _device(device))
+    run = run_map(data, model, names, iou_thresh, thresh, points, batch, coco, coco_gt, plots)
+    click.echo("\n".join(map_lines(run.result, run.names)))
+    if run.plots:
+        click.echo(f"plots: {', '.join(map(str, run.plots))}", err=True)
+    if run.coco_stats is not None:
+        from darkcfg.eval.coco import stats_lines
 
         click.echo("\nCOCO metrics (pycocotools, the same detections):")
-        click.echo("\n".join(stats_lines(collector.evaluate())))
+        click.echo("\n".join(stats_lines(run.coco_stats)))
 
 
 @main.command()
@@ -431,19 +338,12 @@ def valid(data: str, cfg: str, weights: Optional[str], kind: Optional[str], out:
           names: Optional[str], batch: int, device: Optional[str]) -> None:
     """Write detections on DATA's valid list like `darknet detector valid` (thresh .001, nms .6): COCO
     results JSON (eval=coco) or VOC comp4_det_test_<class>.txt files."""
-    from darkcfg.api import default_weights, load, load_weights_file
-    from darkcfg.dataset import read_data_cfg, read_list
-    from darkcfg.validation import check_paths, write_valid
+    from darkcfg.eval.runner import run_valid
+    from darkcfg.model.loading import load_trained
 
-    dc = read_data_cfg(data)
-    paths = read_list(dc.valid_list())
-    check_paths(paths, dc.valid_list())
-    model = load(cfg)
-    class_names = _names_for(model, dc.names, names)
-    load_weights_file(model, weights if weights else default_weights(cfg))
-    model.to(_device(device))
-    files = write_valid(model, paths, class_names, kind or dc.eval, Path(out or dc.results), batch)
-    click.echo(f"{len(paths)} images: wrote {files[0]}" + (f" and {len(files) - 1} more" if len(files) > 1 else ""))
+    model = load_trained(cfg, weights, device=_device(device))
+    images, files = run_valid(data, model, names, kind, out, batch)
+    click.echo(f"{images} images: wrote {files[0]}" + (f" and {len(files) - 1} more" if len(files) > 1 else ""))
 
 
 @main.command("calc-anchors")
@@ -457,34 +357,14 @@ def valid(data: str, cfg: str, weights: Optional[str], kind: Optional[str], out:
 @_friendly
 def calc_anchors(data: str, num: int, width: int, height: int, seed: int, out: str) -> None:
     """k-means anchors (IoU distance) over the labels of DATA's train list, like `detector calc_anchors`."""
-    import numpy as np
+    from darkcfg.train.anchors import calc_anchors as compute
 
-    from darkcfg.anchors import anchors_line, kmeans_anchors
-    from darkcfg.dataset import label_path, read_data_cfg, read_labels, read_list
-    from darkcfg.outputs import write_file
-    from darkcfg.progress import Progress
-
-    dc = read_data_cfg(data)
-    if dc.train is None:
-        raise click.ClickException(f"{data}: no 'train' list")
-    paths = read_list(dc.train)
     click.echo(f" num_of_clusters = {num}, width = {width}, height = {height} ")
-    boxes = []
-    with Progress(len(paths), "labels", unit="img", enabled=len(paths) > 1) as bar:
-        for p in paths:
-            lab = read_labels(label_path(p), dc.classes)
-            boxes.append(lab[:, 3:5] * [width, height])
-            bar.update(1)
-    wh = np.concatenate(boxes) if boxes else np.zeros((0, 2))
-    if len(wh) < num:
-        raise click.ClickException(f"{dc.train}: {len(wh)} labelled boxes, need at least --num {num}")
-    anchors, iou = kmeans_anchors(wh, num, seed)
-    line = anchors_line(anchors, width)
-    click.echo(f" read labels from {len(paths)} images, {len(wh)} boxes")
-    click.echo(f"\n avg IoU = {iou * 100:2.2f} % \n")
-    write_file(Path(out), line.encode())
+    r = compute(data, num, width, height, seed, out)
+    click.echo(f" read labels from {r.images} images, {r.boxes} boxes")
+    click.echo(f"\n avg IoU = {r.avg_iou * 100:2.2f} % \n")
     click.echo(f"Saving anchors to the file: {out} ")
-    click.echo(f"anchors = {line}")
+    click.echo(f"anchors = {r.line}")
 
 
 @main.command()
@@ -498,8 +378,8 @@ def calc_anchors(data: str, num: int, width: int, height: int, seed: int, out: s
 def download(names: tuple[str, ...], dest: str, mirror: Optional[str], list_: bool) -> None:
     """Download official Darknet weights (e.g. yolov4-tiny, yolov4-csp, yolov4-p5, yolov4.conv.137) into
     weights/, resuming an interrupted download and checking size and, where known, SHA-256."""
-    from darkcfg.download import RELEASES
-    from darkcfg.download import download as fetch
+    from darkcfg.model.download import RELEASES
+    from darkcfg.model.download import download as fetch
 
     if list_ or not names:
         for key, r in RELEASES.items():
@@ -520,7 +400,7 @@ def demo(ctx: click.Context, out: str) -> None:
 
     The same as `darkcfg detect cfg/yolov3-tiny.cfg darkcfg/data/grace_hopper.jpg --ext-output`.
     """
-    image = Path(__file__).resolve().parent / "data" / "grace_hopper.jpg"
+    image = Path(__file__).resolve().parent / "assets" / "grace_hopper.jpg"
     ctx.invoke(detect, cfg=str(REPO / "cfg" / "yolov3-tiny.cfg"), sources=(str(image),),
                weights=str(REPO / "weights" / "yolov3-tiny.weights"), out=out, ext_output=True)
 

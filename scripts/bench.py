@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import darkcfg  # noqa: E402
-from darkcfg.fast import InferenceModel  # noqa: E402
-from darkcfg.weights import save_weights  # noqa: E402
+from darkcfg.infer.fast import InferenceModel  # noqa: E402
+from darkcfg.model.weights import save_weights  # noqa: E402
 
 SIZES = {"yolov4-tiny": 416, "yolov4-csp": 512, "yolov4-p5": 896}
 
@@ -136,10 +136,10 @@ def bench_model(name: str, size: int, tmp: Path, repeats: int, batches: list[int
 def pipeline_cost(name: str, repeats: int) -> dict:
     """Batch 1: forward (fast, and compiled) against decode + NMS + drawing on a 768x576 photo. yolov3-tiny
     with its real weights (weights/), any other cfg with `random_weights`."""
-    from darkcfg.decode import decode
-    from darkcfg.detector import Detector
-    from darkcfg.draw import draw_detections
-    from darkcfg.image import bgr_to_image
+    from darkcfg.data.images import bgr_to_image
+    from darkcfg.infer.decode import decode
+    from darkcfg.infer.draw import draw_detections
+    from darkcfg.infer.pipeline import Detector
 
     real = REPO / "weights" / f"{name}.weights"
     model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), str(real) if real.is_file() else None).eval()
@@ -147,7 +147,7 @@ def pipeline_cost(name: str, repeats: int) -> dict:
         random_weights(model)
     compiled = InferenceModel(model, compile=True)
     det = Detector(InferenceModel(model), thresh=0.25)
-    bgr = cv2.resize(cv2.imread(str(REPO / "darkcfg" / "data" / "grace_hopper.jpg")), (768, 576))
+    bgr = cv2.resize(cv2.imread(str(REPO / "darkcfg" / "assets" / "grace_hopper.jpg")), (768, 576))
     x = torch.from_numpy(det.prepare(bgr_to_image(bgr)))[None]
     fwd, fwd_c, post, boxes = [], [], [], 0
     with torch.inference_mode():
@@ -180,7 +180,7 @@ def memory_probe(name: str, size: int) -> None:
     base = _status_kb("VmRSS") * 1024
     model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), size=size).eval()
     weights = sum(p.numel() * 4 for p in model.parameters()) + sum(b.numel() * 4 for b in model.buffers())
-    from darkcfg.fast import prepare_for_inference
+    from darkcfg.infer.fast import prepare_for_inference
 
     fast = prepare_for_inference(model)  # as `darkcfg detect`: in place
     x = torch.rand(1, 3, size, size)

@@ -27,14 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import darkcfg  # noqa: E402
-from darkcfg.detector import Detector  # noqa: E402
-from darkcfg.fast import prepare_for_inference  # noqa: E402
-from darkcfg.names import default_names  # noqa: E402
-from darkcfg.sources import expand_sources, iter_frames  # noqa: E402
+from darkcfg.infer.fast import prepare_for_inference  # noqa: E402
+from darkcfg.infer.pipeline import Detector  # noqa: E402
+from darkcfg.infer.sources import expand_sources, iter_frames  # noqa: E402
+from darkcfg.model.loading import default_weights  # noqa: E402
+from darkcfg.model.names import default_names  # noqa: E402
 
 
 def make_folder(d: Path, n: int) -> list[str]:
-    base = cv2.imread(str(REPO / "darkcfg" / "data" / "grace_hopper.jpg"))
+    base = cv2.imread(str(REPO / "darkcfg" / "assets" / "grace_hopper.jpg"))
     sizes = [(640, 480), (800, 600), (1024, 768), (1280, 720)]
     for i in range(n):
         im = base[:, ::-1] if i % 2 else base
@@ -88,7 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    weights = Path(args.weights) if args.weights else darkcfg.api.default_weights(args.cfg)
+    weights = Path(args.weights) if args.weights else default_weights(args.cfg)
     model = darkcfg.load(args.cfg, weights)
     size = (model.net.width, model.net.height)
     with tempfile.TemporaryDirectory() as d:

@@ -23,7 +23,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from darkcfg.trainer import Trainer, TrainOptions  # noqa: E402
+from darkcfg.train.trainer import Trainer, TrainOptions  # noqa: E402
 
 
 def main() -> int:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from darkcfg.network import Darknet
-from darkcfg.weights import save_weights
+from darkcfg.model.network import Darknet
+from darkcfg.model.weights import save_weights
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from darkcfg.activations import ACTIVATIONS
+from darkcfg.model.activations import ACTIVATIONS
 
 
 def sig(x):

@@ -2,8 +2,8 @@
 import numpy as np
 from click.testing import CliRunner
 
-from darkcfg.anchors import anchors_line, kmeans_anchors, wh_iou
 from darkcfg.cli import main
+from darkcfg.train.anchors import anchors_line, kmeans_anchors, wh_iou
 
 CLUSTERS = np.array([[20, 30], [60, 50], [150, 120], [300, 280]], float)
 

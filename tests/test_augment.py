@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from darkcfg.augment import AugmentConfig, augment_one, filter_truths, mosaic, transform_boxes
-from darkcfg.train_data import TrainDataset, TrainSampler, collate, multiscale_size
+from darkcfg.train.augment import AugmentConfig, augment_one, filter_truths, mosaic, transform_boxes
+from darkcfg.train.batches import TrainDataset, TrainSampler, collate, multiscale_size
 
 
 def _scene(rng: np.random.Generator, w: int = 200, h: int = 150) -> tuple[np.ndarray, np.ndarray]:

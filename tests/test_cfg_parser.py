@@ -5,8 +5,8 @@ import warnings
 import pytest
 
 from darkcfg import CfgError, CfgWarning
-from darkcfg.cfg import atof, atoi, parse_cfg_text
-from darkcfg.network import Darknet
+from darkcfg.model.cfg import atof, atoi, parse_cfg_text
+from darkcfg.model.network import Darknet
 
 NET = "[net]\nwidth=32\nheight=32\nchannels=3\n"
 

@@ -13,13 +13,13 @@ from pycocotools.cocoeval import COCOeval
 
 import darkcfg
 from darkcfg.cli import main
-from darkcfg.coco import CocoCollector
-from darkcfg.detections import Detections
+from darkcfg.eval.coco import CocoCollector
+from darkcfg.infer.detections import Detections
 
 REPO = Path(__file__).resolve().parent.parent
 CFG = REPO / "cfg" / "yolov3-tiny.cfg"
 WEIGHTS = REPO / "weights" / "yolov3-tiny.weights"
-SAMPLE = REPO / "darkcfg" / "data" / "grace_hopper.jpg"
+SAMPLE = REPO / "darkcfg" / "assets" / "grace_hopper.jpg"
 
 
 def _direct(gt, results):

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import torch
 
-from darkcfg.decode import correct_boxes, decode
-from darkcfg.image import letterbox_size
-from darkcfg.network import Darknet
+from darkcfg.infer.decode import correct_boxes, decode
+from darkcfg.infer.preprocess import letterbox_size
+from darkcfg.model.network import Darknet
 
 GAUSSIAN_CFG = """[net]
 width=64
@@ -68,6 +68,22 @@ def test_gaussian_yolo_matches_loops():
             np.testing.assert_allclose(dets[b].probs, [r[2] for r in ref], rtol=1e-5, atol=1e-6)
 
 
+def test_gaussian_yolo_with_cornersnms_detects():
+    """parse_gaussian_yolo accepts nms_kind=cornersnms; detection must then run (the reference's
+    diounms_sort suppresses by box_iou for it), with what nms_kind=default gives."""
+    cfg = GAUSSIAN_CFG.format(filters=2 * 12, point="center")
+    x = torch.randn(1, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    image = (x[0].sigmoid().numpy()).astype(np.float32)  # a Darknet image (3, H, W) in [0, 1]
+    results = []
+    for kind in ("cornersnms", "default"):
+        model = Darknet(cfg + f"nms_kind={kind}\n", "<gauss>").eval()
+        torch.manual_seed(0)
+        for p in model.parameters():
+            torch.nn.init.uniform_(p, -1, 1)
+        results.append(model.detect(image, thresh=0.05, names=["a", "b", "c"]))
+    assert len(results[0]) > 1 and results[0] == results[1]
+
+
 def test_letterbox_correction_inverts_the_embedding():
     # a box placed in the letterboxed input comes back at the same place of the original image
     for (w, h), (nw, nh) in [((768, 576), (416, 416)), ((500, 500), (512, 320)), ((300, 900), (320, 320))]:
@@ -83,14 +99,12 @@ def test_letterbox_correction_inverts_the_embedding():
 def test_candidate_selection_on_a_device_equals_the_host_one():
     """The torch selection (run where the heads live, i.e. on a GPU) picks the same rows in the same order
     as the numpy one the CPU uses and the reference tests check; here run on CPU tensors."""
-    from darkcfg.decode import _candidates_on_device, _yolo_candidates
+    from darkcfg.infer.decode import _candidates_on_device, select_candidates
 
     rng = np.random.default_rng(0)
-    layer = type("L", (), {})()
-    layer.n, layer.entries, layer.params = 3, 8, type("P", (), {"classes": 3})()
     out = torch.from_numpy(rng.random((3 * 8, 7, 5), dtype=np.float32))
     out[4::8] = torch.where(out[4::8] > 0.7, out[4::8], torch.tensor(0.7))  # some exactly at the threshold
-    idx, rows = _yolo_candidates(layer, out, 0.7)
+    idx, rows = select_candidates(out.reshape(3, 8, 7, 5), 4, 0.7)
     d_idx, d_rows = _candidates_on_device(out.reshape(3, 8, 7, 5), 4, 0.7)
     assert 10 < len(idx) < 3 * 7 * 5 and (np.diff(idx) > 0).all()
     np.testing.assert_array_equal(idx, d_idx)

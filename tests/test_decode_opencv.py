@@ -14,9 +14,9 @@ import pytest
 import torch
 from oracle import CFG_DIR, needs_shared, randomize
 
-from darkcfg.decode import decode
-from darkcfg.network import Darknet
-from darkcfg.weights import save_weights
+from darkcfg.infer.decode import decode
+from darkcfg.model.network import Darknet
+from darkcfg.model.weights import save_weights
 
 CASES = ["yolov4-tiny", "yolov4-csp", "yolov4-p5", "yolov3-tiny", "yolov4", "yolov2"]
 

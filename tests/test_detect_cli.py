@@ -19,7 +19,7 @@ from darkcfg.cli import main
 REPO = Path(__file__).resolve().parent.parent
 CFG = REPO / "cfg" / "yolov3-tiny.cfg"
 WEIGHTS = REPO / "weights" / "yolov3-tiny.weights"
-SAMPLE = REPO / "darkcfg" / "data" / "grace_hopper.jpg"
+SAMPLE = REPO / "darkcfg" / "assets" / "grace_hopper.jpg"
 
 
 def run(*args):
@@ -175,8 +175,8 @@ def test_demo_runs_detection(tmp_path, monkeypatch):
 
 def test_stream_reads_ahead_a_bounded_number_of_frames():
     """A folder of any size runs in constant memory: frames are pulled only a few batches ahead."""
-    from darkcfg.detector import Detector
-    from darkcfg.sources import Frame, Source
+    from darkcfg.infer.pipeline import Detector
+    from darkcfg.infer.sources import Frame, Source
 
     model = darkcfg.load(CFG, size=64)
     det = Detector(model, batch=4)
@@ -204,5 +204,5 @@ def test_checkpoint_and_grey_networks(tmp_path):
     grey.write_text(CFG.read_text().replace("channels=3", "channels=1"))
     model = darkcfg.load(grey, size=96)
     assert model.detect(str(SAMPLE), thresh=0.0) is not None  # image read as grey, (1, H, W)
-    from darkcfg.detector import Detector
+    from darkcfg.infer.pipeline import Detector
     assert Detector(model).to_image(cv2.imread(str(SAMPLE))).shape == (1, 600, 512)

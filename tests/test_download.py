@@ -9,7 +9,7 @@ from oracle import CFG_DIR, SHARED
 
 import darkcfg
 from darkcfg.cli import main
-from darkcfg.download import RELEASES
+from darkcfg.model.download import RELEASES
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = REPO / "weights" / "yolov3-tiny.weights"

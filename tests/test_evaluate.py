@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from darkcfg.detections import Detections
-from darkcfg.evaluate import MapAccumulator, average_precision
+from darkcfg.eval.metrics import MapAccumulator, average_precision
+from darkcfg.infer.detections import Detections
 
 f32 = np.float32
 

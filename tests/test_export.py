@@ -17,9 +17,9 @@ import torch
 from oracle import REPO, SHARED, needs_shared
 
 import darkcfg
-from darkcfg.detector import Detector
+from darkcfg.data.images import load_image
 from darkcfg.export import export
-from darkcfg.image import load_image
+from darkcfg.infer.pipeline import Detector
 
 HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime", "onnxscript"))
 needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime/onnxscript not installed (pip install "
@@ -122,3 +122,27 @@ def test_cli_export_bad_format(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "darkcfg", "export", "cfg/yolov3-tiny.cfg", "-f", "tflite"],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "tflite" in r.stderr
+
+
+def test_gaussian_yolo_decode_equals_the_detection_decode(tmp_path) -> None:
+    """Export decodes through each head's own `decode`, so [Gaussian_yolo] (x, y at entries 0 and 2, scores
+    obj*cls*(1 - mean uncertainty)) exports too; its scores above thresh and their boxes are those of
+    darkcfg's detection decode (without NMS), which test_decode checks against gaussian_yolo_layer.c loops."""
+    from darkcfg.infer.decode import decode
+
+    cfg = ("[net]\nwidth=64\nheight=48\nchannels=3\n[convolutional]\nfilters=24\nsize=1\nstride=16\n"
+           "activation=linear\n[Gaussian_yolo]\nmask=0,1\nanchors=10,14, 23,27, 37,58\nclasses=3\nnum=3\n")
+    model = darkcfg.Darknet(cfg, "<gauss>").eval()
+    x = torch.randn(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    export(model, tmp_path / "g.pt", "torchscript", with_decode=True)
+    boxes, scores = _run(tmp_path / "g.pt", "torchscript", x.numpy())
+    with torch.no_grad():
+        d = decode(model, model(x), [(64, 48)], 0.1, letterbox=False)[0]
+    want = {(int(c), round(float(d.probs[i, c]), 5)) for i, c in zip(*np.nonzero(d.probs))}
+    got = {(int(c), round(float(scores[0, i, c]), 5)) for i, c in zip(*np.nonzero(scores[0] > 0.1))}
+    assert len(want) > 3 and got == want
+    cx, cy, w, h = (d.boxes[:, k] for k in range(4))
+    pixels = np.stack([(cx - w / 2) * 64, (cy - h / 2) * 48, (cx + w / 2) * 64, (cy + h / 2) * 48], 1)
+    sel = boxes[0][(scores[0] > 0.1).any(1)]
+    matched = [np.abs(sel - p).max(1).min() < 1e-3 for p in pixels[(d.probs > 0).any(1)]]
+    assert all(matched)

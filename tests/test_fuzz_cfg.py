@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from darkcfg import CfgError
-from darkcfg.network import Darknet
+from darkcfg.model.network import Darknet
 
 # a small cfg in the style of yolov3-tiny (written for this test), at a small input size
 BASE = """[net]

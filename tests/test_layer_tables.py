@@ -9,7 +9,7 @@ import warnings
 import pytest
 from oracle import CFG_DIR, REF, needs_shared, shared_cfgs
 
-from darkcfg.network import Darknet
+from darkcfg.model.network import Darknet
 
 # our layer types -> the word the reference prints
 PRINTED = {"conv": "conv", "max": "max", "avg": "avg", "route": "route", "shortcut": "Shortcut", "yolo": "yolo",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from darkcfg.network import Darknet
+from darkcfg.model.network import Darknet
 
 
 def net(body, w=8, h=8, c=4):

@@ -12,8 +12,8 @@ import pytest
 import torch
 from oracle import REF, needs_shared
 
-from darkcfg.loss import yolo_loss
-from darkcfg.network import Darknet
+from darkcfg.model.network import Darknet
+from darkcfg.train.losses.yolo import yolo_loss
 
 CFGS = ["yolov3-tiny", "yolov4-tiny", "yolov4-csp", "yolov4-p5"]
 

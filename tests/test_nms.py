@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-import darkcfg.nms as nms_module
-from darkcfg.boxes import box_diou, box_iou
-from darkcfg.nms import nms_sort
+import darkcfg.infer.nms as nms_module
+from darkcfg.infer.boxes import box_diou, box_iou
+from darkcfg.infer.nms import nms_sort
 
 f32 = np.float32
 
@@ -154,3 +154,20 @@ def test_the_three_kinds_differ():
 
     assert [second_kept(k, 0.3) for k in ("default", "greedynms", "diounms")] == [False, False, True]
     assert [second_kept(k, 0.4) for k in ("default", "greedynms", "diounms")] == [False, True, True]
+
+
+def test_every_kind_a_head_accepts_is_implemented():
+    """One list: every nms_kind a [yolo] or [Gaussian_yolo] section may name runs here. cornersnms
+    ([Gaussian_yolo] only) suppresses by box_iou > nms in diounms_sort (box.c; its box merging is commented
+    out there), so on the same detections it keeps what `default` keeps."""
+    from darkcfg.model.heads import NMS_KINDS
+
+    rng = np.random.default_rng(3)
+    boxes = np.concatenate([rng.uniform(0.2, 0.8, (40, 2)), rng.uniform(0.05, 0.4, (40, 2))], 1).astype(f32)
+    obj = rng.uniform(0.3, 1, 40).astype(f32)
+    probs = np.where(rng.random((40, 3)) < 0.5, rng.uniform(0.3, 1, (40, 3)), 0).astype(f32)
+    for kind in NMS_KINDS:
+        nms_sort(boxes, obj, probs, 0.45, kind, 0.6)
+    corners, default = nms_sort(boxes, obj, probs, 0.45, "cornersnms"), nms_sort(boxes, obj, probs, 0.45)
+    np.testing.assert_array_equal(corners[0], default[0])
+    np.testing.assert_array_equal(corners[1], default[1])

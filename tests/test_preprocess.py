@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from oracle import IMAGES, REF, needs_shared
 
-from darkcfg.image import ImageError, letterbox_image, letterbox_size, load_image, resize_image
+from darkcfg.data.images import ImageError, load_image
+from darkcfg.infer.preprocess import letterbox_image, letterbox_size, resize_image
 
 
 @needs_shared

@@ -11,7 +11,7 @@ import torch
 from oracle import CFG_DIR, REPO, needs_shared, randomize
 
 from darkcfg import load_weights, save_weights
-from darkcfg.network import Darknet
+from darkcfg.model.network import Darknet
 
 NAMES = ["yolov2-tiny", "yolov4-tiny", "yolov4-csp", "yolov4-p5"]
 LAYER_ATTRS = ("ltype", "out_shape", "in_shape", "sources", "activation", "filters", "size", "stride", "groups",

@@ -18,8 +18,8 @@ import torch
 from oracle import SHARED
 
 import darkcfg
-from darkcfg.loss import network_loss
-from darkcfg.region_loss import region_loss
+from darkcfg.train.losses import network_loss
+from darkcfg.train.losses.region import region_loss
 
 ANCHORS = [1.0, 1.0, 0.8, 0.6, 2.5, 1.5]
 

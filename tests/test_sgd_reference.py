@@ -15,11 +15,11 @@ import pytest
 import torch
 from oracle import CFG_DIR, REF, needs_shared
 
-from darkcfg.loss import network_loss
-from darkcfg.network import Darknet
-from darkcfg.optim import DarknetOptimizer
-from darkcfg.schedule import learning_rate
-from darkcfg.weights import load_weights
+from darkcfg.model.network import Darknet
+from darkcfg.model.weights import load_weights
+from darkcfg.train.losses import network_loss
+from darkcfg.train.optim import DarknetOptimizer
+from darkcfg.train.schedule import learning_rate
 
 SGD = REF / "sgd"
 

@@ -17,9 +17,9 @@ import torch
 from oracle import REPO
 
 import darkcfg
-from darkcfg.network import Darknet
-from darkcfg.trainer import Trainer, TrainError, TrainOptions
-from darkcfg.weights import load_weights, save_weights
+from darkcfg.model.network import Darknet
+from darkcfg.model.weights import load_weights, save_weights
+from darkcfg.train.trainer import Trainer, TrainError, TrainOptions
 
 FAST = {"burn_in": "4", "learning_rate": "0.005"}
 
@@ -61,6 +61,31 @@ def test_loss_falls_and_checkpoints_load(shapes: Path, tmp_path: Path) -> None:
     rows = (b / "yolov4-tiny-shapes.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,loss") and len(rows) == 31
     assert (b / "chart.png").stat().st_size > 1000
+
+
+def test_checkpoints_and_chart_get_the_umask_mode(shapes: Path, tmp_path: Path) -> None:
+    """Under umask 022 everything in backup/ is 0644 (readable by a colleague or a serving account)."""
+    old = os.umask(0o022)
+    try:
+        Trainer(_opts(shapes, tmp_path, max_batches=2)).run()
+    finally:
+        os.umask(old)
+    b = tmp_path / "b"
+    files = sorted(p.name for p in b.iterdir())
+    assert {"yolov4-tiny-shapes_last.weights", "yolov4-tiny-shapes_last.state.pt", "yolov4-tiny-shapes_final.weights",
+            "chart.png", "yolov4-tiny-shapes.log", "yolov4-tiny-shapes.csv"} <= set(files)
+    assert {f: oct((b / f).stat().st_mode & 0o777) for f in files} == {f: oct(0o644) for f in files}
+
+
+def test_a_folder_trains_on_every_image_detection_reads(tmp_path: Path) -> None:
+    """One list of image extensions: training reads a folder as `darkcfg detect` does."""
+    from darkcfg.infer.sources import expand_sources
+    from darkcfg.train.batches import image_paths
+
+    for name in ("a.jpg", "b.PNG", "c.pgm", "d.webp", "e.jp2", "f.tif", "g.txt"):
+        (tmp_path / name).write_bytes(b"")
+    detect = [s.path for s in expand_sources([str(tmp_path)])[0]]
+    assert image_paths(str(tmp_path)) == detect and len(detect) == 6
 
 
 def test_resume_with_sidecar_is_exact(shapes: Path, tmp_path: Path) -> None:
@@ -131,7 +156,7 @@ def test_ctrl_c_saves_last(shapes: Path, tmp_path: Path) -> None:
 
 DDP_SCRIPT = """
 import sys, torch
-from darkcfg.trainer import Trainer, TrainOptions
+from darkcfg.train.trainer import Trainer, TrainOptions
 data, cfg, out = sys.argv[1:4]
 t = Trainer(TrainOptions(data=data, cfg=cfg, size=(64, 64), batch=2, max_batches=3, workers=0, progress=False,
                          overrides={"burn_in": "1", "learning_rate": "0.01"}))

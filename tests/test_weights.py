@@ -10,7 +10,8 @@ from oracle import CFG_DIR, SHARED, needs_shared, randomize, shared_cfgs
 
 from darkcfg import WeightsError, load_weights, save_weights
 from darkcfg.cli import main
-from darkcfg.network import Darknet, WeightsHeader
+from darkcfg.model.network import Darknet
+from darkcfg.model.weights import WeightsHeader
 
 REAL = SHARED / "darknet" / "weights" / "yolov3-tiny.weights"
 
@@ -185,7 +186,7 @@ def test_dontloadscales_and_flipped_layouts(tmp_path):
 def test_checkpoint_as_weights_for_a_cfg(tmp_path):
     """darkcfg.load(cfg, weights=x.pt) loads the checkpoint's tensors and header into the cfg's network."""
     import darkcfg
-    from darkcfg.checkpoint import save_checkpoint
+    from darkcfg.model.checkpoint import save_checkpoint
 
     real = darkcfg.load(CFG_DIR / "yolov3-tiny.cfg", REAL)
     save_checkpoint(real, tmp_path / "m.pt")

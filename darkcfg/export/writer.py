@@ -1,0 +1,75 @@
+"""`darkcfg export`: a Darknet network as an ONNX or TorchScript file that runs without darkcfg.
+
+The input is `images` (batch, channels, height, width) at the cfg's size, RGB in [0, 1] as darkcfg's
+pre-processing gives it; the outputs are those of `ExportModel` (export/graph.py). With `dynamic_batch` the
+batch size is free. The file is written atomically.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from darkcfg.export.graph import ExportModel
+from darkcfg.export.nms import nms_onnx
+from darkcfg.files import atomic_write
+from darkcfg.model.network import Darknet
+
+FORMATS = ("onnx", "torchscript")
+
+
+def output_names(m: ExportModel, heads: int) -> list[str]:
+    if m.with_nms:
+        return ["boxes", "scores", "detections"]
+    if m.with_decode:
+        return ["boxes", "scores"]
+    return [f"head{k}" for k in range(heads)]
+
+
+def export(model: Darknet, path: Union[str, Path], fmt: str = "onnx", dynamic_batch: bool = False,
+           with_decode: bool = False, with_nms: bool = False, thresh: float = 0.25, nms: float = 0.45,
+           batch: int = 1) -> Path:
+    """Write `model` (on the CPU, float32) to `path` as ONNX or TorchScript; returns the path.
+
+    The input is `images` (batch, channels, height, width) at the cfg's size, RGB in [0, 1] as darkcfg's
+    pre-processing gives it. The file is written atomically.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    m = ExportModel(model.cpu().float(), with_decode, with_nms, thresh, nms).eval()
+    x = torch.rand(max(batch, 2 if dynamic_batch else 1), model.net.channels, model.net.height, model.net.width)
+    path = Path(path)
+    names = output_names(m, len(model.output_layers))
+    if fmt == "torchscript":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings on shape checks: the shapes are fixed by the cfg
+            traced = torch.jit.trace(m, (x,), check_trace=False)
+        traced = torch.jit.freeze(traced.eval())
+        atomic_write(path, lambda fh: torch.jit.save(traced, fh))
+        return path
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError(f"ONNX export needs the onnx and onnxscript packages ({e.name} is missing): "
+                           "pip install 'darkcfg[export]'") from None
+    dyn = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
+    table = {torch.ops.darkcfg.nms.default: nms_onnx}
+    # the exporter and its optimiser chat on stdout and in warnings: keep the CLI's output to its own lines
+    chatter = io.StringIO()
+    with torch.no_grad(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            prog = torch.onnx.export(m, (x,), dynamo=True, input_names=["images"], output_names=names,
+                                     dynamic_shapes=dyn, custom_translation_table=table, verbose=False)
+        finally:
+            logging.disable(logging.NOTSET)
+    atomic_write(path, lambda fh: fh.write(prog.model_proto.SerializeToString()))
+    return path

@@ -1,0 +1,109 @@
+"""The reference's text outputs of `detector test`, character for character.
+
+- `text_lines`: image.c:draw_detections_v3's stdout. Detections with a class above thresh, sorted by left
+  edge (stable); each prints its best class `name: NN%`, then its other classes above thresh, each line
+  with `\\t(left_x: ...   top_y: ...   width: ...   height: ...)` when ext_output.
+- `json_object`: image.c:detection_to_json, one `-out` entry; `JsonWriter` writes the whole `[...]` file
+  entry by entry and moves it into place atomically at the end.
+- `label_lines`: the `-save_labels` file: per detection its best class above thresh and the box,
+  `"%d %2.4f %2.4f %2.4f %2.4f"`.
+Values are float32 computed in C's order, then printed with C's rounding (Python's % formatting of the
+same double gives the same digits).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from darkcfg.files import AtomicFile
+from darkcfg.infer.detections import Detections
+
+F32 = np.float32
+
+
+def _percent(p: np.float32) -> str:
+    return "%.0f%%" % float(F32(p) * F32(100))
+
+
+def _ext(dets: Detections, i: int) -> str:
+    x, y, w, h = (F32(v) for v in dets.boxes[i])
+    iw, ih = F32(dets.width), F32(dets.height)
+    half = F32(2)
+    vals = (_c_round(float((x - w / half) * iw)), _c_round(float((y - h / half) * ih)),
+            _c_round(float(w * iw)), _c_round(float(h * ih)))
+    return "\t(left_x: %4.0f   top_y: %4.0f   width: %4.0f   height: %4.0f)" % vals
+
+
+def text_lines(dets: Detections, thresh: float, ext_output: bool = False) -> list[str]:
+    """stdout lines of draw_detections_v3 for one image (no trailing newlines)."""
+    lines = []
+    t = F32(thresh)
+    for i, best in dets.best_classes(thresh):
+        ext = _ext(dets, i) if ext_output else ""
+        lines.append(f"{dets.name(best)}: {_percent(dets.probs[i, best])}{ext}")
+        for j in np.flatnonzero(dets.probs[i] > t):
+            if j != best:
+                lines.append(f"{dets.name(int(j))}: {_percent(dets.probs[i, j])}{ext}")
+    return lines
+
+
+def _c_round(v: float) -> float:
+    """C's round(): halves away from zero (Python's round() goes to even)."""
+    return float(np.sign(v) * np.floor(abs(v) + 0.5))
+
+
+def json_object(dets: Detections, frame_id: int, filename: str) -> str:
+    """detection_to_json: one entry of the `-out` file (without the separators between entries)."""
+    objs = []
+    for i, j in dets.pairs():
+        x, y, w, h = (float(v) for v in dets.boxes[i])
+        objs.append('  {"class_id":%d, "name":"%s", "relative_coordinates":{"center_x":%f, "center_y":%f, '
+                    '"width":%f, "height":%f}, "confidence":%f}'
+                    % (j, dets.name(j), x, y, w, h, float(dets.probs[i, j])))
+    return ('{\n "frame_id":%d, \n "filename":"%s", \n "objects": [ \n' % (frame_id, filename)
+            + ", \n".join(objs) + "\n ] \n}")
+
+
+class JsonWriter:
+    """Writes the `-out` JSON file as the reference does ("[\\n", entries joined by ", \\n", "\\n]") to a
+    temporary file beside `path`, renamed over it on close, so a crash never leaves a half-written file."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.path = Path(path)
+        self._f = AtomicFile(self.path, text=True)
+        self._f.file.write("[\n")  # type: ignore[union-attr]
+        self.count = 0
+
+    def add(self, dets: Detections, filename: str) -> None:
+        if self.count:
+            self._f.file.write(", \n")  # type: ignore[union-attr]
+        self.count += 1
+        self._f.file.write(json_object(dets, self.count, filename))  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self._f.done:
+            return
+        self._f.file.write("\n]")  # type: ignore[union-attr]
+        self._f.commit()
+
+    def __enter__(self) -> JsonWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def label_lines(dets: Detections, thresh: float) -> list[str]:
+    """`-save_labels`: for each detection with a class above thresh, its best class and (cx, cy, w, h)."""
+    out = []
+    t = F32(thresh)
+    for i in range(len(dets)):
+        p = np.where(dets.probs[i] > t, dets.probs[i], F32(0))
+        if not (p > 0).any():
+            continue
+        j = int(p.argmax())
+        x, y, w, h = (float(v) for v in dets.boxes[i])
+        out.append("%d %2.4f %2.4f %2.4f %2.4f" % (j, x, y, w, h))
+    return out

@@ -1,0 +1,84 @@
+"""Where `darkcfg detect` puts its results: annotated images and videos, YOLO label files, the JSON file.
+
+Every file is written to a temporary name beside its destination and renamed into place, so an
+interrupted run never leaves a truncated image, label file or video behind.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from darkcfg.data.dataset import label_path
+from darkcfg.files import AtomicFile, write_bytes, write_text
+from darkcfg.infer.detections import Detections
+from darkcfg.infer.draw import draw_detections
+from darkcfg.infer.formats import label_lines
+from darkcfg.infer.sources import Source, video_info
+
+
+class Outputs:
+    """Writes what the options asked for, frame by frame.
+
+    out_dir: annotated images (same file name, .jpg for non-JPEG/PNG inputs) and videos (<name>.mp4);
+    save_txt: YOLO label files, into out_dir when given, else beside each image like `-save_labels`.
+    """
+
+    def __init__(self, out_dir: Optional[Path], save_txt: bool, thresh: float) -> None:
+        self.out_dir, self.save_txt, self.thresh = out_dir, save_txt, thresh
+        self._video: Optional[tuple[str, Any, AtomicFile]] = None  # (source path, writer, file)
+        self.written: list[Path] = []
+
+    def _image_name(self, src: str) -> Path:
+        p = Path(src)
+        ext = p.suffix.lower() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg"
+        assert self.out_dir is not None
+        return self.out_dir / (p.stem + ext)
+
+    def add(self, source: Source, frame: Optional[int], bgr: np.ndarray, dets: Detections) -> None:
+        import cv2
+
+        if self.save_txt and source.kind == "image":
+            dest = (self.out_dir / (Path(source.path).stem + ".txt")) if self.out_dir else Path(label_path(source.path))
+            text = "".join(line + "\n" for line in label_lines(dets, self.thresh))
+            write_text(dest, text)
+            self.written.append(dest)
+        if self.out_dir is None:
+            return
+        drawn = draw_detections(bgr, dets, self.thresh)
+        if source.kind == "video":
+            self._video_frame(source, drawn)
+            return
+        dest = self._image_name(source.path)
+        ok, buf = cv2.imencode(dest.suffix, drawn)
+        if not ok:
+            raise OSError(f"{dest}: OpenCV could not encode the annotated image")
+        write_bytes(dest, buf.tobytes())
+        self.written.append(dest)
+
+    def _video_frame(self, source: Source, drawn: np.ndarray) -> None:
+        import cv2
+
+        if self._video is None or self._video[0] != source.path:
+            self.finish_video()
+            assert self.out_dir is not None
+            file = AtomicFile(self.out_dir / (Path(source.path).stem + ".mp4"), suffix=".mp4", own_handle=False)
+            _, fps, _, _ = video_info(source.path)
+            h, w = drawn.shape[:2]
+            writer = cv2.VideoWriter(str(file.temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            if not writer.isOpened():
+                file.discard()
+                raise OSError(f"{file.path}: OpenCV cannot write mp4 video here")
+            self._video = (source.path, writer, file)
+        self._video[1].write(drawn)
+
+    def finish_video(self) -> None:
+        if self._video is not None:
+            _, writer, file = self._video
+            writer.release()
+            self.written.append(file.commit())
+            self._video = None
+
+    def close(self) -> None:
+        self.finish_video()

@@ -1,0 +1,265 @@
+"""The detection pipeline of `darknet detector test`, batched and streaming.
+
+For each image: pre-process (resize_image, or letterbox_image when letterboxing), run the network,
+decode the heads (decode.py), then NMS (nms.py) with the last head's nms_kind and beta_nms. Images are
+grouped into batches of `batch` for one forward each; loading and pre-processing run in worker threads
+ahead of the network, with a bounded look-ahead, so any number of images streams in constant memory.
+`run_detection` is the whole of `darkcfg detect`: sources in, printout, annotated files and JSON out.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Optional, Union
+
+import numpy as np
+import torch
+
+from darkcfg.data.images import bgr_to_image, read_bgr
+from darkcfg.errors import DarkcfgError
+from darkcfg.infer.decode import decode
+from darkcfg.infer.detections import Detection, Detections
+from darkcfg.infer.formats import JsonWriter, text_lines
+from darkcfg.infer.nms import nms_sort
+from darkcfg.infer.outputs import Outputs
+from darkcfg.infer.preprocess import prepare
+from darkcfg.infer.sources import Frame, expand_sources, iter_frames, video_info
+from darkcfg.model.heads import last_head
+from darkcfg.model.names import default_names
+from darkcfg.model.network import Darknet
+from darkcfg.progress import Progress
+
+ImageInput = Union[str, Path, np.ndarray]
+
+
+@dataclass
+class Result:
+    """What the pipeline gives for one frame: the detections after NMS, or the error that stopped it."""
+
+    frame: Frame
+    image: Optional[np.ndarray]  # (H, W, 3) uint8 BGR, the original
+    detections: Optional[Detections]
+    error: Optional[str] = None
+    ms: float = 0.0  # this image's share of its batch's forward + decode + NMS time
+
+
+class Detector:
+    """A network plus the settings of `detector test`.
+
+    Args:
+        model: a Darknet network ending in [yolo]/[Gaussian_yolo]/[region] heads.
+        names: class names (index = class id); shorter lists are padded with the ids.
+        thresh: detection threshold (strict >), default .25 like `detector test`.
+        nms: NMS threshold, default .45; 0 disables NMS, as in the reference.
+        letterbox: letterbox the input; None means the cfg's [net] letter_box.
+        batch: images per forward.
+    """
+
+    def __init__(self, model: torch.nn.Module, names: Optional[Sequence[str]] = None, thresh: float = 0.25,
+                 nms: float = 0.45, letterbox: Optional[bool] = None, batch: int = 1) -> None:
+        self.model = model
+        last = last_head(model)
+        self.classes = last.classes
+        self.names = list(names) if names is not None else []
+        self.names += [str(i) for i in range(len(self.names), self.classes)]
+        self.thresh, self.nms = thresh, nms
+        self.nms_kind, self.beta_nms = last.nms_kind, last.beta_nms
+        self.letterbox = bool(model.net.letter_box) if letterbox is None else bool(letterbox)
+        if batch < 1:
+            raise ValueError(f"batch={batch}: expected a positive number of images per forward")
+        self.batch = batch
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def prepare(self, im: np.ndarray) -> np.ndarray:
+        """(C, H, W) float32 Darknet image -> (C, net_h, net_w) network input."""
+        return prepare(im, self.model.net.width, self.model.net.height, self.letterbox)
+
+    def to_image(self, bgr: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 BGR -> the Darknet image the cfg wants: RGB, or grey for channels=1 (as
+        load_image(path, 0, 0, 1) reads it)."""
+        c = self.model.net.channels
+        if c == 3:
+            return bgr_to_image(bgr)
+        if c == 1:
+            import cv2
+
+            grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+            return grey[None].astype(np.float32) / np.float32(255.0)
+        raise DarkcfgError(f"{self.model.cfg_file}: [net] channels={c}: detection on images needs 1 or 3 channels")
+
+    def postprocess(self, dets: Detections) -> Detections:
+        """NMS as test_detector does (none when nms is 0); names attached."""
+        dets.names = self.names
+        if self.nms and len(dets):
+            order, probs = nms_sort(dets.boxes, dets.objectness, dets.probs, self.nms, self.nms_kind, self.beta_nms)
+            dets = dets.take(order, probs)
+        return dets
+
+    @torch.inference_mode()
+    def run_batch(self, inputs: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        """inputs: B network inputs (3, net_h, net_w); sizes: B original (width, height) -> B Detections."""
+        x = torch.from_numpy(np.stack(inputs)).to(self.device)
+        dtype = next(self.model.parameters(), x).dtype
+        outs = self.model(x.to(dtype))
+        dets = decode(self.model, outs, sizes, self.thresh, self.letterbox)
+        return [self.postprocess(d) for d in dets]
+
+    def detect_arrays(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Darknet images (3, H, W) float32 RGB in [0, 1] -> one Detections each, in batches of `batch`."""
+        out: list[Detections] = []
+        for i in range(0, len(images), self.batch):
+            chunk = images[i:i + self.batch]
+            out += self.run_batch([self.prepare(im) for im in chunk], [(im.shape[2], im.shape[1]) for im in chunk])
+        return out
+
+    def stream(self, frames: Iterable[Frame], workers: int = 2) -> Iterator[Result]:
+        """Detect on every frame, in order, yielding as batches finish. Unreadable frames come back with
+        `error` set and the rest carry on. At most ~3 batches of images are in memory at once."""
+
+        def load(frame: Frame) -> tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[str]]:
+            try:
+                bgr = frame.load()
+                return bgr, self.prepare(self.to_image(bgr)), None
+            except DarkcfgError as e:
+                return None, None, str(e)
+            except Exception as e:  # a decoder failure is still a one-line report for that frame
+                return None, None, f"{frame.name}: cannot read: {type(e).__name__}: {e}"
+
+        ahead = max(2 * self.batch, workers * 2)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            pending: deque[tuple[Frame, Future]] = deque()
+            it = iter(frames)
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < ahead + self.batch:
+                    frame = next(it, None)
+                    if frame is None:
+                        exhausted = True
+                        break
+                    pending.append((frame, pool.submit(load, frame)))
+                if not pending:
+                    return
+                group: list[tuple[Frame, np.ndarray, np.ndarray]] = []
+                while pending and len(group) < self.batch:
+                    frame, fut = pending.popleft()
+                    bgr, x, err = fut.result()
+                    if err is not None or bgr is None or x is None:
+                        yield Result(frame, None, None, err or f"{frame.name}: cannot read")
+                        continue
+                    group.append((frame, bgr, x))
+                if not group:
+                    continue
+                t0 = time.perf_counter()
+                dets = self.run_batch([g[2] for g in group], [(g[1].shape[1], g[1].shape[0]) for g in group])
+                ms = (time.perf_counter() - t0) * 1000 / len(group)
+                for (frame, bgr, _), d in zip(group, dets):
+                    d.source, d.frame = frame.source.path, frame.index
+                    yield Result(frame, bgr, d, None, ms)
+
+
+def _as_image(det: Detector, item: ImageInput, bgr: bool) -> np.ndarray:
+    """A path, an (H, W, 3) uint8 array or a (C, H, W) float32 Darknet image -> the network's image."""
+    if isinstance(item, (str, Path)):
+        return det.to_image(read_bgr(item))
+    a = np.asarray(item)
+    if a.ndim == 3 and a.dtype != np.uint8 and a.shape[0] in (1, 3) and a.shape[2] not in (1, 3):
+        return a.astype(np.float32)  # already a Darknet image (C, H, W) in [0, 1]
+    if a.dtype != np.uint8 or a.ndim not in (2, 3):
+        raise ValueError(f"image array of shape {a.shape} and dtype {a.dtype}: expected (H, W, 3) uint8 "
+                         "or (3, H, W) float32 in [0, 1]")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    return det.to_image(a if bgr else np.ascontiguousarray(a[:, :, ::-1]))
+
+
+def detect(model: torch.nn.Module, images: Union[ImageInput, Sequence[ImageInput]], thresh: float = 0.25,
+           nms: float = 0.45, names: Optional[Sequence[str]] = None, letterbox: Optional[bool] = None,
+           batch: int = 8, bgr: bool = True) -> Union[list[Detection], list[list[Detection]]]:
+    """Detect objects the way `darknet detector test` does.
+
+    Args:
+        model: a Darknet network (e.g. from `darkcfg.load`).
+        images: a path, an (H, W, 3) uint8 array (OpenCV's BGR unless bgr=False), a (3, H, W) float32
+            Darknet image, or a list of these.
+        thresh, nms: thresholds (defaults .25, .45); letterbox: None = the cfg's letter_box.
+        names: class names; default COCO's when the cfg has 80 classes, else the class ids.
+    Returns:
+        for one image a list of `Detection` (class_id, name, confidence, box (x1, y1, x2, y2) in pixels),
+        one per (box, class) with confidence > thresh in the reference's `-out` order; for a list, a list of
+        those lists.
+    """
+    single = isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)
+                                                  and not (images.ndim == 3 and images.dtype == object))
+    items = [images] if single else list(images)  # type: ignore[arg-type]
+    det = Detector(model, names if names is not None else default_names(model), thresh, nms, letterbox, batch)
+    results = [d.to_list(thresh) for d in det.detect_arrays([_as_image(det, i, bgr) for i in items])]
+    return results[0] if single else results
+
+
+Darknet.detector = detect  # `model.detect(...)` (the model stage does not import this one)
+
+
+@dataclass
+class DetectionRun:
+    """What `run_detection` did: images (frames) done, labelled boxes printed, sources or frames that
+    failed (each reported on stderr), and the files written."""
+
+    done: int = 0
+    boxes: int = 0
+    failed: int = 0
+    sources: int = 0
+    written: list[Path] = field(default_factory=list)
+
+
+def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[Union[str, Path]] = "predictions",
+                  save_txt: bool = False, json_path: Optional[Union[str, Path]] = None, ext_output: bool = False,
+                  quiet: bool = False, progress: bool = True, stdout: Optional[IO[str]] = None) -> DetectionRun:
+    """`darknet detector test` over SOURCES (image files, folders, globs, list files, videos).
+
+    Prints each frame's `<name>: Predicted in ... milli-seconds.` and its labelled boxes as the reference
+    does (to `stdout`, default sys.stdout; nothing with `quiet`), writes annotated images and videos into
+    `out_dir` (None: none), YOLO label files with `save_txt`, and the reference's `-out` JSON to
+    `json_path`. Unreadable sources and frames are reported on stderr, one line each, and skipped.
+    """
+    out = stdout if stdout is not None else sys.stdout
+    found, errors = expand_sources(sources)
+    run = DetectionRun(failed=len(errors), sources=len(found))
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    total = sum(video_info(s.path)[0] or 1 if s.kind == "video" else 1 for s in found)
+    outputs = Outputs(Path(out_dir) if out_dir is not None else None, save_txt, detector.thresh)
+    json_out = JsonWriter(json_path) if json_path else None
+    show_bar = progress and (total > 1 or any(s.kind == "video" for s in found))
+    try:
+        with Progress(total, "detect", unit="img", enabled=show_bar) as bar:
+            for r in detector.stream(iter_frames(found)):
+                if r.error is not None or r.detections is None or r.image is None:
+                    run.failed += 1
+                    bar.write(f"error: {r.error}", stream=sys.stderr)
+                    bar.update(1)
+                    continue
+                d = r.detections
+                lines = text_lines(d, detector.thresh, ext_output)
+                run.boxes += len(lines)
+                if not quiet:
+                    bar.write("\n".join([f"{r.frame.name}: Predicted in {r.ms:f} milli-seconds."] + lines), stream=out)
+                if json_out is not None:
+                    json_out.add(d, r.frame.source.path)
+                outputs.add(r.frame.source, r.frame.index, r.image, d)
+                run.done += 1
+                bar.update(1)
+    finally:
+        outputs.close()
+        if json_out is not None:
+            json_out.close()
+    run.written = outputs.written + ([Path(json_path)] if json_path else [])
+    return run

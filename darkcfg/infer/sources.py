@@ -1,0 +1,141 @@
+"""What `darkcfg detect SOURCE...` reads: image files, folders, globs, list files and videos.
+
+`expand_sources` turns the command-line arguments into `Source`s (one image, or one video) plus one-line
+errors for arguments that give nothing (a missing file, an empty folder, a glob without matches); a bad
+argument never stops the good ones. `iter_frames` then yields `Frame`s lazily, so a folder of any size, or
+a long video, streams through in constant memory.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from darkcfg.data.dataset import read_list
+from darkcfg.data.images import IMAGE_EXTENSIONS, ImageError, list_images, read_bgr
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".mjpeg")
+LIST_EXTENSIONS = (".txt", ".list", ".lst")
+
+
+@dataclass
+class Source:
+    """One input: `path` as the user named it (printed and written to JSON as such); kind image|video."""
+
+    path: str
+    kind: str = "image"
+
+
+@dataclass
+class Frame:
+    """One image to detect on: an image file, or frame `index` (from 0) of a video. `load` returns it as
+    (H, W, 3) uint8 BGR or raises ImageError."""
+
+    source: Source
+    index: Optional[int]
+    load: Callable[[], np.ndarray]
+
+    @property
+    def name(self) -> str:
+        return self.source.path if self.index is None else f"{self.source.path}#{self.index}"
+
+
+def _is_glob(arg: str) -> bool:
+    return any(ch in arg for ch in "*?[")
+
+
+def _read_list(path: Path) -> list[str]:
+    """dataset.read_list; relative paths are taken from the current directory as the reference does, else
+    from the list's folder."""
+    out = []
+    for line in read_list(path):
+        if not os.path.isabs(line) and not os.path.exists(line) and (path.parent / line).exists():
+            line = str(path.parent / line)
+        out.append(line)
+    return out
+
+
+def _classify(p: str) -> Source:
+    return Source(p, "video" if Path(p).suffix.lower() in VIDEO_EXTENSIONS else "image")
+
+
+def expand_sources(args: Sequence[str]) -> tuple[list[Source], list[str]]:
+    """Command-line SOURCE arguments -> (sources in order, one-line errors)."""
+    sources: list[Source] = []
+    errors: list[str] = []
+    for arg in args:
+        p = Path(arg)
+        if p.is_dir():
+            found = list_images(p)
+            if not found:
+                errors.append(f"{arg}: folder has no image files ({', '.join(IMAGE_EXTENSIONS[:5])}, ...)")
+            sources += [Source(f) for f in found]
+        elif p.is_file():
+            if p.suffix.lower() in LIST_EXTENSIONS:
+                found = _read_list(p)
+                if not found:
+                    errors.append(f"{arg}: list file has no paths")
+                sources += [_classify(f) for f in found]
+            else:
+                sources.append(_classify(arg))
+        elif _is_glob(arg):
+            found = sorted(glob.glob(arg))
+            found = [f for f in found if Path(f).is_file()]
+            if not found:
+                errors.append(f"{arg}: no file matches this pattern")
+            sources += [_classify(f) for f in found]
+        else:
+            errors.append(f"{arg}: no such file or folder")
+    return sources, errors
+
+
+def video_frames(source: Source) -> Iterator[Frame]:
+    """Decode a video sequentially; each frame is already read when yielded."""
+    import cv2
+
+    cap = cv2.VideoCapture(source.path)
+    if not cap.isOpened():
+        raise ImageError(f"{source.path}: cannot open this video")
+    i = 0
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield Frame(source, i, lambda im=bgr: im)
+            i += 1
+    finally:
+        cap.release()
+    if i == 0:
+        raise ImageError(f"{source.path}: video has no readable frames")
+
+
+def video_info(path: str) -> tuple[int, float, int, int]:
+    """(frame count or 0 if unknown, fps, width, height) of a video."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        return (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS) or 25.0),
+                int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    finally:
+        cap.release()
+
+
+def iter_frames(sources: Sequence[Source]) -> Iterator[Frame]:
+    """Every frame of every source, lazily. A video that fails to open yields one Frame whose load raises."""
+    for s in sources:
+        if s.kind == "video":
+            try:
+                yield from video_frames(s)
+            except ImageError as e:
+                def fail(err: ImageError = e) -> np.ndarray:
+                    raise err
+                yield Frame(s, None, fail)
+        else:
+            yield Frame(s, None, lambda p=s.path: read_bgr(p))

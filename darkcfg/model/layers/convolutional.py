@@ -1,0 +1,192 @@
+"""[convolutional] / [conv] (parser.c:parse_convolutional, convolutional_layer.c)."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from darkcfg.model.activations import Activation
+from darkcfg.model.cfg import Section
+from darkcfg.model.layers._base import Blob, BuildContext, DarknetLayer, Shape
+from darkcfg.model.layers._registry import register
+
+_UNSUPPORTED = ("binary", "xnor", "sway", "rotate", "stretch", "stretch_sway", "coordconv", "assisted_excitation")
+
+
+class Convolutional(DarknetLayer):
+    """y = act(BN(conv(x)) ) or act(conv(x) + bias); weights [n][c/groups][k][k] as torch.
+
+    BN (eval) is scale*(x-mean)/sqrt(var+1e-5)+bias with the rolling statistics; training normalises with
+    the biased batch variance and momentum .01, as the reference's cuDNN path.
+    """
+
+    ltype = "conv"
+
+    def __init__(
+        self,
+        in_shape: Shape,
+        filters: int,
+        size: int,
+        stride_x: int = 1,
+        stride_y: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        batch_normalize: bool = False,
+        activation: str = "logistic",
+        act_fn: Optional[Activation] = None,
+        antialiasing: int = 0,
+        flipped: bool = False,
+    ) -> None:
+        c, h, w = in_shape
+        sy, sx = (1, 1) if antialiasing else (stride_y, stride_x)
+        conv_h = (h + 2 * padding - size) // sy + 1  # the reference ignores dilation here
+        conv_w = (w + 2 * padding - size) // sx + 1
+        out_h, out_w = conv_h, conv_w
+        if antialiasing:
+            blur_size, blur_pad = (2, 0) if antialiasing == 2 else (3, 1)
+            out_h = (conv_h + 2 * blur_pad - blur_size) // stride_y + 1
+            out_w = (conv_w + 2 * blur_pad - blur_size) // stride_x + 1
+        super().__init__(in_shape, Shape(filters, out_h, out_w))
+        self.filters, self.size, self.groups, self.dilation = filters, size, groups, dilation
+        self.stride = (sy, sx)
+        self.orig_stride = (stride_y, stride_x)
+        self.padding = padding
+        self.batch_normalize = batch_normalize
+        self.activation = activation
+        self.act = act_fn
+        self.antialiasing = antialiasing
+        self.flipped = flipped
+        self.dontloadscales = False
+        self.share: list[Convolutional] = []  # share_index: weights of another layer (not our own)
+        self.conv = nn.Conv2d(c, filters, size, self.stride, padding * dilation, dilation, groups,
+                              bias=not batch_normalize)
+        # torch's output size with dilation can differ from the reference's formula: pad/crop to match
+        t_h = (h + 2 * padding * dilation - dilation * (size - 1) - 1) // sy + 1
+        t_w = (w + 2 * padding * dilation - dilation * (size - 1) - 1) // sx + 1
+        self._fix = (conv_h - t_h, conv_w - t_w)
+        # reference init: sqrt(2/(size*size*c/groups)) * U(-1,1), biases 0
+        scale = math.sqrt(2.0 / (size * size * c / groups))
+        with torch.no_grad():
+            self.conv.weight.uniform_(-scale, scale)
+            if self.conv.bias is not None:
+                self.conv.bias.zero_()
+        self.bn = nn.BatchNorm2d(filters, eps=1e-5, momentum=0.01) if batch_normalize else None
+        if self.bn is not None:
+            with torch.no_grad():
+                self.bn.running_var.zero_()  # the reference initialises rolling_variance to 0
+        if antialiasing:
+            if antialiasing == 2:
+                k = torch.full((2, 2), 0.25)
+            else:
+                v = torch.tensor([1.0, 2.0, 1.0])
+                k = torch.outer(v, v) / 16
+            self.register_buffer("blur", k.expand(filters, 1, *k.shape).clone(), persistent=False)
+
+    @property
+    def nweights(self) -> int:
+        return (self.in_shape.c // self.groups) * self.filters * self.size * self.size
+
+    @property
+    def bflops(self) -> float:
+        return 2.0 * self.nweights * self.out_shape.h * self.out_shape.w / 1e9
+
+    def forward(self, x: Tensor, outputs: list) -> Tensor:
+        conv = self.share[0].conv if self.share else self.conv
+        fh, fw = self._fix
+        if fh > 0 or fw > 0:
+            x = F.pad(x, (0, max(fw, 0) * self.stride[1], 0, max(fh, 0) * self.stride[0]))
+        y = F.conv2d(x, conv.weight, conv.bias, self.stride, conv.padding, self.dilation, self.groups)
+        if fh < 0 or fw < 0:
+            y = y[..., : y.shape[-2] + min(fh, 0) or None, : y.shape[-1] + min(fw, 0) or None]
+        if self.bn is not None:
+            y = (self.share[0].bn if self.share else self.bn)(y)
+        y = self.act(y)
+        if self.antialiasing:
+            pad = 0 if self.antialiasing == 2 else 1
+            y = F.conv2d(y, self.blur, None, self.orig_stride, pad, groups=self.filters)
+        return y
+
+    def describe(self) -> str:
+        grp = f"/{self.groups:4d} " if self.groups > 1 else " " * 6
+        dil = f"({self.dilation})" if self.dilation > 1 else ""
+        sy, sx = self.orig_stride
+        stride = f"{sx:2d}" if sx == sy else f"{sx}x{sy}"
+        return (f"conv  {self.filters:5d}{grp}{self.size:2d} x{self.size:2d}/{stride}{dil}   "
+                f"{self.in_shape} -> {self.out_shape} {self.bflops:5.3f} BF")
+
+    def darknet_blobs(self, transpose: bool = False) -> list[Blob]:
+        if self.share:
+            return []
+        skip = self.dontloadscales
+        blobs = []
+        if self.bn is not None:
+            blobs += [Blob(self.bn.bias), Blob(self.bn.weight, skip_load=skip),
+                      Blob(self.bn.running_mean, skip_load=skip), Blob(self.bn.running_var, skip_load=skip)]
+        else:
+            blobs.append(Blob(self.conv.bias))
+        rows = self.filters
+        cols = self.nweights // rows
+        blobs.append(Blob(self.conv.weight, transposed=(rows, cols) if self.flipped else None))
+        return blobs
+
+
+@register("convolutional", "conv")
+def build(sec: Section, ctx: BuildContext) -> Convolutional:
+    ctx.require_image("convolutional")
+    filters = ctx.positive("filters", sec.int("filters", 1))
+    groups = ctx.positive("groups", sec.int("groups", 1))
+    size = ctx.positive("size", sec.int("size", 1))
+    stride_x = sec.int("stride_x", -1)
+    stride_y = sec.int("stride_y", -1)
+    if stride_x < 1 or stride_y < 1:
+        stride = ctx.positive("stride", sec.int("stride", 1))
+        stride_x = stride if stride_x < 1 else stride_x
+        stride_y = stride if stride_y < 1 else stride_y
+    else:
+        sec.int("stride", 1)
+    dilation = ctx.positive("dilation", sec.int("dilation", 1))
+    antialiasing = sec.int("antialiasing", 0)
+    if size == 1:
+        dilation = 1
+    pad = sec.int("pad", 0)
+    padding = sec.int("padding", 0)
+    if pad:
+        padding = size // 2
+    act_name, act = ctx.activation("logistic")
+    share_index = sec.int("share_index", -1000000000)
+    batch_normalize = sec.int("batch_normalize", 0)
+    if sec.int("cbn", 0):
+        batch_normalize = 2
+    for key in _UNSUPPORTED:
+        if sec.float(key, 0):
+            raise sec.error(f"option '{key}' is not supported by darkcfg")
+    sec.int("bin_output", 0)
+    flipped = sec.int("flipped", 0)
+    for key in ("dot", "angle", "reverse"):
+        sec.float(key, 0)
+    for key in ("grad_centr", "stream", "wait_stream"):
+        sec.int(key, 0)
+    c = ctx.input.c
+    if c % groups or filters % groups:
+        raise sec.error(f"groups={groups} must divide both input channels ({c}) and filters ({filters})")
+    if padding < 0:
+        raise sec.error(f"padding={padding}: expected >= 0")
+    ctx.check_count("the weights", (c // groups) * filters * size * size)
+    ctx.check_count("the output", filters * ctx.input.h * ctx.input.w)
+    layer = Convolutional(ctx.input, filters, size, stride_x, stride_y, padding, dilation, groups,
+                          bool(batch_normalize), act_name, act, antialiasing, bool(flipped))
+    if min(layer.out_shape) <= 0:
+        raise sec.error(f"size={size} with padding={padding} is larger than the input {tuple(ctx.input)}")
+    if share_index != -1000000000:
+        idx = ctx.resolve("share_index", [share_index])[0]
+        other = ctx.layers[idx]
+        if not isinstance(other, Convolutional) or other.conv.weight.shape != layer.conv.weight.shape or (
+            (other.bn is None) != (layer.bn is None)
+        ):
+            raise sec.error(f"share_index={share_index}: layer {idx} is not a convolution of the same shape")
+        layer.share = [other]
+    return layer

@@ -1,0 +1,262 @@
+"""[yolo] and [Gaussian_yolo] heads (yolo_layer.c, gaussian_yolo_layer.c, parser.c:parse_yolo).
+
+Input and output are (B, n*(5+C), H, W) with channel a*(5+C)+e, e in {x, y, w, h, obj, cls0, ...}
+(Gaussian: 9+C, e in {x, sx, y, sy, w, sw, h, sh, obj, cls...}). forward_yolo_layer applies the logistic to
+x, y, obj and the classes (none with new_coords=1, whose conv already did), then x,y <- s*x - (s-1)/2 with
+s = scale_x_y. The output is exactly the reference's l.output. Both are detection heads
+(darkcfg.model.heads): `decode` turns entries into boxes as get_yolo_box / get_gaussian_yolo_box do.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from darkcfg.model.cfg import Section
+from darkcfg.model.heads import NMS_KINDS, CellIndex, Decoded, DetectionHead, exp_scaled
+from darkcfg.model.layers._base import BuildContext, Shape
+from darkcfg.model.layers._registry import register
+
+IOU_LOSSES = ("mse", "giou", "diou", "ciou")  # anything else is plain IoU loss in the reference
+IOU_KINDS = ("iou", "giou", "diou", "ciou")
+# parse_yolo knows these nms_kind values; parse_gaussian_yolo also cornersnms (the reference maps any other
+# value to default; here it is an error)
+YOLO_NMS_KINDS = tuple(k for k in NMS_KINDS if k != "cornersnms")
+
+
+@dataclass
+class YoloParams:
+    """Every option of a [yolo] section, with the reference's defaults."""
+
+    classes: int = 20
+    num: int = 1  # total anchors
+    mask: list[int] = field(default_factory=list)
+    anchors: list[float] = field(default_factory=list)  # 2*num values, input pixels
+    max_boxes: int = 200
+    show_details: int = 1
+    max_delta: float = math.inf
+    counters_per_class: Optional[list[int]] = None
+    classes_multipliers: Optional[list[float]] = None
+    label_smooth_eps: float = 0.0
+    scale_x_y: float = 1.0
+    objectness_smooth: int = 0
+    new_coords: int = 0
+    iou_normalizer: float = 0.75
+    obj_normalizer: float = 1.0
+    cls_normalizer: float = 1.0
+    delta_normalizer: float = 1.0
+    uc_normalizer: float = 1.0
+    iou_loss: str = "mse"
+    iou_thresh_kind: str = "iou"
+    beta_nms: float = 0.6
+    nms_kind: str = "default"
+    yolo_point: str = "center"
+    jitter: float = 0.2
+    resize: float = 1.0
+    focal_loss: int = 0
+    ignore_thresh: float = 0.5
+    truth_thresh: float = 1.0
+    iou_thresh: float = 1.0
+    random: float = 0.0
+    embedding_layer: Optional[int] = None
+
+
+class Yolo(DetectionHead):
+    """[yolo]: per anchor x, y, w, h, obj, classes (the module docstring has the layout)."""
+
+    ltype = "yolo"
+    gaussian = False
+    xy_entries = (0, 1)  # where x and y sit among the entries
+
+    def __init__(self, in_shape: Shape, params: YoloParams) -> None:
+        super().__init__(in_shape, in_shape)
+        self.params = params
+        self.n = len(params.mask)
+        self.classes = params.classes
+        self.entries = (9 if self.gaussian else 5) + params.classes
+        self.objectness_entry = self.entries - params.classes - 1
+        self.nms_kind, self.beta_nms = params.nms_kind, params.beta_nms
+        self.max_boxes, self.jitter, self.resize, self.random = params.max_boxes, params.jitter, params.resize, \
+            params.random
+        mask = torch.zeros(self.entries, dtype=torch.bool)
+        sig = self.sigmoid_entries()
+        mask[sig] = True
+        self.register_buffer("sigmoid_mask", mask.view(1, 1, -1, 1, 1), persistent=False)
+        self.any_sigmoid = bool(sig)  # a Python bool: no data-dependent branch when compiled
+        # x, y <- s*x - (s-1)/2 (scal_add_cpu); identity on every other entry
+        s = params.scale_x_y
+        scale, shift = torch.ones(self.entries), torch.zeros(self.entries)
+        for e in self.xy_entries:
+            scale[e], shift[e] = s, -(s - 1) / 2
+        self.register_buffer("xy_scale", scale.view(1, 1, -1, 1, 1), persistent=False)
+        self.register_buffer("xy_shift", shift.view(1, 1, -1, 1, 1), persistent=False)
+        # (n, 2) anchor w, h in input pixels of this layer's mask (not a parameter: not in .weights)
+        a = torch.tensor(params.anchors, dtype=torch.float32).view(-1, 2)[params.mask]
+        self.register_buffer("slot_anchors", a, persistent=False)
+
+    def sigmoid_entries(self) -> list[int]:
+        """Entries forward_yolo_layer applies the logistic to (none with new_coords: its conv already did)."""
+        return [] if self.params.new_coords else [0, 1] + list(range(4, self.entries))
+
+    @property
+    def anchors(self) -> Tensor:
+        """(n, 2) anchor w, h in input pixels of this layer's mask."""
+        return self.slot_anchors
+
+    def forward(self, x: Tensor, outputs: list) -> Tensor:
+        b, _, h, w = x.shape
+        y = x.reshape(b, self.n, self.entries, h, w)  # reshape: also for channels-last input
+        if self.any_sigmoid:
+            y = torch.where(self.sigmoid_mask, torch.sigmoid(y), y)
+        if self.params.scale_x_y != 1:
+            y = y * self.xy_scale + self.xy_shift
+        return y.reshape(b, -1, h, w)
+
+    def planes(self, out: Tensor) -> Tensor:
+        b, _, h, w = out.shape
+        return out.view(b, self.n, self.entries, h, w)
+
+    def decode(self, e: Tensor, at: CellIndex, net_w: int, net_h: int, exact: bool = False) -> Decoded:
+        """yolo_layer.c:get_yolo_box and get_yolo_detections' probabilities (module docstring of heads):
+        x = (col + tx)/lw, y = (row + ty)/lh; w = exp(tw)*anchor_w/net_w (new_coords: tw*tw*4*anchor_w/net_w),
+        h likewise; probs = obj*cls."""
+        a = self.slot_anchors[at.slot]  # (..., 2)
+        xy = (at.xy + e[..., 0:2]) / e.new_tensor([at.w, at.h])  # float arithmetic, as the reference
+        net = e.new_tensor([net_w, net_h])
+        twh = e[..., 2:4]
+        wh = twh * twh * 4 * a / net if self.params.new_coords else exp_scaled(twh, a, net, exact)
+        obj = e[..., 4]
+        return Decoded(xy[..., 0], xy[..., 1], wh[..., 0], wh[..., 1], obj, obj.unsqueeze(-1) * e[..., 5:])
+
+    def describe(self) -> str:
+        return self.ltype
+
+
+class GaussianYolo(Yolo):
+    """[Gaussian_yolo]: per anchor x, sx, y, sy, w, sw, h, sh, obj, classes; the s* are uncertainties."""
+
+    ltype = "Gaussian_yolo"
+    gaussian = True
+    xy_entries = (0, 2)
+
+    def sigmoid_entries(self) -> list[int]:
+        return [0, 1, 2, 3, 5, 7] + list(range(8, self.entries))  # mu x, sigma x, mu y, sigma y, sigma w, h, ...
+
+    def decode(self, e: Tensor, at: CellIndex, net_w: int, net_h: int, exact: bool = False) -> Decoded:
+        """gaussian_yolo_layer.c:get_gaussian_yolo_box (with yolo_point) and its probabilities
+        obj*cls*(1 - mean of the four uncertainties)."""
+        a = self.slot_anchors[at.slot]
+        xy = (at.xy + e[..., 0:3:2]) / e.new_tensor([at.w, at.h])
+        wh = exp_scaled(e[..., 4:7:2], a, e.new_tensor([net_w, net_h]), exact)
+        x, y, w, h = xy[..., 0], xy[..., 1], wh[..., 0], wh[..., 1]
+        if self.params.yolo_point == "left_top":
+            x, y = x + w / 2, y + h / 2
+        elif self.params.yolo_point == "right_bottom":
+            x, y = x - w / 2, y - h / 2
+        obj = e[..., 8]
+        s = e[..., 1] + e[..., 3] + e[..., 5] + e[..., 7]
+        p = obj.unsqueeze(-1) * e[..., 9:]
+        if exact:  # float sum / 4.0 and (1.0 - uc) in double, as C promotes them
+            uc = (s.double() / 4.0).to(e.dtype)
+            p = (p.double() * (1.0 - uc.double()).unsqueeze(-1)).to(e.dtype)
+        else:
+            p = p * (1 - s / 4).unsqueeze(-1)
+        return Decoded(x, y, w, h, obj, p)
+
+
+def parse_head_params(sec: Section, gaussian: bool = False) -> YoloParams:
+    p = YoloParams()
+    p.classes = sec.int("classes", 20)
+    p.num = sec.int("num", 1)
+    if p.classes < 1 or p.num < 1:
+        raise sec.error(f"classes={p.classes}, num={p.num}: expected positive values")
+    p.mask = sec.ints("mask", list(range(p.num)))
+    p.max_boxes = sec.int("max", 200)
+    bad = [m for m in p.mask if not 0 <= m < p.num]
+    if bad:
+        raise sec.error(f"mask={','.join(map(str, p.mask))}: index {bad[0]} out of range 0..{p.num - 1} (num={p.num})")
+    if not gaussian:
+        p.show_details = sec.int("show_details", 1)
+    p.max_delta = sec.float("max_delta", math.inf)
+    cpc = sec.ints("counters_per_class")
+    if cpc is not None:
+        if len(cpc) != p.classes:
+            raise sec.error(f"counters_per_class has {len(cpc)} values, expected classes={p.classes}")
+        cpc = [max(1, c) for c in cpc]
+        top = max(cpc)
+        p.counters_per_class = cpc
+        p.classes_multipliers = [min(top / c, p.max_delta) for c in cpc]
+    p.label_smooth_eps = sec.float("label_smooth_eps", 0.0)
+    p.scale_x_y = sec.float("scale_x_y", 1.0)
+    p.objectness_smooth = sec.int("objectness_smooth", 0)
+    if gaussian:
+        p.uc_normalizer = sec.float("uc_normalizer", 1.0)
+    else:
+        p.new_coords = sec.int("new_coords", 0)
+    p.iou_normalizer = sec.float("iou_normalizer", 0.75)
+    p.obj_normalizer = sec.float("obj_normalizer", 1.0)
+    p.cls_normalizer = sec.float("cls_normalizer", 1.0)
+    p.delta_normalizer = sec.float("delta_normalizer", 1.0)
+    p.iou_loss = sec.str("iou_loss", "mse")
+    if p.iou_loss not in IOU_LOSSES:
+        opt = sec.find("iou_loss")
+        sec.warn(f"iou_loss={p.iou_loss} is not mse/giou/diou/ciou: plain IoU loss, as the reference",
+                 opt.line if opt else None)
+    p.iou_thresh_kind = sec.str("iou_thresh_kind", "iou")
+    if p.iou_thresh_kind not in IOU_KINDS:
+        raise sec.error(f"iou_thresh_kind={p.iou_thresh_kind}: expected one of {', '.join(IOU_KINDS)}")
+    p.beta_nms = sec.float("beta_nms", 0.6)
+    p.nms_kind = sec.str("nms_kind", "default")
+    kinds = tuple(NMS_KINDS) if gaussian else YOLO_NMS_KINDS
+    if p.nms_kind not in kinds:
+        raise sec.error(f"nms_kind={p.nms_kind}: expected one of {', '.join(kinds)}")
+    if gaussian:
+        p.yolo_point = sec.str("yolo_point", "center")
+    p.jitter = sec.float("jitter", 0.2)
+    p.resize = sec.float("resize", 1.0)
+    if not gaussian:
+        p.focal_loss = sec.int("focal_loss", 0)
+    p.ignore_thresh = sec.float("ignore_thresh", 0.5)
+    p.truth_thresh = sec.float("truth_thresh", 1.0)
+    p.iou_thresh = sec.float("iou_thresh", 1.0)
+    p.random = sec.float("random", 0.0)
+    if not gaussian:
+        for key in ("track_history_size", "sim_thresh", "dets_for_track", "dets_for_show"):
+            sec.int(key, 0)
+        sec.float("track_ciou_norm", 0.01)
+    if sec.str("map") is not None:
+        raise sec.error("option 'map' (class map file) is not supported by darkcfg")
+    anchors = sec.floats("anchors", [])
+    if anchors and len(anchors) < 2 * p.num:
+        raise sec.error(f"anchors has {len(anchors)} values, expected 2*num = {2 * p.num}")
+    p.anchors = (anchors + [0.5] * (2 * p.num))[: 2 * p.num]  # reference default bias .5
+    return p
+
+
+def _build(sec: Section, ctx: BuildContext, gaussian: bool) -> Yolo:
+    p = parse_head_params(sec, gaussian)
+    if not gaussian:
+        emb = sec.int("embedding_layer")
+        if emb is not None:
+            p.embedding_layer = ctx.resolve("embedding_layer", [emb])[0]
+    entries = (9 if gaussian else 5) + p.classes
+    expected = len(p.mask) * entries
+    if ctx.input.c != expected or min(ctx.input) <= 0:
+        raise sec.error(
+            f"the layer before has filters={ctx.input.c}, expected {expected} = "
+            f"({'9' if gaussian else '5'}+classes={p.classes}) x {len(p.mask)} anchors in mask"
+        )
+    return (GaussianYolo if gaussian else Yolo)(ctx.input, p)
+
+
+@register("yolo")
+def build_yolo(sec: Section, ctx: BuildContext) -> Yolo:
+    return _build(sec, ctx, gaussian=False)
+
+
+@register("Gaussian_yolo")
+def build_gaussian_yolo(sec: Section, ctx: BuildContext) -> Yolo:
+    return _build(sec, ctx, gaussian=True)

@@ -1,0 +1,107 @@
+"""Building a network and giving it weights: `darkcfg.load`, and the loader every command uses.
+
+A model is named by a Darknet .cfg or by a darkcfg .pt checkpoint (which carries its cfg text and its
+tensors). Weights come from a Darknet .weights file or a .pt; commands that run a trained network
+(`detect`, `map`, `valid`, `export`) fall back to `weights/<cfg name>.weights` when none is given and the
+model is not a .pt (`load_trained`).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from darkcfg.errors import WeightsError
+from darkcfg.model.checkpoint import load_checkpoint, load_checkpoint_into
+from darkcfg.model.network import Darknet
+from darkcfg.model.weights import load_weights
+
+log = logging.getLogger("darkcfg")
+
+PathLike = Union[str, Path]
+Size = Union[None, int, tuple[int, int]]
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def is_checkpoint(path: PathLike) -> bool:
+    """Whether `path` names a darkcfg .pt checkpoint (by its suffix) rather than a cfg or .weights file."""
+    return str(path).endswith(CHECKPOINT_SUFFIXES)
+
+
+def _size(size: Size) -> Optional[tuple[int, int]]:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    w, h = size
+    return (int(w), int(h))
+
+
+def load_weights_file(model: Darknet, weights: PathLike, partial: bool = False) -> None:
+    """Load a Darknet .weights file (or a darkcfg .pt checkpoint) into `model`."""
+    if is_checkpoint(weights):
+        load_checkpoint_into(model, weights)
+        return
+    if not Path(weights).is_file():
+        raise WeightsError(f"{weights}: no such weights file")
+    report = load_weights(model, weights, partial=partial)
+    if not report.complete:
+        log.warning("%s: loaded %d of %d layers with weights (layers 0..%d)", weights,
+                    report.layers_loaded, report.layers_with_weights, report.upto - 1)
+
+
+def load(cfg: PathLike, weights: Optional[PathLike] = None, size: Size = None,
+         device: Union[None, str, torch.device] = None, partial: bool = False) -> Darknet:
+    """Build a network from a Darknet .cfg (or a darkcfg .pt checkpoint) and optionally load .weights.
+
+    Args:
+        cfg: path of a .cfg file, or of a checkpoint written by `darkcfg convert` (cfg text inside).
+        weights: a Darknet .weights file (or a .pt checkpoint) to load.
+        size: input size override, an int (square) or (width, height); the cfg file is not changed.
+        device: where to put the model ("cpu", "cuda", ...).
+        partial: accept a weights file that ends inside a layer or has bytes left over.
+    Returns:
+        the network in eval mode; `model(x)` takes x (B, C, H, W) with the [net] (or overridden) size.
+    """
+    sz = _size(size)
+    model = load_checkpoint(cfg, sz) if is_checkpoint(cfg) else Darknet.from_file(cfg, sz)
+    if weights is not None:
+        load_weights_file(model, weights, partial)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def load_trained_weights(model: Darknet, cfg: PathLike, weights: Optional[PathLike] = None) -> None:
+    """Give `model`, built from `cfg`, the weights a trained network runs with: `weights`; else, when `cfg`
+    is a .pt, its own tensors (already there); else the default `weights/<cfg name>.weights`."""
+    if weights is None and is_checkpoint(cfg):
+        return
+    load_weights_file(model, weights if weights is not None else default_weights(cfg))
+
+
+def load_trained(cfg: PathLike, weights: Optional[PathLike] = None, size: Size = None,
+                 device: Union[None, str, torch.device] = None) -> Darknet:
+    """`load` for running a trained network (`load_trained_weights`): what `detect`, `map`, `valid` and
+    `export` load."""
+    model = load(cfg, size=size)
+    load_trained_weights(model, cfg, weights)
+    return model.to(device) if device is not None else model
+
+
+def default_weights(cfg: PathLike) -> Path:
+    """`weights/<cfg name>.weights`, looked for in the current directory, beside the cfg's folder and in the
+    darkcfg checkout; a one-line WeightsError listing where it looked when none exists."""
+    name = Path(cfg).stem + ".weights"
+    here = Path(cfg).resolve().parent
+    candidates = [Path("weights") / name, here / "weights" / name, here.parent / "weights" / name,
+                  REPO / "weights" / name]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise WeightsError(f"{candidates[0]}: no such weights file (looked beside {cfg} and in {REPO / 'weights'}); "
+                       f"give --weights, or fetch it with `darkcfg download {Path(cfg).stem}`")

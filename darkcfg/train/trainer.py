@@ -1,0 +1,415 @@
+"""`darkcfg train`: detector.c:train_detector on PyTorch, from the same .data, cfg and weights files.
+
+Per iteration: batch*subdivisions images per process, `subdivisions` forward/backward passes accumulating
+gradients, one update with the rate of `schedule.learning_rate` (times the number of processes, as the
+reference multiplies by its GPUs), EMA, multi-scale every 10 iterations. Files in `backup`:
+`<base>_<it>.weights` every `saveweights`, `<base>_last.weights` every `savelast` (with `_ema` when EMA
+runs), `<base>_best.weights` on a best mAP, `<base>_final.weights`, each beside a `<name>.state.pt` sidecar
+(optimiser, EMA, averages) that makes a resume exact; `<base>.log` (the reference's lines), `<base>.csv`
+and `chart.png`. Several processes (torchrun) average their gradients with torch.distributed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from darkcfg.data.dataset import DataConfig, read_data_cfg
+from darkcfg.errors import DarkcfgError
+from darkcfg.files import atomic_write
+from darkcfg.model.loading import load_weights_file
+from darkcfg.model.network import Darknet
+from darkcfg.model.weights import save_weights
+from darkcfg.progress import Progress
+from darkcfg.train.augment import AugmentConfig
+from darkcfg.train.batches import TrainDataset, TrainSampler, collate, image_paths
+from darkcfg.train.losses import NotTrainableError, network_loss, trainable_heads
+from darkcfg.train.optim import EMA, DarknetOptimizer
+from darkcfg.train.schedule import learning_rate
+
+
+class TrainError(DarkcfgError):
+    """Training stopped: the message says why and which checkpoint is the last good one."""
+
+
+@dataclass
+class TrainOptions:
+    """What `darkcfg train` takes. `data` is a .data file or a folder of images with labels beside them."""
+
+    data: str
+    cfg: str
+    weights: Optional[str] = None
+    clear: bool = False
+    size: Optional[tuple[int, int]] = None
+    batch: Optional[int] = None
+    subdivisions: Optional[int] = None
+    max_batches: Optional[int] = None
+    backup: Optional[str] = None
+    device: str = "cpu"
+    workers: int = 2
+    seed: int = 0
+    calc_map: bool = False
+    map_every: Optional[int] = None
+    map_epochs: int = 4
+    amp: Optional[bool] = None  # default: on for CUDA
+    augment: bool = True
+    progress: bool = True
+    classes: Optional[int] = None
+    overrides: dict[str, str] = field(default_factory=dict)  # [net] key=value, applied at load time
+    on_iteration: Optional[Callable[[int, float], None]] = field(default=None, repr=False)
+
+
+@dataclass
+class TrainResult:
+    iteration: int
+    seen: int
+    avg_loss: float
+    best_map: float
+    final: Optional[Path]
+    skipped: int = 0
+    bad_class: int = 0
+    out_of_range: int = 0
+    missing_labels: int = 0
+
+
+def _dist() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get(
+                "DARKCFG_BACKEND", "") != "gloo" else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def override_net(text: str, overrides: dict[str, str]) -> str:
+    """The cfg text with [net] keys set (replaced where present, else added); the file is not changed."""
+    if not overrides:
+        return text
+    lines = text.splitlines()
+    start = next((k for k, line in enumerate(lines) if line.strip().startswith("[")), None)
+    if start is None:
+        raise TrainError("the cfg has no [net] section")
+    end = next((k for k in range(start + 1, len(lines)) if lines[k].strip().startswith("[")), len(lines))
+    todo = dict(overrides)
+    for k in range(start + 1, end):
+        key = lines[k].split("=", 1)[0].strip()
+        if "=" in lines[k] and not lines[k].lstrip().startswith(("#", ";")) and key in todo:
+            lines[k] = f"{key}={todo.pop(key)}"
+    lines[end:end] = [f"{key}={value}" for key, value in todo.items()]
+    return "\n".join(lines) + "\n"
+
+
+def state_path(weights: Path) -> Path:
+    """The sidecar of a checkpoint: x_last.weights -> x_last.state.pt."""
+    return weights.with_name(weights.stem + ".state.pt")
+
+
+class Trainer:
+    """Train `opts.cfg` on `opts.data`; `run()` returns a TrainResult. See the module docstring."""
+
+    def __init__(self, opts: TrainOptions) -> None:
+        self.opts = opts
+        self.rank, self.world = _dist()
+        self.device = torch.device(opts.device if opts.device != "cuda" or self.world == 1 else
+                                   f"cuda:{int(os.environ.get('LOCAL_RANK', self.rank))}")
+        self.data = self._data_config(opts.data)
+        from darkcfg.model.cfg import read_cfg
+
+        text, name = read_cfg(opts.cfg)
+        torch.manual_seed(opts.seed)  # the reference's random initialisation, reproducible with --seed
+        model = Darknet(override_net(text, opts.overrides), name, opts.size, warn_unused=self.rank == 0)
+        net = model.net
+        if opts.batch:
+            net.batch = opts.batch
+        if opts.subdivisions:
+            net.subdivisions = opts.subdivisions
+        if net.batch % net.subdivisions:
+            raise TrainError(f"{opts.cfg}: batch={net.batch} is not a multiple of subdivisions={net.subdivisions}")
+        if opts.max_batches:
+            net.max_batches = opts.max_batches
+        if net.max_batches < 1:
+            raise TrainError(f"{opts.cfg}: max_batches={net.max_batches}: expected a positive number of iterations")
+        self.base = Path(opts.cfg).name.split(".")[0]
+        self.images_per_it = net.mini_batch * net.subdivisions  # per process, as the reference's update
+        if opts.weights:
+            load_weights_file(model, opts.weights, partial=False)
+        if opts.clear:
+            model.header.seen = 0
+        self.seen = int(model.header.seen)
+        self.start = self.seen // self.images_per_it
+        model.to(self.device)
+        if self.world > 1:  # every process starts from rank 0's tensors
+            import torch.distributed as dist
+
+            for t in list(model.parameters()) + list(model.buffers()):
+                dist.broadcast(t.data, 0)
+        self.model = model
+        self.init_size = (net.width, net.height)
+        self.opt = DarknetOptimizer(model, self.images_per_it)
+        self.ema = EMA(model, net.ema_alpha, net.max_batches)
+        self.avg_loss = -1.0
+        self.best_map = 0.0
+        self.maps: list[tuple[int, float]] = []
+        self.history: list[tuple[int, float]] = []
+        self.backup = Path(opts.backup or self.data.backup or "backup")
+        self.amp = opts.amp if opts.amp is not None else self.device.type == "cuda"
+        self.last_good: Optional[Path] = None
+        if opts.weights and not opts.clear:
+            self._load_sidecar(Path(opts.weights))
+        try:
+            heads = trainable_heads(model)
+        except NotTrainableError as e:
+            raise TrainError(str(e)) from None
+        self.aug = AugmentConfig.from_model(model)
+        if self.data.classes is not None and self.data.classes != self.aug.classes and self.rank == 0:
+            print(f"warning: {self.data.file}: classes={self.data.classes} but {opts.cfg} has classes="
+                  f"{self.aug.classes}; the cfg's count is used, as the reference does")
+        self.random_coef = heads[-1].random
+        self.train_paths = image_paths(self.data.train or "")
+        if not self.train_paths:
+            raise TrainError(f"{self.data.file}: train={self.data.train}: no images listed")
+
+    # -- setup ------------------------------------------------------------------------------------------
+    def _data_config(self, data: str) -> DataConfig:
+        if os.path.isdir(data):  # a folder of images with labels beside them
+            return DataConfig(file=data, classes=self.opts.classes, train=data, valid=data,
+                              backup=self.opts.backup or "backup/")
+        if not os.path.isfile(data):
+            raise TrainError(f"{data}: no such .data file or folder")
+        return read_data_cfg(data)
+
+    def _load_sidecar(self, weights: Path) -> None:
+        sp = state_path(weights)
+        if not sp.is_file():
+            return
+        state = torch.load(sp, map_location="cpu", weights_only=False)
+        if state.get("seen") != self.seen or state.get("cfg_text") != self.model.cfg_text:
+            if self.rank == 0:
+                print(f"note: {sp} belongs to another run or iteration; resuming without optimiser state")
+            return
+        self.opt.load_state_dict(state["optimizer"])
+        self.ema.load_state_dict(state["ema"])
+        self.avg_loss = state.get("avg_loss", -1.0)
+        self.best_map = state.get("best_map", 0.0)
+        self.maps = list(state.get("maps", []))
+        self.history = list(state.get("history", []))
+
+    def _loader(self) -> torch.utils.data.DataLoader:
+        net = self.model.net
+        sampler = TrainSampler(len(self.train_paths), self.images_per_it, self.init_size, self.random_coef,
+                               net.resize_step, net.max_batches, self.opts.seed, self.start, self.rank, self.world)
+        self.sampler = sampler
+        ds = TrainDataset(self.train_paths, self.aug, self.opts.augment)
+        workers = max(0, self.opts.workers)
+        return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                                           persistent_workers=False, prefetch_factor=4 if workers else None,
+                                           pin_memory=self.device.type == "cuda")
+
+    # -- files --------------------------------------------------------------------------------------------
+    def _save(self, name: str, iteration: int, sidecar: bool = True) -> Path:
+        path = self.backup / f"{self.base}_{name}.weights"
+        self.model.header.seen = self.seen
+        save_weights(self.model, path)
+        if sidecar:
+            state = {"iteration": iteration, "seen": self.seen, "cfg_text": self.model.cfg_text,
+                     "optimizer": self.opt.state_dict(), "ema": self.ema.state_dict(), "avg_loss": self.avg_loss,
+                     "best_map": self.best_map, "maps": self.maps, "history": self.history[-20000:]}
+            atomic_write(state_path(path), lambda fh: torch.save(state, fh))
+        return path
+
+    def _log(self, text: str) -> None:
+        with open(self.backup / f"{self.base}.log", "a") as fh:
+            fh.write(text)
+
+    def _csv(self, row: list) -> None:
+        p = self.backup / f"{self.base}.csv"
+        new = not p.exists()
+        with open(p, "a", newline="") as fh:
+            w = csv.writer(fh)
+            if new:
+                w.writerow(["iteration", "loss", "avg_loss", "lr", "images_per_s", "map50"])
+            w.writerow(row)
+
+    def _chart(self) -> None:
+        from darkcfg.train.chart import training_chart
+
+        its = [i for i, _ in self.history]
+        losses = [v for _, v in self.history]
+        top = max(self.model.net.max_chart_loss, 1e-3)
+        training_chart(its, losses, self.model.net.max_batches, self.backup / "chart.png", self.maps, top,
+                       f"{self.base}  {self.images_per_it * self.world} images/iteration")
+
+    # -- mAP ----------------------------------------------------------------------------------------------
+    def _map(self) -> float:
+        from darkcfg.eval.runner import compute_map
+        from darkcfg.model.names import default_names, read_names
+
+        paths = image_paths(self.data.valid or self.data.train or "")
+        classes = self.aug.classes
+        names = read_names(self.data.names) if self.data.names and os.path.isfile(self.data.names) else \
+            default_names(classes)
+        size = (self.model.net.width, self.model.net.height)
+        self.model.set_size(*self.init_size)
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                res = compute_map(self.model, paths, names[:classes] + [str(k) for k in range(len(names), classes)],
+                                  0.5, 0.25, 0, batch=max(1, self.model.net.mini_batch), progress=False)
+        finally:
+            self.model.train()
+            self.model.set_size(*size)
+        return res.map
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        net = self.model.net
+        main = self.rank == 0
+        if main:
+            self.backup.mkdir(parents=True, exist_ok=True)
+        end = net.max_batches
+        result = TrainResult(self.start, self.seen, self.avg_loss, self.best_map, None)
+        if self.start >= end:
+            if main:
+                print(f"{self.opts.weights}: already at iteration {self.start} >= max_batches={end}; nothing to do "
+                      "(--clear starts again from 0)")
+            return result
+        iter_save = iter_save_last = self.start
+        map_every = self.opts.map_every or max(
+            int(self.opts.map_epochs * len(self.train_paths) / (net.batch * self.world)), 100)
+        next_map = max(net.burn_in, map_every) if not self.opts.map_every else self.start + map_every
+        saveweights = self.data.saveweights or (1000 if end < 10000 else 10000)
+        savelast = self.data.savelast or 100
+        self.model.train()
+        loader = self._loader()
+        stats = {"skipped": 0, "bad_class": 0, "out_of_range": 0, "missing_labels": 0}
+        iteration = self.start
+        t_last = time.time()
+        bar = Progress(end - self.start, "train", unit="it", enabled=main and self.opts.progress)
+        try:
+            with bar:
+                for batch in loader:
+                    iteration += 1
+                    for k in stats:
+                        stats[k] += len(batch[k]) if k == "skipped" else batch[k]
+                    loss = self._iteration(batch)
+                    if not math.isfinite(loss):
+                        good = self.last_good
+                        raise TrainError(
+                            f"iteration {iteration}: the loss is {loss} (not finite): training stopped before "
+                            f"the update. Last good checkpoint: {good if good else 'none written yet'}. Try a "
+                            "lower learning_rate or a longer burn_in, and check the labels.")
+                    lr = learning_rate(net, self.seen // self.images_per_it) * self.world
+                    self.opt.step(iteration, lr)
+                    self.ema.update(iteration)
+                    self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
+                    now = time.time()
+                    dt, t_last = now - t_last, now
+                    if main:
+                        self._after_iteration(iteration, loss, lr, dt, bar, end)
+                    if self.opts.on_iteration:
+                        self.opts.on_iteration(iteration, loss)
+                    if self.opts.calc_map and (iteration >= next_map or iteration == end):
+                        next_map = iteration + map_every
+                        m = self._map() if main else 0.0
+                        if main:
+                            self.maps.append((iteration, m))
+                            best = max(m, self.best_map) * 100
+                            bar.write(f"mAP@0.5 = {m * 100:.2f} % at iteration {iteration} (best {best:.2f} %)")
+                            self._log(f"\n mean_average_precision (mAP@0.50) = {m:f} \n")
+                            if m >= self.best_map:
+                                self.best_map = m
+                                self._save("best", iteration)
+                    if main:  # the CSV row, with the mAP when it was measured at this iteration
+                        self._csv(self._row + [f"{self.maps[-1][1]:.6f}" if self.maps and
+                                               self.maps[-1][0] == iteration else ""])
+                    if main and (iteration >= iter_save + saveweights or iteration % saveweights == 0):
+                        iter_save = iteration
+                        self._save(str(iteration), iteration, sidecar=False)
+                    last_due = iteration % savelast == 0 and iteration > 1
+                    if main and (iteration >= iter_save_last + savelast or last_due):
+                        iter_save_last = iteration
+                        self.last_good = self._save("last", iteration)
+                        if self.ema.started:
+                            self.ema.swap()
+                            self._save("ema", iteration, sidecar=False)
+                            self.ema.swap()
+                    if main and (iteration % 10 == 0 or iteration == end):
+                        self._chart()
+        except KeyboardInterrupt:
+            if main and iteration > self.start:
+                path = self._save("last", iteration)
+                print(f"\ninterrupted: saved {path} at iteration {iteration}; resume with the same command and "
+                      f"{path} as weights")
+            raise
+        if main:
+            result.final = self._save("final", iteration)
+            self._save("last", iteration)
+            self._chart()
+        result.iteration, result.seen, result.avg_loss, result.best_map = iteration, self.seen, self.avg_loss, \
+            self.best_map
+        result.skipped, result.bad_class = stats["skipped"], stats["bad_class"]
+        result.out_of_range, result.missing_labels = stats["out_of_range"], stats["missing_labels"]
+        if main:
+            for k, what in (("skipped", "unreadable images were skipped (replaced by the next image)"),
+                            ("missing_labels", "images had no label file (trained as background)"),
+                            ("bad_class", f"label rows had a class id >= classes={self.aug.classes} (dropped)"),
+                            ("out_of_range", "label rows had values outside [0, 1] (clamped or dropped)")):
+                if stats[k]:
+                    print(f"warning: {stats[k]} {what}")
+        return result
+
+    def _iteration(self, batch: dict) -> float:
+        """Forward/backward every subdivision; returns the reference's iteration loss."""
+        net = self.model.net
+        images, truths = batch["images"], batch["truths"]
+        h, w = images.shape[-2:]
+        self.model.set_size(int(w), int(h))
+        self.opt.zero_grad()
+        mini = net.mini_batch
+        total = 0.0
+        for s in range(net.subdivisions):
+            x = images[s * mini:(s + 1) * mini].to(self.device, non_blocking=True)
+            t = truths[s * mini:(s + 1) * mini].to(self.device, non_blocking=True)
+            self.seen += mini
+            with torch.autocast(self.device.type, enabled=self.amp, dtype=torch.bfloat16):
+                r = network_loss(self.model, x, t, seen=self.seen)  # bfloat16 mixed precision: no loss scaling needed
+            (r.loss / self.images_per_it).backward()
+            total += r.cost
+            self.last_heads = r.heads
+        if self.world > 1:
+            import torch.distributed as dist
+
+            for p in self.opt.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+            lt = torch.tensor([total], device=self.device)
+            dist.all_reduce(lt)
+            total = float(lt) / self.world
+        return total / self.images_per_it
+
+    def _after_iteration(self, it: int, loss: float, lr: float, dt: float, bar: Progress, end: int) -> None:
+        net = self.model.net
+        imgs = self.images_per_it * self.world
+        left = (end - it) * dt / 3600
+        buf = io.StringIO()
+        for i, r in getattr(self, "last_heads", []):
+            buf.write(r.log_line(i))
+        buf.write(f"\n {it}: {loss:f}, {self.avg_loss:f} avg loss, {lr:f} rate, {dt:f} seconds, {it * imgs} images, "
+                  f"{left:f} hours left\n")
+        self._log(buf.getvalue())
+        rate = imgs / dt if dt > 0 else 0.0
+        self._row = [it, f"{loss:.6f}", f"{self.avg_loss:.6f}", f"{lr:.8g}", f"{rate:.2f}"]
+        self.history.append((it, self.avg_loss))
+        bar.update(1, loss=f"{loss:.3f}", avg=f"{self.avg_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}",
+                   size=f"{net.width}x{net.height}")
