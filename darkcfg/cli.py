@@ -92,7 +92,8 @@ def partial(cfg: str, weights_in: str, weights_out: str, n: int) -> None:
               help="The cfg of SOURCE when it is a .weights file.")
 @_friendly
 def convert(source: str, dest: str, cfg: Optional[str]) -> None:
-    """Convert .weights (with --cfg) to a PyTorch checkpoint carrying the cfg text, or back.
+    """Convert .weights (with --cfg) to a PyTorch checkpoint carrying the cfg text, or back. The direction
+    comes from SOURCE's content, not its name; DEST may not be SOURCE.
 
     \b
     darkcfg convert yolov4-tiny.weights yolov4-tiny.pt --cfg cfg/yolov4-tiny.cfg
@@ -101,7 +102,7 @@ def convert(source: str, dest: str, cfg: Optional[str]) -> None:
     from darkcfg.model.convert import convert as convert_file
     from darkcfg.model.loading import is_checkpoint
 
-    if cfg is None and not is_checkpoint(source):
+    if cfg is None and Path(source).is_file() and not is_checkpoint(source):
         raise click.UsageError("converting a .weights file needs --cfg CFG")
     convert_file(source, dest, cfg)
     click.echo(f"{source} -> {dest}")

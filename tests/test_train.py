@@ -154,6 +154,104 @@ def test_ctrl_c_saves_last(shapes: Path, tmp_path: Path) -> None:
     assert m.header.seen == 3 * 4
 
 
+def test_sigint_mid_iteration_resumes_exactly(shapes: Path, tmp_path: Path, monkeypatch) -> None:
+    """SIGINT during the second subdivision of iteration 3: `_last` holds iteration 2 exactly (weights,
+    batch-norm statistics, seen, optimiser state), so resuming from it ends where an uninterrupted run does."""
+    import darkcfg.train.trainer as trainer_module
+
+    kw = dict(max_batches=6, subdivisions=2)
+    straight, split = tmp_path / "a", tmp_path / "b0"
+    straight.mkdir()
+    split.mkdir()
+    Trainer(_opts(shapes, straight, **kw)).run()
+    calls = []
+    real = trainer_module.network_loss
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2 * 2 + 2:  # iteration 3, subdivision 2 (after subdivision 1's forward and backward)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "network_loss", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_opts(shapes, split, **kw)).run()
+    monkeypatch.setattr(trainer_module, "network_loss", real)
+    last = split / "b" / "yolov4-tiny-shapes_last.weights"
+    m = Darknet.from_file(shapes / "yolov4-tiny-shapes.cfg", size=(64, 64), warn_unused=False)
+    load_weights(m, last)
+    assert m.header.seen == 2 * 4  # the last completed iteration, not the interrupted one
+    r = Trainer(_opts(shapes, split, weights=str(last), **kw)).run()
+    assert r.iteration == 6
+    cfg = str(shapes / "yolov4-tiny-shapes.cfg")
+    a = darkcfg.load(cfg, straight / "b" / "yolov4-tiny-shapes_final.weights", size=64).state_dict()
+    b = darkcfg.load(cfg, split / "b" / "yolov4-tiny-shapes_final.weights", size=64).state_dict()
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6), k
+
+
+EVIL = """
+import pathlib, torch
+class Evil:
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path({marker!r}),))
+torch.save({{"seen": 0, "optimizer": Evil()}}, {path!r})
+"""
+
+
+def test_a_crafted_sidecar_is_refused_without_running_it(shapes: Path, tmp_path: Path) -> None:
+    """A .state.pt whose unpickling would create a file: resuming refuses it in one line, the file never
+    appears (the sidecar is read with weights_only=True)."""
+    weights = tmp_path / "x_last.weights"
+    save_weights(Darknet.from_file(shapes / "yolov4-tiny-shapes.cfg", size=(64, 64), warn_unused=False), weights)
+    marker = tmp_path / "pwned"
+    subprocess.run([sys.executable, "-c", EVIL.format(marker=str(marker), path=str(tmp_path / "x_last.state.pt"))],
+                   check=True)
+    with pytest.raises(TrainError) as e:
+        Trainer(_opts(shapes, tmp_path, max_batches=2, weights=str(weights)))
+    assert not marker.exists()
+    assert "x_last.state.pt: refused" in str(e.value) and "\n" not in str(e.value)
+    assert "weights_only=False" not in str(e.value)
+
+
+def _train_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "darkcfg", "train", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_training_failures_are_one_line_and_save_last(shapes: Path, tmp_path: Path) -> None:
+    cfg = str(shapes / "yolov4-tiny-shapes.cfg")
+    common = ["--size", "64", "--batch", "2", "--max-batches", "3", "--workers", "0", "--backup", str(tmp_path / "b")]
+    # a .data without train=
+    nodata = tmp_path / "none.data"
+    nodata.write_text("classes = 3\n")
+    r = _train_cli(str(nodata), cfg, *common)
+    assert r.returncode == 1 and "none.data: no 'train' list" in r.stderr and "Traceback" not in r.stderr
+    # --map with a names file that does not exist: refused before the first iteration
+    text = (shapes / "shapes.data").read_text()
+    missing = tmp_path / "missing.data"
+    missing.write_text("".join(line + "\n" for line in text.splitlines() if not line.startswith("names"))
+                       + f"names = {tmp_path / 'nope.names'}\n")
+    r = _train_cli(str(missing), cfg, "--map", *common)
+    assert r.returncode == 1 and "nope.names: no such names file (needed by --map)" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # every training image unreadable: one line from the loader, nothing to save at iteration 0
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for k in range(3):
+        (bad / f"{k}.jpg").write_bytes(b"not a jpeg")
+    r = _train_cli(str(bad), cfg, "--classes", "3", *common, "--workers", "1")
+    assert r.returncode == 1 and "none of the 3 training images can be read" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "Error: loading the images of iteration 1:" in r.stderr
+
+
+def test_a_fresh_run_starts_its_own_log_and_csv(shapes: Path, tmp_path: Path) -> None:
+    for _ in range(2):
+        Trainer(_opts(shapes, tmp_path, max_batches=2)).run()
+    rows = (tmp_path / "b" / "yolov4-tiny-shapes.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("iteration")
+    assert (tmp_path / "b" / "yolov4-tiny-shapes.log").read_text().count(" 2: ") == 1
+
+
 DDP_SCRIPT = """
 import sys, torch
 from darkcfg.train.trainer import Trainer, TrainOptions

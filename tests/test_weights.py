@@ -194,3 +194,55 @@ def test_checkpoint_as_weights_for_a_cfg(tmp_path):
     assert model.header == real.header
     save_weights(model, tmp_path / "back.weights", upto=model.loaded_upto)
     assert (tmp_path / "back.weights").read_bytes() == REAL.read_bytes()
+
+
+def test_convert_never_overwrites_its_source_and_reads_the_content(tmp_path):
+    """`convert a.weights a.weights` is refused with the source byte-identical; the direction comes from the
+    content: a torch checkpoint named .weights converts to Darknet weights, byte-identical to the original."""
+    import hashlib
+
+    src = tmp_path / "a.weights"
+    src.write_bytes(REAL.read_bytes())
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    r = CliRunner().invoke(main, ["convert", str(src), str(src), "--cfg", str(CFG_DIR / "yolov3-tiny.cfg")])
+    assert r.exit_code == 1 and "is the source file" in r.output and "Traceback" not in r.output
+    same = tmp_path / "." / "a.weights"
+    r = CliRunner().invoke(main, ["convert", str(same), str(src), "--cfg", str(CFG_DIR / "yolov3-tiny.cfg")])
+    assert r.exit_code == 1 and hashlib.sha256(src.read_bytes()).hexdigest() == digest
+    disguised = tmp_path / "model.weights"  # a .pt under a Darknet name
+    r = CliRunner().invoke(main, ["convert", str(src), str(disguised), "--cfg", str(CFG_DIR / "yolov3-tiny.cfg")])
+    assert r.exit_code == 0, r.output
+    back = tmp_path / "back.bin"
+    r = CliRunner().invoke(main, ["convert", str(disguised), str(back)])
+    assert r.exit_code == 0, r.output
+    assert back.read_bytes() == REAL.read_bytes()
+
+
+EVIL = """
+import pathlib, sys, torch
+class Evil:
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(sys.argv[2]),))
+torch.save({"format": "darkcfg-checkpoint-1", "cfg_text": "", "state_dict": Evil()}, sys.argv[1])
+"""
+
+
+def test_a_crafted_checkpoint_is_refused_in_one_line_without_running(tmp_path):
+    """A .pt whose unpickling would create a file, given as weights or as the model: one line naming it,
+    no torch advice to allow code, and the file never appears. A .pt without its cfg text: one line too."""
+    import subprocess
+    import sys
+
+    evil, marker = tmp_path / "evil.pt", tmp_path / "pwned"
+    subprocess.run([sys.executable, "-c", EVIL, str(evil), str(marker)], check=True)
+    for args in (["detect", str(CFG_DIR / "yolov3-tiny.cfg"), "x.jpg", "-w", str(evil)],
+                 ["detect", str(evil), "x.jpg"], ["convert", str(evil), str(tmp_path / "o.weights")]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1, r.output
+        assert r.output.startswith(f"Error: {evil}: refused: loading this checkpoint would run code")
+        assert len(r.output.strip().splitlines()) == 1 and "weights_only" not in r.output
+        assert not marker.exists()
+    bare = tmp_path / "bare.pt"
+    torch.save({"format": "darkcfg-checkpoint-1", "state_dict": {}}, bare)
+    r = CliRunner().invoke(main, ["convert", str(bare), str(tmp_path / "o.weights")])
+    assert r.exit_code == 1 and "bare.pt: damaged darkcfg checkpoint: 'cfg_text' is missing" in r.output

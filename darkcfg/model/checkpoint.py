@@ -1,7 +1,15 @@
-"""PyTorch checkpoints that carry their cfg: `.weights` <-> `.pt`, loadable with no cfg file at hand."""
+"""PyTorch checkpoints that carry their cfg: `.weights` <-> `.pt`, loadable with no cfg file at hand.
+
+Every torch file darkcfg reads (checkpoints, training sidecars) goes through `read_torch_file`, which never
+unpickles code: `torch.load(weights_only=True)` accepts tensors and plain data only, and a file that would
+need anything else is refused in one line naming the file.
+"""
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
@@ -30,15 +38,53 @@ def save_checkpoint(model: Darknet, path: Union[str, Path], extra: Optional[dict
     atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
-def read_checkpoint(path: Union[str, Path]) -> dict:
+# what a checkpoint must hold, and of which type
+REQUIRED = {"cfg_text": str, "size": (list, tuple), "header": dict, "state_dict": dict}
+
+
+def is_torch_file(path: Union[str, Path]) -> bool:
+    """Whether `path` is a torch.save zip archive (a .pt), judged by its content, not its name."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: no such checkpoint file") from None
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def read_torch_file(path: Union[str, Path], what: str = "checkpoint") -> object:
+    """torch.load with tensors and plain data only, on the CPU; one-line WeightsError for a missing,
+    unreadable or code-carrying file (never torch's advice to allow code, which a user must not follow)."""
+    if not Path(path).is_file():
+        raise WeightsError(f"{path}: no such {what} file")
+    if not is_torch_file(path):
+        raise WeightsError(f"{path}: not a darkcfg {what} (not a torch zip archive)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message advises weights_only=False: never pass that on; keep only what it found
+        found = re.search(r"Unsupported global[^.]*?(?=\. |\.$|$)", str(e), re.M)
+        if found:
+            raise WeightsError(f"{path}: refused: loading this {what} would run code from the file "
+                               f"({found.group(0)[:120]})") from None
+        raise WeightsError(f"{path}: not a darkcfg {what} (its data cannot be read as tensors and plain "
+                           "data)") from None
     except Exception as e:
-        raise WeightsError(f"{path}: not a darkcfg checkpoint ({type(e).__name__}: {e})") from None
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise WeightsError(f"{path}: not a darkcfg {what} ({type(e).__name__}: {first})") from None
+
+
+def read_checkpoint(path: Union[str, Path]) -> dict:
+    """A checkpoint's payload, checked: the format field and every key `load_checkpoint` needs."""
+    payload = read_torch_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path}: not a darkcfg checkpoint (expected format {FORMAT})")
+    for key, kind in REQUIRED.items():
+        if not isinstance(payload.get(key), kind):
+            got = "missing" if key not in payload else f"a {type(payload[key]).__name__}"
+            raise WeightsError(f"{path}: damaged darkcfg checkpoint: '{key}' is {got}")
+    try:
+        WeightsHeader(**payload["header"])
+    except TypeError as e:
+        raise WeightsError(f"{path}: damaged darkcfg checkpoint: header: {e}") from None
     return payload
 
 

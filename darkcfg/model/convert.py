@@ -1,6 +1,7 @@
 """Conversions between weights files: .weights <-> .pt checkpoints, and prefixes (`darknet partial`)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional, Union
 
@@ -13,18 +14,32 @@ from darkcfg.model.weights import LoadReport, WeightsHeader, load_weights, save_
 PathLike = Union[str, Path]
 
 
-def convert(source: PathLike, dest: PathLike, cfg: Optional[PathLike] = None) -> None:
+def _same_file(a: PathLike, b: PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def convert(source: PathLike, dest: PathLike, cfg: Optional[PathLike] = None) -> str:
     """A .pt checkpoint -> Darknet .weights (byte-identical to the file it was made from), or a .weights
-    file with its `cfg` -> a .pt checkpoint carrying the cfg text."""
+    file with its `cfg` -> a .pt checkpoint carrying the cfg text. The direction comes from the source's
+    content (a torch zip archive or not), whatever its name; writing over the source is refused.
+    Returns the direction, "pt->weights" or "weights->pt"."""
+    if not Path(source).is_file():
+        raise DarkcfgError(f"{source}: no such file")
+    if _same_file(source, dest):
+        raise DarkcfgError(f"{dest}: is the source file; converting it in place would destroy it")
     if is_checkpoint(source):
         model = load_checkpoint(source)
         save_weights(model, dest, upto=model.loaded_upto)
-        return
+        return "pt->weights"
     if cfg is None:
         raise DarkcfgError(f"{source}: converting a .weights file needs its cfg (--cfg CFG)")
     model = Darknet.from_file(cfg)
     load_weights(model, source)
     save_checkpoint(model, dest)
+    return "weights->pt"
 
 
 def save_prefix(cfg: PathLike, weights_in: PathLike, weights_out: PathLike, n: int) -> LoadReport:

@@ -14,7 +14,7 @@ from typing import Optional, Union
 import torch
 
 from darkcfg.errors import WeightsError
-from darkcfg.model.checkpoint import load_checkpoint, load_checkpoint_into
+from darkcfg.model.checkpoint import is_torch_file, load_checkpoint, load_checkpoint_into
 from darkcfg.model.network import Darknet
 from darkcfg.model.weights import load_weights
 
@@ -27,8 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def is_checkpoint(path: PathLike) -> bool:
-    """Whether `path` names a darkcfg .pt checkpoint (by its suffix) rather than a cfg or .weights file."""
-    return str(path).endswith(CHECKPOINT_SUFFIXES)
+    """Whether `path` is a darkcfg .pt checkpoint rather than a cfg or .weights file: a torch zip archive by
+    its content, whatever its name; a file named .pt/.pth that is not one is still taken for a checkpoint,
+    so that reading it says what is wrong with it."""
+    return is_torch_file(path) or str(path).endswith(CHECKPOINT_SUFFIXES)
 
 
 def _size(size: Size) -> Optional[tuple[int, int]]:

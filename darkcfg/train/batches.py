@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from darkcfg.data.dataset import label_path, read_labels, read_list
+from darkcfg.data.dataset import DataError, label_path, read_labels, read_list
 from darkcfg.data.images import list_images
 from darkcfg.train.augment import AugmentConfig, augment_one, filter_truths, mosaic, rand_scale
 
@@ -85,7 +85,7 @@ class TrainDataset(torch.utils.data.Dataset):
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img[:, :, None]
             lp = labels_for(path)
             return img, read_labels(lp), int(not os.path.isfile(lp))
-        raise RuntimeError("none of the training images can be read")
+        raise DataError(f"none of the {len(self.paths)} training images can be read (the first: {self.paths[0]})")
 
     def __getitem__(self, item: Item) -> Sample:  # type: ignore[override]
         rng = np.random.default_rng(item.seed)

@@ -14,6 +14,9 @@ import csv
 import io
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,9 @@ import torch
 from darkcfg.data.dataset import DataConfig, read_data_cfg
 from darkcfg.errors import DarkcfgError
 from darkcfg.files import atomic_write
+from darkcfg.model.checkpoint import read_torch_file
 from darkcfg.model.loading import load_weights_file
+from darkcfg.model.names import COCO_NAMES, read_names
 from darkcfg.model.network import Darknet
 from darkcfg.model.weights import save_weights
 from darkcfg.progress import Progress
@@ -113,6 +118,33 @@ def state_path(weights: Path) -> Path:
     return weights.with_name(weights.stem + ".state.pt")
 
 
+def _one_line(e: BaseException) -> str:
+    """An exception as one line: a DataLoader worker's re-raised error is reduced to the original's message."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    last = lines[-1]
+    if len(lines) > 1 and ": " in last:  # "darkcfg.data.dataset.DataError: message" at a traceback's end
+        head, rest = last.split(": ", 1)
+        if head.replace(".", "").replace("_", "").isalnum():
+            return rest
+    return last if isinstance(e, DarkcfgError) or len(lines) > 1 else f"{type(e).__name__}: {last}"
+
+
+class _SigintBlocked:
+    """SIGINT held back (POSIX signal mask) while the weights are being updated: a Ctrl-C then lands after the
+    update, never half-way through it. Elsewhere than POSIX's main thread, a no-op."""
+
+    def __enter__(self) -> None:
+        self.on = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+        if self.on:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def __exit__(self, *exc: object) -> None:
+        if self.on:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 class Trainer:
     """Train `opts.cfg` on `opts.data`; `run()` returns a TrainResult. See the module docstring."""
 
@@ -174,9 +206,18 @@ class Trainer:
             print(f"warning: {self.data.file}: classes={self.data.classes} but {opts.cfg} has classes="
                   f"{self.aug.classes}; the cfg's count is used, as the reference does")
         self.random_coef = heads[-1].random
-        self.train_paths = image_paths(self.data.train or "")
+        if not self.data.train:
+            raise TrainError(f"{self.data.file}: no 'train' list (train = a list file or a folder of images)")
+        self.train_paths = image_paths(self.data.train)
         if not self.train_paths:
             raise TrainError(f"{self.data.file}: train={self.data.train}: no images listed")
+        self.map_names: list[str] = []
+        self.valid_paths: list[str] = []
+        if opts.calc_map:  # what the mAP runs read, checked before the first iteration (nothing is lost)
+            self.map_names = self._map_names()
+            self.valid_paths = image_paths(self.data.valid or self.data.train)
+            if not self.valid_paths:
+                raise TrainError(f"{self.data.file}: valid={self.data.valid or self.data.train}: no images listed")
 
     # -- setup ------------------------------------------------------------------------------------------
     def _data_config(self, data: str) -> DataConfig:
@@ -191,7 +232,12 @@ class Trainer:
         sp = state_path(weights)
         if not sp.is_file():
             return
-        state = torch.load(sp, map_location="cpu", weights_only=False)
+        try:
+            state = read_torch_file(sp, "training state")  # tensors and plain data only: never code
+        except DarkcfgError as e:
+            raise TrainError(str(e)) from None
+        if not isinstance(state, dict):
+            raise TrainError(f"{sp}: not a darkcfg training state")
         if state.get("seen") != self.seen or state.get("cfg_text") != self.model.cfg_text:
             if self.rank == 0:
                 print(f"note: {sp} belongs to another run or iteration; resuming without optimiser state")
@@ -226,6 +272,12 @@ class Trainer:
             atomic_write(state_path(path), lambda fh: torch.save(state, fh))
         return path
 
+    def _fresh_logs(self) -> None:
+        """A run from iteration 0 starts its own .log and .csv; a resumed one appends to them."""
+        if self.start == 0:
+            for suffix in (".log", ".csv"):
+                (self.backup / f"{self.base}{suffix}").unlink(missing_ok=True)
+
     def _log(self, text: str) -> None:
         with open(self.backup / f"{self.base}.log", "a") as fh:
             fh.write(text)
@@ -249,20 +301,25 @@ class Trainer:
                        f"{self.base}  {self.images_per_it * self.world} images/iteration")
 
     # -- mAP ----------------------------------------------------------------------------------------------
+    def _map_names(self) -> list[str]:
+        """names= of the .data file (one per class), else COCO's for 80 classes, else the class ids."""
+        classes = self.aug.classes
+        try:
+            if self.data.names:
+                return read_names(self.data.names, classes)
+        except DarkcfgError as e:
+            raise TrainError(f"{e} (needed by --map)") from None
+        return read_names(COCO_NAMES) if classes == 80 else [str(k) for k in range(classes)]
+
     def _map(self) -> float:
         from darkcfg.eval.runner import compute_map
-        from darkcfg.model.names import default_names, read_names
 
-        paths = image_paths(self.data.valid or self.data.train or "")
-        classes = self.aug.classes
-        names = read_names(self.data.names) if self.data.names and os.path.isfile(self.data.names) else \
-            default_names(classes)
         size = (self.model.net.width, self.model.net.height)
         self.model.set_size(*self.init_size)
         self.model.eval()
         try:
             with torch.no_grad():
-                res = compute_map(self.model, paths, names[:classes] + [str(k) for k in range(len(names), classes)],
+                res = compute_map(self.model, self.valid_paths, self.map_names,
                                   0.5, 0.25, 0, batch=max(1, self.model.net.mini_batch), progress=False)
         finally:
             self.model.train()
@@ -289,28 +346,39 @@ class Trainer:
         saveweights = self.data.saveweights or (1000 if end < 10000 else 10000)
         savelast = self.data.savelast or 100
         self.model.train()
+        if main:
+            self._fresh_logs()
         loader = self._loader()
         stats = {"skipped": 0, "bad_class": 0, "out_of_range": 0, "missing_labels": 0}
-        iteration = self.start
+        iteration = completed = self.start  # completed: the last iteration whose update is done
+        snapshot = None
         t_last = time.time()
         bar = Progress(end - self.start, "train", unit="it", enabled=main and self.opts.progress)
+        batches = iter(loader)
+        doing = ""
         try:
             with bar:
-                for batch in loader:
+                while True:
+                    doing = f"loading the images of iteration {iteration + 1}"
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
                     iteration += 1
+                    doing = f"iteration {iteration}"
+                    snapshot = self._snapshot()
                     for k in stats:
                         stats[k] += len(batch[k]) if k == "skipped" else batch[k]
                     loss = self._iteration(batch)
                     if not math.isfinite(loss):
-                        good = self.last_good
                         raise TrainError(
                             f"iteration {iteration}: the loss is {loss} (not finite): training stopped before "
-                            f"the update. Last good checkpoint: {good if good else 'none written yet'}. Try a "
-                            "lower learning_rate or a longer burn_in, and check the labels.")
+                            "the update (try a lower learning_rate or a longer burn_in, and check the labels)")
                     lr = learning_rate(net, self.seen // self.images_per_it) * self.world
-                    self.opt.step(iteration, lr)
-                    self.ema.update(iteration)
-                    self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
+                    with _SigintBlocked():  # the update happens whole or not at all
+                        self.opt.step(iteration, lr)
+                        self.ema.update(iteration)
+                        self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
+                        completed, snapshot = iteration, None
                     now = time.time()
                     dt, t_last = now - t_last, now
                     if main:
@@ -344,11 +412,20 @@ class Trainer:
                             self.ema.swap()
                     if main and (iteration % 10 == 0 or iteration == end):
                         self._chart()
-        except KeyboardInterrupt:
-            if main and iteration > self.start:
-                path = self._save("last", iteration)
-                print(f"\ninterrupted: saved {path} at iteration {iteration}; resume with the same command and "
-                      f"{path} as weights")
+        except BaseException as e:
+            if completed < iteration and snapshot is not None:  # stopped inside an iteration, before its update
+                self._restore(snapshot)
+            saved = self._save("last", completed) if main and completed > self.start else None
+            where = (f"; saved {saved} at iteration {completed}: resume with it as weights" if saved else
+                     f"; last good checkpoint: {self.last_good or 'none written yet'}")
+            if isinstance(e, KeyboardInterrupt):
+                if main:
+                    print(f"\ninterrupted{where}", file=sys.stderr)
+                raise
+            if isinstance(e, TrainError):
+                raise TrainError(f"{e}{where}") from None
+            if isinstance(e, Exception):
+                raise TrainError(f"{doing}: {_one_line(e)}{where}") from None
             raise
         if main:
             result.final = self._save("final", iteration)
@@ -366,6 +443,23 @@ class Trainer:
                 if stats[k]:
                     print(f"warning: {stats[k]} {what}")
         return result
+
+    def _state_buffers(self) -> list[torch.Tensor]:
+        """The persistent buffers (batch-norm statistics): what a forward changes besides the weights."""
+        return [b for m in self.model.modules() for k, b in m._buffers.items()
+                if b is not None and k not in m._non_persistent_buffers_set]
+
+    def _snapshot(self) -> tuple[int, list[torch.Tensor]]:
+        """What an iteration changes before its update: `seen` and the persistent buffers; with it, a failed
+        or interrupted iteration is undone exactly (a few MB at most, copied once per iteration)."""
+        return self.seen, [b.detach().clone() for b in self._state_buffers()]
+
+    def _restore(self, snapshot: tuple[int, list[torch.Tensor]]) -> None:
+        self.seen = snapshot[0]
+        with torch.no_grad():
+            for b, saved in zip(self._state_buffers(), snapshot[1]):
+                b.copy_(saved)
+        self.opt.zero_grad()
 
     def _iteration(self, batch: dict) -> float:
         """Forward/backward every subdivision; returns the reference's iteration loss."""
