@@ -210,7 +210,11 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     load_trained_weights(model, cfg, weights)
     det = Detector(prepare_for_inference(model.to(_device(device)), fast, compile_, half), class_names, thresh,
                    nms, letterbox, batch)
-    run = run_detection(det, sources, None if nosave else out, save_txt, json_path, ext_output, quiet)
+    try:
+        run = run_detection(det, sources, None if nosave else out, save_txt, json_path, ext_output, quiet)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: what was written is complete (a video holds the frames done so far)", err=True)
+        sys.exit(130)
     where = f"; annotated in {out}/" if not nosave and run.done else ""
     click.echo(f"{run.done} image(s), {run.boxes} labelled box(es){where}"
                + (f"; {run.failed} failed" if run.failed else ""), err=True)

@@ -206,3 +206,47 @@ def test_checkpoint_and_grey_networks(tmp_path):
     assert model.detect(str(SAMPLE), thresh=0.0) is not None  # image read as grey, (1, H, W)
     from darkcfg.infer.pipeline import Detector
     assert Detector(model).to_image(cv2.imread(str(SAMPLE))).shape == (1, 600, 512)
+
+
+def test_json_escapes_file_and_class_names(tmp_path):
+    """A file name with quotes and backslashes (a Windows path in a list file, say) and a class name with a
+    quote: the -out file parses and gives them back, no field can be injected."""
+    weird = tmp_path / 'we"ird\\ name", "objects": [.jpg'
+    shutil.copy(SAMPLE, weird)
+    names = tmp_path / "odd.names"
+    names.write_text("".join(f'c"{k}\\' + "\n" for k in range(80)))  # c"0\ ... c"79\
+    r = run("detect", CFG, weird, "-n", names, "--json", tmp_path / "r.json", "--nosave", "-q")
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [e["filename"] for e in data] == [str(weird)]
+    assert data[0]["objects"] and all(o["name"] == f'c"{o["class_id"]}\\' for o in data[0]["objects"])
+
+
+def test_ctrl_c_on_a_video_keeps_the_frames_written(tmp_path):
+    """SIGINT while a video is being annotated: exit status 130, and the mp4 holds the frames done so far."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clip = tmp_path / "clip.mp4"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    im = cv2.resize(cv2.imread(str(SAMPLE)), (320, 240))
+    for k in range(400):
+        w.write(np.roll(im, k, axis=1))
+    w.release()
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "darkcfg", "detect", str(CFG), str(clip), "-o", str(out), "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(f.stat().st_size > 20000 for f in out.glob(".clip.mp4.*")):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert 0 < frames < 400 and not list(out.glob(".clip.mp4.*"))

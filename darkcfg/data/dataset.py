@@ -6,11 +6,16 @@
 - `label_path`: replace_image_to_label: `/images/{train,val}{2014,2017}/` and `/JPEGImages/` become
   `/labels/...` (a plain `/images/` does not), and the image extension becomes `.txt`.
 - `read_labels`: read_boxes: `fscanf("%d %f %f %f %f")` until the first failure; a missing file is no
-  boxes (the reference prints a note and carries on).
+  boxes (the reference prints a note and carries on). A row whose x, y, w or h is not a number in [0, 1]
+  (NaN, infinite, negative, above 1) or whose size is 0 is reported as file:line and skipped (the
+  reference's fill_truth_detection prints "Wrong annotation ... file:" for such rows when training and
+  skips them; `map` and `calc_anchors` would count them).
 """
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -24,6 +29,10 @@ PathLike = Union[str, Path]
 
 class DataError(DarkcfgError):
     """A .data file, list file or label file that cannot be used."""
+
+
+class DataWarning(UserWarning):
+    """A label row that is skipped: the message names file:line and why."""
 
 
 @dataclass
@@ -94,11 +103,22 @@ def label_path(image_path: str) -> str:
     return os.path.splitext(s)[0] + ".txt"  # the reference knows a fixed list of extensions; any is fine here
 
 
-def read_labels(path: PathLike, classes: Optional[int] = None) -> np.ndarray:
+def _bad_row(x: float, y: float, w: float, h: float) -> Optional[str]:
+    """Why a label row cannot be a box (None when it can)."""
+    for name, v in (("x", x), ("y", y), ("w", w), ("h", h)):
+        if not math.isfinite(v) or not 0 <= v <= 1:
+            return f"{name}={v:g} is not in [0, 1]"
+    if w == 0 or h == 0:
+        return "empty box (w or h is 0)"
+    return None
+
+
+def read_labels(path: PathLike, classes: Optional[int] = None, issues: Optional[list[str]] = None) -> np.ndarray:
     """data.c:read_boxes -> (N, 5) float32 rows (id, x, y, w, h); a missing file gives (0, 5).
 
     With `classes`, an id outside 0..classes-1 is a DataError naming the file and line (the reference would
-    index past its arrays).
+    index past its arrays). Rows that are not boxes (module docstring) are skipped and reported as
+    "file:line: ..." lines: appended to `issues` when given, else as a `DataWarning` each.
     """
     p = Path(path)
     if not p.is_file():
@@ -115,5 +135,13 @@ def read_labels(path: PathLike, classes: Optional[int] = None) -> np.ndarray:
             break  # fscanf stops at the first field it cannot read
         if classes is not None and not 0 <= cid < classes:
             raise DataError(f"{p}:{chunk[0][0]}: class id {cid}, expected 0..{classes - 1} (classes={classes})")
+        why = _bad_row(*vals)
+        if why is not None:
+            message = f"{p}:{chunk[0][0]}: label row skipped: {why}"
+            if issues is not None:
+                issues.append(message)
+            else:
+                warnings.warn(message, DataWarning, stacklevel=2)
+            continue
         rows.append([cid, *vals])
     return np.asarray(rows, np.float32).reshape(-1, 5)

@@ -13,6 +13,7 @@ import numpy as np
 
 from darkcfg.eval.metrics import MapResult
 from darkcfg.infer.detections import Detections
+from darkcfg.infer.formats import json_number
 
 F32 = np.float32
 
@@ -77,8 +78,9 @@ def coco_result_lines(dets: Detections, image_id: int, category_ids: Sequence[in
         ymin, ymax = max(float(y - h / half), 0.0), min(float(y + h / half), float(dets.height))
         bx, by, bw, bh = xmin, ymin, float(F32(xmax) - F32(xmin)), float(F32(ymax) - F32(ymin))
         for j in np.flatnonzero(dets.probs[i] > 0):
-            out.append('{"image_id":%d, "category_id":%d, "bbox":[%f, %f, %f, %f], "score":%f}'
-                       % (image_id, category_ids[j], bx, by, bw, bh, float(dets.probs[i, j])))
+            out.append('{"image_id":%d, "category_id":%d, "bbox":[%s, %s, %s, %s], "score":%s}'
+                       % (image_id, category_ids[j], *(json_number(v) for v in (bx, by, bw, bh)),
+                          json_number(float(dets.probs[i, j]))))
     return out
 
 

@@ -12,6 +12,8 @@ same double gives the same digits).
 """
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Union
 
@@ -54,15 +56,26 @@ def _c_round(v: float) -> float:
     return float(np.sign(v) * np.floor(abs(v) + 0.5))
 
 
+def json_string(s: str) -> str:
+    """A JSON string literal (quotes, backslashes and control characters escaped; other text kept as UTF-8)."""
+    return json.dumps(s, ensure_ascii=False)
+
+
+def json_number(v: float) -> str:
+    """C's %f for a finite number (the reference's digits); null for inf and NaN, which JSON cannot hold."""
+    return "%f" % v if math.isfinite(v) else "null"
+
+
 def json_object(dets: Detections, frame_id: int, filename: str) -> str:
-    """detection_to_json: one entry of the `-out` file (without the separators between entries)."""
+    """detection_to_json: one entry of the `-out` file (without the separators between entries), laid out
+    as the reference writes it, with every string escaped by the JSON encoder."""
     objs = []
     for i, j in dets.pairs():
-        x, y, w, h = (float(v) for v in dets.boxes[i])
-        objs.append('  {"class_id":%d, "name":"%s", "relative_coordinates":{"center_x":%f, "center_y":%f, '
-                    '"width":%f, "height":%f}, "confidence":%f}'
-                    % (j, dets.name(j), x, y, w, h, float(dets.probs[i, j])))
-    return ('{\n "frame_id":%d, \n "filename":"%s", \n "objects": [ \n' % (frame_id, filename)
+        x, y, w, h = (json_number(float(v)) for v in dets.boxes[i])
+        objs.append('  {"class_id":%d, "name":%s, "relative_coordinates":{"center_x":%s, "center_y":%s, '
+                    '"width":%s, "height":%s}, "confidence":%s}'
+                    % (j, json_string(dets.name(j)), x, y, w, h, json_number(float(dets.probs[i, j]))))
+    return ('{\n "frame_id":%d, \n "filename":%s, \n "objects": [ \n' % (frame_id, json_string(filename))
             + ", \n".join(objs) + "\n ] \n}")
 
 

@@ -54,8 +54,9 @@ class Sample:
     truths: np.ndarray  # (N, 6) x, y, w, h, id, track
     skipped: list[str] = field(default_factory=list)  # unreadable images replaced by others
     bad_class: int = 0  # label rows with an id >= classes (dropped)
-    out_of_range: int = 0  # label rows with values outside [0, 1] (clamped or dropped)
+    out_of_range: int = 0  # label rows skipped: a value outside [0, 1] or an empty box
     missing_labels: int = 0
+    label_issues: list[str] = field(default_factory=list)  # "file:line: ..." of each skipped row
 
 
 def _seed(*parts: int) -> int:
@@ -73,7 +74,7 @@ class TrainDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _read(self, index: int, skipped: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    def _read(self, index: int, skipped: list[str], issues: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
         for k in range(len(self.paths)):  # an unreadable image is replaced by the next readable one
             path = self.paths[(index + k) % len(self.paths)]
             data = np.fromfile(path, np.uint8) if os.path.isfile(path) else None
@@ -84,28 +85,25 @@ class TrainDataset(torch.utils.data.Dataset):
                 continue
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img[:, :, None]
             lp = labels_for(path)
-            return img, read_labels(lp), int(not os.path.isfile(lp))
+            return img, read_labels(lp, issues=issues), int(not os.path.isfile(lp))
         raise DataError(f"none of the {len(self.paths)} training images can be read (the first: {self.paths[0]})")
 
     def __getitem__(self, item: Item) -> Sample:  # type: ignore[override]
         rng = np.random.default_rng(item.seed)
         skipped: list[str] = []
+        issues: list[str] = []
         size = (item.width, item.height)
         cfg = self.cfg if self.augment else self.cfg.off()
-        img, labels, missing = self._read(item.index, skipped)
-        raw = [labels]
+        img, labels, missing = self._read(item.index, skipped, issues)
         if cfg.mosaic and rng.integers(2):  # per sample; the reference: per loader chunk, ~half of them
             parts = [(img, labels)]
             for _ in range(3):
-                im2, lb2, m2 = self._read(int(rng.integers(len(self.paths))), skipped)
+                im2, lb2, m2 = self._read(int(rng.integers(len(self.paths))), skipped, issues)
                 parts.append((im2, lb2))
-                raw.append(lb2)
                 missing += m2
             out, boxes = mosaic(parts, cfg, rng, size)
         else:
             out, boxes = augment_one(img, labels, cfg, rng, size)
-        allraw = np.concatenate(raw).reshape(-1, 5)
-        out_of_range = int(((allraw[:, 1:] < 0) | (allraw[:, 1:] > 1)).any(1).sum())
         rng.shuffle(boxes)  # randomize_boxes, then keep at most max_boxes
         boxes, bad = filter_truths(boxes, cfg.classes, item.width, item.height)
         boxes = boxes[: cfg.max_boxes]
@@ -113,7 +111,7 @@ class TrainDataset(torch.utils.data.Dataset):
         truths[:, :4] = boxes[:, 1:5]
         truths[:, 4] = boxes[:, 0]
         image = torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))).float().div_(255)
-        return Sample(image, truths, skipped, bad, out_of_range, missing)
+        return Sample(image, truths, skipped, bad, len(issues), missing, issues)
 
 
 def collate(samples: list[Sample]) -> dict:
@@ -130,6 +128,7 @@ def collate(samples: list[Sample]) -> dict:
         "bad_class": sum(s.bad_class for s in samples),
         "out_of_range": sum(s.out_of_range for s in samples),
         "missing_labels": sum(s.missing_labels for s in samples),
+        "label_issues": [m for s in samples for m in s.label_issues],
     }
 
 

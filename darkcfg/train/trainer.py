@@ -195,6 +195,7 @@ class Trainer:
         self.backup = Path(opts.backup or self.data.backup or "backup")
         self.amp = opts.amp if opts.amp is not None else self.device.type == "cuda"
         self.last_good: Optional[Path] = None
+        self.reported: set[str] = set()  # skipped label rows already named
         if opts.weights and not opts.clear:
             self._load_sidecar(Path(opts.weights))
         try:
@@ -368,6 +369,8 @@ class Trainer:
                     snapshot = self._snapshot()
                     for k in stats:
                         stats[k] += len(batch[k]) if k == "skipped" else batch[k]
+                    if main:
+                        self._report_labels(batch["label_issues"], bar)
                     loss = self._iteration(batch)
                     if not math.isfinite(loss):
                         raise TrainError(
@@ -439,10 +442,18 @@ class Trainer:
             for k, what in (("skipped", "unreadable images were skipped (replaced by the next image)"),
                             ("missing_labels", "images had no label file (trained as background)"),
                             ("bad_class", f"label rows had a class id >= classes={self.aug.classes} (dropped)"),
-                            ("out_of_range", "label rows had values outside [0, 1] (clamped or dropped)")):
+                            ("out_of_range", "label rows were skipped (a value outside [0, 1] or an empty box: "
+                                             "each file:line was reported)")):
                 if stats[k]:
                     print(f"warning: {stats[k]} {what}")
         return result
+
+    def _report_labels(self, issues: list[str], bar: Progress) -> None:
+        """Each skipped label row once (file:line), on stderr, however often its image is drawn."""
+        for message in issues:
+            if message not in self.reported:
+                self.reported.add(message)
+                bar.write(f"warning: {message}", stream=sys.stderr)
 
     def _state_buffers(self) -> list[torch.Tensor]:
         """The persistent buffers (batch-norm statistics): what a forward changes besides the weights."""
