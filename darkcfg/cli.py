@@ -12,8 +12,6 @@ import click
 
 from darkcfg.errors import DarkcfgError
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def _one_line_warning(message: object, category: type, filename: str, lineno: int, line: object = None) -> str:
     return f"warning: {message}\n"
@@ -54,21 +52,65 @@ size_option = click.option("--size", default=None, metavar="N|WxH",
                            help="Override the cfg's input width/height (the file is not changed).")
 
 
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+        return True
+    except ValueError:
+        return False
+
+
+class DarknetCommand(click.Command):
+    """A command that takes Darknet's single-dash spellings (`-thresh .3`, `-ext_output`, declared as
+    aliases) and never splits an unknown single-dash word into short options (`-out r.json` as `-o ut`):
+    such a word is an error naming it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        names = {n for p in self.params if isinstance(p, click.Option) for n in p.opts + p.secondary_opts}
+        names |= set(ctx.help_option_names)
+        for word in args:
+            if word == "--":
+                break
+            if word.startswith("-") and not word.startswith("--") and len(word) > 2 \
+                    and word.split("=", 1)[0] not in names and not _is_number(word):
+                raise click.UsageError(f"no such option: {word} (single-dash options are not combined: write "
+                                       f"'{word[:2]} {word[2:]}' with a space, or the --long spelling)", ctx)
+        return super().parse_args(ctx, args)
+
+
+def _ignored_flags(*names: str) -> Callable:
+    """Darknet flags with nothing to do here (darkcfg never opens a window): accepted, ignored."""
+    return click.option(*names, "ignored_flags", is_flag=True, hidden=True, multiple=False, expose_value=False)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="darkcfg")
 def main() -> None:
-    """Run Darknet .cfg models on PyTorch, unchanged."""
+    """Run Darknet .cfg models on PyTorch, unchanged. Darknet's own flag spellings work too (-thresh .3,
+    -ext_output, -dont_show, -out result.json, -map, -clear, ...)."""
+
+
+main.command_class = DarknetCommand
 
 
 @main.command()
 @click.argument("cfg", type=click.Path(dir_okay=False))
+@click.option("-w", "--weights", type=click.Path(dir_okay=False), default=None,
+              help="Also load this .weights (or .pt) file: a one-line error when it does not fit CFG.")
 @size_option
 @_friendly
-def info(cfg: str, size: Optional[str]) -> None:
+def info(cfg: str, weights: Optional[str], size: Optional[str]) -> None:
     """Print CFG's layer table (index, type, filters, size/stride, input -> output, BFLOPs) and totals."""
     from darkcfg.model.loading import load
 
-    click.echo(load(cfg, size=_parse_size(size)).summary())
+    model = load(cfg, weights, size=_parse_size(size))
+    click.echo(model.summary())
+    if weights:
+        h, n = model.header, model.loaded_upto
+        last = max((i for i, m in enumerate(model.layers) if m.darknet_blobs()), default=-1)
+        held = f"a prefix: layers 0..{n - 1} of {len(model.layers)}" if n is not None and n <= last else \
+            f"all {len(model.layers)} layers"
+        click.echo(f"weights: {weights} fits: {held}, version {h.major}.{h.minor}.{h.revision}, seen {h.seen:,} images")
 
 
 @main.command()
@@ -162,18 +204,22 @@ def _device(name: Optional[str]) -> str:
               help="Darknet .weights (or darkcfg .pt). Default: weights/<cfg name>.weights.")
 @click.option("-n", "--names", type=click.Path(dir_okay=False), default=None,
               help="Class names, one per line. Default: COCO's when the cfg has 80 classes.")
-@click.option("--thresh", type=float, default=0.25, show_default=True, help="Detection threshold (strict >).")
+@click.option("--thresh", "-thresh", type=float, default=0.25, show_default=True,
+              help="Detection threshold (strict >).")
 @click.option("--nms", type=float, default=0.45, show_default=True, help="NMS threshold; 0 turns NMS off.")
-@click.option("--letterbox/--no-letterbox", default=None,
+@click.option("--letterbox/--no-letterbox", "-letter_box", default=None,
               help="Letterbox the input (keep the aspect ratio). Default: the cfg's [net] letter_box.")
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="predictions", show_default=True,
               help="Folder for annotated images and videos.")
 @click.option("--nosave", is_flag=True, help="Do not write annotated images or videos.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--json", "-out", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write the reference's -out JSON (frame_id, filename, objects) to this file.")
-@click.option("--save-txt", is_flag=True,
+@click.option("--save-txt", "-save_labels", is_flag=True,
               help="Write YOLO label files (class cx cy w h): into --out, or beside each image with --nosave.")
-@click.option("--ext-output", is_flag=True, help="Print each box as (left_x top_y width height) in pixels.")
+@click.option("--overwrite", is_flag=True, help="With --save-txt --nosave: replace label files already beside images.")
+@click.option("--ext-output", "-ext_output", is_flag=True,
+              help="Print each box as (left_x top_y width height) in pixels.")
+@_ignored_flags("-dont_show", "-show_imgs")
 @click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
 @size_option
@@ -187,13 +233,14 @@ def _device(name: Optional[str]) -> str:
 @_friendly
 def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Optional[str], thresh: float,
            nms: float, letterbox: Optional[bool], out: str, nosave: bool, json_path: Optional[str], save_txt: bool,
-           ext_output: bool, batch: int, device: Optional[str], size: Optional[str], fast: bool, compile_: bool,
-           half: Optional[bool], quiet: bool) -> None:
+           overwrite: bool, ext_output: bool, batch: int, device: Optional[str], size: Optional[str], fast: bool,
+           compile_: bool, half: Optional[bool], quiet: bool) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
     SOURCES are image files, folders of images, globs ('data/*.jpg'), list files (.txt, one path per line)
-    or videos. Unreadable sources are reported on stderr and skipped; the exit status is then 1.
+    or videos. Unreadable sources are reported on stderr and skipped; the exit status is then 1. As with
+    `darknet detector test`, a .weights (or .pt) file right after CFG is the weights.
 
     \b
     darkcfg detect cfg/yolov4-tiny.cfg dog.jpg
@@ -205,13 +252,20 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     from darkcfg.model.loading import load, load_trained_weights
     from darkcfg.model.names import names_for
 
+    if sources and _is_weights_file(sources[0]):  # `detect CFG WEIGHTS IMAGE...`, as detector test takes it
+        if weights:
+            raise click.UsageError(f"weights given twice: {sources[0]} and -w {weights}")
+        weights, sources = sources[0], sources[1:]
+        if not sources:
+            raise click.UsageError("no SOURCES after the weights file")
     model = load(cfg, size=_parse_size(size))
     class_names = names_for(model, names)  # checked before the weights are read
     load_trained_weights(model, cfg, weights)
     det = Detector(prepare_for_inference(model.to(_device(device)), fast, compile_, half), class_names, thresh,
                    nms, letterbox, batch)
     try:
-        run = run_detection(det, sources, None if nosave else out, save_txt, json_path, ext_output, quiet)
+        run = run_detection(det, sources, None if nosave else out, save_txt, json_path, ext_output, quiet,
+                            overwrite=overwrite)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: what was written is complete (a video holds the frames done so far)", err=True)
         sys.exit(130)
@@ -220,6 +274,13 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
                + (f"; {run.failed} failed" if run.failed else ""), err=True)
     if run.failed or not run.sources:
         sys.exit(1)
+
+
+def _is_weights_file(path: str) -> bool:
+    """A Darknet .weights file or a darkcfg checkpoint, by name (or content for a .pt)."""
+    from darkcfg.model.loading import is_checkpoint
+
+    return path.endswith(".weights") or (Path(path).is_file() and is_checkpoint(path))
 
 
 def _key_values(items: tuple[str, ...]) -> dict[str, str]:
@@ -236,10 +297,14 @@ def _key_values(items: tuple[str, ...]) -> dict[str, str]:
 @click.argument("data", type=click.Path())
 @click.argument("cfg", type=click.Path(dir_okay=False))
 @click.argument("weights", type=click.Path(dir_okay=False), required=False)
-@click.option("--map", "calc_map", is_flag=True, help="Measure mAP@0.5 on valid= as it trains; save _best.weights.")
+@click.option("--map", "-map", "calc_map", is_flag=True,
+              help="Measure mAP@0.5 on valid= as it trains; save _best.weights.")
 @click.option("--map-every", type=click.IntRange(1), default=None,
-              help="Iterations between mAP runs (default: the reference's max(4 epochs, 100)).")
-@click.option("--clear", is_flag=True, help="Start from iteration 0 even if WEIGHTS has a `seen` count.")
+              help="Iterations between mAP runs (default: the reference's max(--map-epochs epochs, 100)).")
+@click.option("--map-epochs", "-mAP_epochs", type=click.IntRange(1), default=4, show_default=True,
+              help="Epochs between mAP runs when --map-every is not given.")
+@click.option("--clear", "-clear", is_flag=True, help="Start from iteration 0 even if WEIGHTS has a `seen` count.")
+@_ignored_flags("-dont_show", "-show_imgs")
 @click.option("--batch", type=click.IntRange(1), default=None, help="Override [net] batch (the cfg is not changed).")
 @click.option("--subdivisions", type=click.IntRange(1), default=None, help="Override [net] subdivisions.")
 @click.option("--max-batches", type=click.IntRange(1), default=None, help="Override [net] max_batches.")
@@ -255,7 +320,8 @@ def _key_values(items: tuple[str, ...]) -> dict[str, str]:
               help="Set a [net] key for this run (e.g. --set burn_in=100); the cfg file is not changed.")
 @size_option
 @_friendly
-def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every: Optional[int], clear: bool,
+def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every: Optional[int], map_epochs: int,
+          clear: bool,
           batch: Optional[int], subdivisions: Optional[int], max_batches: Optional[int], backup: Optional[str],
           classes: Optional[int], device: Optional[str], workers: int, seed: int, amp: Optional[bool],
           no_augment: bool, overrides: tuple[str, ...], size: Optional[str]) -> None:
@@ -272,7 +338,8 @@ def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every
     dev = _device(device)
     opts = TrainOptions(data=data, cfg=cfg, weights=weights, clear=clear, size=_parse_size(size), batch=batch,
                         subdivisions=subdivisions, max_batches=max_batches, backup=backup, device=dev,
-                        workers=workers, seed=seed, calc_map=calc_map, map_every=map_every, amp=amp,
+                        workers=workers, seed=seed, calc_map=calc_map, map_every=map_every, map_epochs=map_epochs,
+                        amp=amp,
                         augment=not no_augment, classes=classes, overrides=_key_values(overrides))
     trainer = Trainer(opts)
     try:
@@ -288,10 +355,11 @@ def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.argument("cfg", type=click.Path(dir_okay=False))
 @click.argument("weights", type=click.Path(dir_okay=False), required=False)
-@click.option("--iou-thresh", type=float, default=0.5, show_default=True, help="IoU for a true positive (strict >).")
-@click.option("--points", type=int, default=0, show_default=True,
+@click.option("--iou-thresh", "-iou_thresh", type=float, default=0.5, show_default=True,
+              help="IoU for a true positive (strict >).")
+@click.option("--points", "-points", type=int, default=0, show_default=True,
               help="0: area under the curve (VOC2010+); 11: VOC2007; 101: COCO.")
-@click.option("--thresh", type=float, default=0.25, show_default=True,
+@click.option("--thresh", "-thresh", type=float, default=0.25, show_default=True,
               help="Confidence for the printed TP/FP, precision, recall, F1 and average IoU.")
 @click.option("-n", "--names", type=click.Path(dir_okay=False), default=None, help="Overrides names= of DATA.")
 @click.option("--coco", is_flag=True, help="Also print COCO's AP@[.5:.95], AP50, AP75, APs/m/l and AR (pycocotools).")
@@ -338,24 +406,27 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
 @click.option("-n", "--names", type=click.Path(dir_okay=False), default=None, help="Overrides names= of DATA.")
 @click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
+@size_option
 @_friendly
 def valid(data: str, cfg: str, weights: Optional[str], kind: Optional[str], out: Optional[str],
-          names: Optional[str], batch: int, device: Optional[str]) -> None:
+          names: Optional[str], batch: int, device: Optional[str], size: Optional[str] = None) -> None:
     """Write detections on DATA's valid list like `darknet detector valid` (thresh .001, nms .6): COCO
     results JSON (eval=coco) or VOC comp4_det_test_<class>.txt files."""
     from darkcfg.eval.runner import run_valid
     from darkcfg.model.loading import load_trained
 
-    model = load_trained(cfg, weights, device=_device(device))
+    model = load_trained(cfg, weights, _parse_size(size), _device(device))
     images, files = run_valid(data, model, names, kind, out, batch)
     click.echo(f"{images} images: wrote {files[0]}" + (f" and {len(files) - 1} more" if len(files) > 1 else ""))
 
 
 @main.command("calc-anchors")
 @click.argument("data", type=click.Path(dir_okay=False))
-@click.option("--num", "num", type=click.IntRange(1), default=5, show_default=True, help="Number of anchors.")
-@click.option("--width", type=click.IntRange(1), required=True, help="Network input width (the cfg's).")
-@click.option("--height", type=click.IntRange(1), required=True, help="Network input height.")
+@click.option("--num", "-num_of_clusters", "num", type=click.IntRange(1), default=5, show_default=True,
+              help="Number of anchors.")
+@click.option("--width", "-width", type=click.IntRange(1), required=True, help="Network input width (the cfg's).")
+@click.option("--height", "-height", type=click.IntRange(1), required=True, help="Network input height.")
+@_ignored_flags("-show")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the k-means++ start.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default="anchors.txt", show_default=True,
               help="File for the anchors line.")
@@ -405,9 +476,11 @@ def demo(ctx: click.Context, out: str) -> None:
 
     The same as `darkcfg detect cfg/yolov3-tiny.cfg darkcfg/data/grace_hopper.jpg --ext-output`.
     """
+    from darkcfg.model.loading import shipped
+
     image = Path(__file__).resolve().parent / "assets" / "grace_hopper.jpg"
-    ctx.invoke(detect, cfg=str(REPO / "cfg" / "yolov3-tiny.cfg"), sources=(str(image),),
-               weights=str(REPO / "weights" / "yolov3-tiny.weights"), out=out, ext_output=True)
+    ctx.invoke(detect, cfg=str(shipped("cfg", "yolov3-tiny.cfg")), sources=(str(image),),
+               weights=str(shipped("weights", "yolov3-tiny.weights")), out=out, ext_output=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,3 +49,37 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert r.exit_code == 1 and "junk.pt: not a darkcfg checkpoint" in r.output
     r = run("convert", tmp_path / "w.weights", tmp_path / "x.pt")
     assert r.exit_code == 2 and "needs --cfg" in r.output
+
+
+def test_a_single_dash_word_is_never_split(tmp_path):
+    """`-onx` would be `-o nx` to click: refused, naming the word; Darknet's own spellings are aliases."""
+    for args, word in ((("detect", "cfg.cfg", "x.jpg", "-onx"), "-onx"), (("map", "a.data", "b.cfg", "-thres", ".3"),
+                                                                          "-thres")):
+        r = run(*args)
+        assert r.exit_code == 2 and f"no such option: {word}" in r.output, r.output
+    r = run("calc-anchors", "--help")
+    assert "-num_of_clusters" in r.output and "-width" in r.output
+    r = run("train", "--help")
+    assert "-map" in r.output and "-clear" in r.output
+
+
+def test_a_cfg_with_a_bom_builds(tmp_path):
+    cfg = tmp_path / "bom.cfg"
+    cfg.write_bytes(b"\xef\xbb\xbf[net]\r\nwidth=32\r\nheight=32\r\nchannels=3\r\n[convolutional]\r\nfilters=4\r\n")
+    r = run("info", cfg)
+    assert r.exit_code == 0 and "conv" in r.output, r.output
+
+
+def test_info_checks_a_weights_file(tmp_path):
+    from darkcfg.model.loading import shipped
+
+    cfg, weights = shipped("cfg", "yolov3-tiny.cfg"), shipped("weights", "yolov3-tiny.weights")
+    r = run("info", cfg, "-w", weights)
+    assert r.exit_code == 0 and "weights: " in r.output and "fits: all 24 layers" in r.output, r.output
+    r = run("info", cfg, "--size", "320", "-w", weights)
+    assert r.exit_code == 0, r.output
+    short = tmp_path / "short.weights"
+    short.write_bytes(weights.read_bytes()[:1000])
+    r = run("info", cfg, "-w", short)
+    assert r.exit_code == 1 and "short.weights: file ends inside layer" in r.output
+    assert len(r.output.strip().splitlines()) == 1

@@ -153,3 +153,12 @@ def test_coco_gt_file_and_plots(dataset, tmp_path):
     for name in ("pr_curves.png", "confusion_matrix.png"):
         img = cv2.imread(str(tmp_path / "plots" / name))
         assert img is not None and img.shape[0] > 200 and img.min() < 100
+
+
+def test_valid_takes_a_checkpoint_and_a_size(dataset, tmp_path):
+    """`valid DATA model.pt --size 320`, as `detect` and `map` take them."""
+    pt = tmp_path / "m.pt"
+    assert run("convert", WEIGHTS, pt, "--cfg", CFG).exit_code == 0
+    r = run("valid", dataset / "obj.data", pt, "--size", "320", "--eval", "coco", "-o", tmp_path / "res")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "res" / "coco_results.json").read_text())

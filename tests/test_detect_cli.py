@@ -250,3 +250,30 @@ def test_ctrl_c_on_a_video_keeps_the_frames_written(tmp_path):
     while cap.read()[0]:
         frames += 1
     assert 0 < frames < 400 and not list(out.glob(".clip.mp4.*"))
+
+
+def test_same_named_inputs_keep_their_own_outputs(tmp_path):
+    """a/x.jpg and b/x.jpg: two annotated images and two label files (x, x_2), none overwritten."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(SAMPLE, tmp_path / folder / "x.jpg")
+    im = cv2.imread(str(SAMPLE))
+    cv2.imwrite(str(tmp_path / "b" / "x.jpg"), im[:, ::-1])  # a different picture under the same name
+    out = tmp_path / "out"
+    r = run("detect", CFG, tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", "-o", out, "--save-txt", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["x.jpg", "x.txt", "x_2.jpg", "x_2.txt"]
+    assert (out / "x.txt").read_text() != (out / "x_2.txt").read_text()
+
+
+def test_save_txt_beside_images_never_replaces_labels_silently(tmp_path):
+    """`--save-txt --nosave` writes labels beside the images (-save_labels): an existing label file (a
+    dataset's own) is refused in one line before anything runs, and replaced only with --overwrite."""
+    img = tmp_path / "x.jpg"
+    shutil.copy(SAMPLE, img)
+    (tmp_path / "x.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    r = run("detect", CFG, img, "--save-txt", "--nosave", "-q")
+    assert r.exit_code == 1 and "x.txt: label file exists" in r.output and "--overwrite" in r.output
+    assert (tmp_path / "x.txt").read_text() == "0 0.5 0.5 0.1 0.1\n"
+    r = run("detect", CFG, img, "--save-txt", "--nosave", "-q", "--overwrite")
+    assert r.exit_code == 0 and (tmp_path / "x.txt").read_text() != "0 0.5 0.5 0.1 0.1\n"

@@ -88,6 +88,22 @@ def test_cli_matches_reference(stem, cfg, thresh, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["detect", str(cfg), *[f"data/{n}.jpg" for n in REF_IMAGES], "--thresh", str(thresh), "--ext-output",
             "--json", "out.json", "--nosave", "--batch", "3"]
+    _check_cli(args, stem, "out.json")
+
+
+@needs_shared
+def test_darknet_spellings_print_what_the_reference_prints(tmp_path, monkeypatch):
+    """`detect CFG WEIGHTS IMAGES -thresh .1 -ext_output -dont_show -out r.json`, as `detector test` is
+    called: the weights positional, the reference's single-dash flags."""
+    (tmp_path / "data").symlink_to(IMAGES)
+    monkeypatch.chdir(tmp_path)
+    args = ["detect", str(REPO / "cfg" / "yolov3-tiny.cfg"), str(WEIGHTS), *[f"data/{n}.jpg" for n in REF_IMAGES],
+            "-thresh", "0.1", "-ext_output", "-dont_show", "-out", "r.json"]
+    _check_cli(args, "yolov3-tiny_thresh0.1", "r.json")
+    assert not Path("ut").exists()  # `-out` was never read as `-o ut`
+
+
+def _check_cli(args, stem, json_file):
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     ref_text, ref_json = _reference(stem)
@@ -101,4 +117,4 @@ def test_cli_matches_reference(stem, cfg, thresh, tmp_path, monkeypatch):
         assert ma and mb and ma.group(1) == mb.group(1), (a, b)
         nums = np.array([int(v) for v in ma.groups()[1:]]) - np.array([int(v) for v in mb.groups()[1:]])
         assert np.abs(nums).max() <= 1, (a, b)  # JPEG decoder difference, see the module docstring
-    _compare_json(json.loads(Path("out.json").read_text()), ref_json, 3e-3, 1.5e-2)
+    _compare_json(json.loads(Path(json_file).read_text()), ref_json, 3e-3, 1.5e-2)

@@ -65,7 +65,7 @@ def read_data_cfg(path: PathLike) -> DataConfig:
     if not p.is_file():
         raise DataError(f"{p}: no such .data file")
     opts: dict[str, str] = {}
-    for n, raw in enumerate(p.read_text(errors="replace").splitlines(), 1):
+    for n, raw in enumerate(p.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
         line = "".join(raw.split())
         if not line or line[0] in "#;":
             continue
@@ -91,7 +91,7 @@ def read_list(path: PathLike) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such list file")
-    return [line.strip() for line in p.read_text(errors="replace").splitlines() if line.strip()]
+    return [line.strip() for line in p.read_text(encoding="utf-8-sig", errors="replace").splitlines() if line.strip()]
 
 
 def label_path(image_path: str) -> str:
@@ -124,7 +124,7 @@ def read_labels(path: PathLike, classes: Optional[int] = None, issues: Optional[
     if not p.is_file():
         return np.zeros((0, 5), np.float32)
     rows = []
-    lines = p.read_text(errors="replace").splitlines()
+    lines = p.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     tokens = [(n, t) for n, line in enumerate(lines, 1) for t in line.split()]
     for k in range(0, len(tokens) - 4, 5):
         chunk = tokens[k:k + 5]

@@ -109,7 +109,7 @@ def coco_stats(gt: dict, results: list[dict]) -> np.ndarray:
 def read_coco_gt(path: Union[str, Path]) -> dict:
     p = Path(path)
     try:
-        gt = json.loads(p.read_text())
+        gt = json.loads(p.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as e:
         raise DarkcfgError(f"{p}: cannot read COCO ground truth: {e}") from None
     for key in ("images", "annotations", "categories"):

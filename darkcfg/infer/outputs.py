@@ -23,24 +23,40 @@ class Outputs:
 
     out_dir: annotated images (same file name, .jpg for non-JPEG/PNG inputs) and videos (<name>.mp4);
     save_txt: YOLO label files, into out_dir when given, else beside each image like `-save_labels`.
+    Inputs with the same file name from different folders keep their own outputs: the second one's
+    names get `_2`, the third's `_3`, and so on.
     """
 
     def __init__(self, out_dir: Optional[Path], save_txt: bool, thresh: float) -> None:
         self.out_dir, self.save_txt, self.thresh = out_dir, save_txt, thresh
         self._video: Optional[tuple[str, Any, AtomicFile]] = None  # (source path, writer, file)
         self.written: list[Path] = []
+        self._stems: dict[str, str] = {}  # source path -> the stem of its outputs, unique in this run
+
+    def stem(self, src: str) -> str:
+        """The file name (without extension) of `src`'s outputs: its own, or with _2, _3, ... when another
+        input of this run already has it."""
+        if src not in self._stems:
+            base = stem = Path(src).stem
+            taken = set(self._stems.values())
+            k = 1
+            while stem in taken:
+                k += 1
+                stem = f"{base}_{k}"
+            self._stems[src] = stem
+        return self._stems[src]
 
     def _image_name(self, src: str) -> Path:
-        p = Path(src)
-        ext = p.suffix.lower() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg"
+        ext = Path(src).suffix.lower()
+        ext = ext if ext in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg"
         assert self.out_dir is not None
-        return self.out_dir / (p.stem + ext)
+        return self.out_dir / (self.stem(src) + ext)
 
     def add(self, source: Source, frame: Optional[int], bgr: np.ndarray, dets: Detections) -> None:
         import cv2
 
         if self.save_txt and source.kind == "image":
-            dest = (self.out_dir / (Path(source.path).stem + ".txt")) if self.out_dir else Path(label_path(source.path))
+            dest = (self.out_dir / (self.stem(source.path) + ".txt")) if self.out_dir else Path(label_path(source.path))
             text = "".join(line + "\n" for line in label_lines(dets, self.thresh))
             write_text(dest, text)
             self.written.append(dest)
@@ -63,7 +79,7 @@ class Outputs:
         if self._video is None or self._video[0] != source.path:
             self.finish_video()
             assert self.out_dir is not None
-            file = AtomicFile(self.out_dir / (Path(source.path).stem + ".mp4"), suffix=".mp4", own_handle=False)
+            file = AtomicFile(self.out_dir / (self.stem(source.path) + ".mp4"), suffix=".mp4", own_handle=False)
             _, fps, _, _ = video_info(source.path)
             h, w = drawn.shape[:2]
             writer = cv2.VideoWriter(str(file.temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))

@@ -20,6 +20,7 @@ from typing import IO, Optional, Union
 import numpy as np
 import torch
 
+from darkcfg.data.dataset import label_path
 from darkcfg.data.images import bgr_to_image, read_bgr
 from darkcfg.errors import DarkcfgError
 from darkcfg.infer.decode import decode
@@ -222,16 +223,25 @@ class DetectionRun:
 
 def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[Union[str, Path]] = "predictions",
                   save_txt: bool = False, json_path: Optional[Union[str, Path]] = None, ext_output: bool = False,
-                  quiet: bool = False, progress: bool = True, stdout: Optional[IO[str]] = None) -> DetectionRun:
+                  quiet: bool = False, progress: bool = True, stdout: Optional[IO[str]] = None,
+                  overwrite: bool = False) -> DetectionRun:
     """`darknet detector test` over SOURCES (image files, folders, globs, list files, videos).
 
     Prints each frame's `<name>: Predicted in ... milli-seconds.` and its labelled boxes as the reference
     does (to `stdout`, default sys.stdout; nothing with `quiet`), writes annotated images and videos into
     `out_dir` (None: none), YOLO label files with `save_txt`, and the reference's `-out` JSON to
-    `json_path`. Unreadable sources and frames are reported on stderr, one line each, and skipped.
+    `json_path`. Unreadable sources and frames are reported on stderr, one line each, and skipped. Label files
+    beside the images (`save_txt` without `out_dir`, like `-save_labels`) never replace existing ones (a
+    dataset's own labels) unless `overwrite`: a one-line error before anything runs.
     """
     out = stdout if stdout is not None else sys.stdout
     found, errors = expand_sources(sources)
+    if save_txt and out_dir is None and not overwrite:
+        existing = [p for p in (label_path(s.path) for s in found if s.kind == "image") if Path(p).exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise DarkcfgError(f"{existing[0]}: label file exists{more}; --save-txt beside the images would replace "
+                               "it: give --out, or --overwrite")
     run = DetectionRun(failed=len(errors), sources=len(found))
     for e in errors:
         print(f"error: {e}", file=sys.stderr)

@@ -174,7 +174,7 @@ def read_cfg(source: Union[str, Path]) -> tuple[str, str]:
         raw = path.read_bytes()
     except OSError as e:
         raise CfgError(f"{path}: cannot read cfg file ({e.strerror or e})") from None
-    return raw.decode("utf-8", errors="replace"), str(path)
+    return raw.decode("utf-8-sig", errors="replace"), str(path)  # -sig: a BOM (Windows editors) is dropped
 
 
 def report_unused(sections: list[Section]) -> None:

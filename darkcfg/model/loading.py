@@ -8,6 +8,8 @@ model is not a .pt (`load_trained`).
 from __future__ import annotations
 
 import logging
+import site
+import sysconfig
 from pathlib import Path
 from typing import Optional, Union
 
@@ -24,6 +26,18 @@ PathLike = Union[str, Path]
 Size = Union[None, int, tuple[int, int]]
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 REPO = Path(__file__).resolve().parents[2]
+
+
+def shipped(kind: str, name: str) -> Path:
+    """A file darkcfg ships in `cfg/` or `weights/`: from the checkout (an editable install), else from
+    `<prefix>/share/darkcfg/` where `pip install` puts them (setup.cfg's data_files). The checkout's path
+    when it is in neither (for the error message)."""
+    places = [REPO, Path(sysconfig.get_paths()["data"]) / "share" / "darkcfg",
+              Path(site.getuserbase()) / "share" / "darkcfg"]
+    for base in places:
+        if (base / kind / name).is_file():
+            return base / kind / name
+    return REPO / kind / name
 
 
 def is_checkpoint(path: PathLike) -> bool:
@@ -101,9 +115,9 @@ def default_weights(cfg: PathLike) -> Path:
     name = Path(cfg).stem + ".weights"
     here = Path(cfg).resolve().parent
     candidates = [Path("weights") / name, here / "weights" / name, here.parent / "weights" / name,
-                  REPO / "weights" / name]
+                  shipped("weights", name)]
     for c in candidates:
         if c.is_file():
             return c
-    raise WeightsError(f"{candidates[0]}: no such weights file (looked beside {cfg} and in {REPO / 'weights'}); "
+    raise WeightsError(f"{candidates[0]}: no such weights file (looked beside {cfg} and in {candidates[-1].parent}); "
                        f"give --weights, or fetch it with `darkcfg download {Path(cfg).stem}`")

@@ -18,7 +18,7 @@ def read_names(path: Union[str, Path], classes: Optional[int] = None) -> list[st
     p = Path(path)
     if not p.is_file():
         raise DarkcfgError(f"{p}: no such names file")
-    names = [line.rstrip("\r\n") for line in p.read_text(errors="replace").splitlines()]
+    names = [line.rstrip("\r\n") for line in p.read_text(encoding="utf-8-sig", errors="replace").splitlines()]
     while names and not names[-1].strip():
         names.pop()
     if classes is not None and len(names) != classes:
