@@ -93,6 +93,20 @@ def test_iou_threshold_is_strict_and_shift_costs_ap():
         assert score([img], 0, classes=1).classes[0].ap == (1.0 if matched else 0.0)
 
 
+def test_iou_exactly_at_the_threshold_is_not_a_match():
+    """IoU == 0.5 exactly in float32 (dyadic boxes: the truth 0.25..0.75 square, the detection its upper
+    half): `> iou_thresh` is strict, so no match; a hair larger box matches."""
+    from darkcfg.infer.boxes import box_iou
+
+    t = (0, 0.5, 0.5, 0.5, 0.5)
+    half = (0.5, 0.375, 0.5, 0.25)
+    assert box_iou(np.array([half], f32), np.array([t[1:]], f32))[0, 0] == f32(0.5)
+    assert score([(dets([(0, .9, *half)], 1), truths([t]))], 0, classes=1).classes[0].ap == 0.0
+    bigger = (0.5, 0.37890625, 0.5, 0.2578125)  # also dyadic: IoU just above 0.5
+    assert box_iou(np.array([bigger], f32), np.array([t[1:]], f32))[0, 0] > f32(0.5)
+    assert score([(dets([(0, .9, *bigger)], 1), truths([t]))], 0, classes=1).classes[0].ap == 1.0
+
+
 def test_empty_inputs():
     r = score([(Detections.empty(2, 10, 10), truths([]))])
     assert r.map == 0 and r.detections == 0 and r.truths == 0

@@ -1,6 +1,9 @@
-"""Property: random and mutated cfg text gives a network or a CfgError, never another exception."""
+"""Property: random and mutated cfg text gives a network that runs, or a CfgError, never another exception;
+and the fuzzing is not vacuous: the unmutated cfg builds and runs, and a share of mutants build and run."""
+import random
 import warnings
 
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +31,7 @@ size=3
 pad=1
 activation=mish
 [route]
-layers=-1,-3
+layers=-1,-2
 [convolutional]
 filters=21
 size=1
@@ -53,23 +56,24 @@ TOKENS = ["-1", "0", "3", "-7", "abc", "", "1,2", "1e3", "2.5", "-1,-3", "99", "
           "[maxpool]", "[avgpool]", "[connected]", "[Gaussian_yolo]", "[region]", "[implicit]", "[crop]"]
 
 
-def check(text):
+def check(text) -> bool:
+    """True when the text builds a network (which must then run a forward pass), False for a CfgError."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            Darknet(text, "fuzz.cfg")
+            model = Darknet(text, "fuzz.cfg")
         except CfgError as e:
             assert "\n" not in str(e) and str(e).startswith("fuzz.cfg")
+            return False
+    if model.input_shape.size > 1 << 16:  # a mutated [net] size: building is what was under test
+        return True
+    with torch.no_grad():
+        model.eval().forward_all(torch.rand(1, *model.input_shape))
+    return True
 
 
-mutation = st.tuples(st.sampled_from(["delete", "replace", "insert", "value"]),
-                     st.integers(0, len(LINES) - 1), st.sampled_from(TOKENS))
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(mutation, min_size=1, max_size=6))
-def test_mutated_cfgs_give_only_cfg_errors(mutations):
-    lines = list(LINES)
+def mutate(lines, mutations):
+    lines = list(lines)
     for kind, pos, tok in mutations:
         pos %= max(len(lines), 1)
         if kind == "delete" and lines:
@@ -80,7 +84,29 @@ def test_mutated_cfgs_give_only_cfg_errors(mutations):
             lines.insert(pos, tok)
         elif kind == "value" and lines and "=" in lines[pos]:
             lines[pos] = lines[pos].split("=")[0] + "=" + tok
-    check("\n".join(lines))
+    return "\n".join(lines)
+
+
+def test_the_unmutated_cfg_builds_and_runs():
+    assert check(BASE)
+
+
+def test_a_share_of_single_mutants_builds_and_runs():
+    """200 seeded one-edit mutants: the ones that build must run, and enough build that running is tested."""
+    rng = random.Random(0)
+    built = sum(check(mutate(LINES, [(rng.choice(["delete", "replace", "insert", "value"]),
+                                      rng.randrange(len(LINES)), rng.choice(TOKENS))])) for _ in range(200))
+    assert built >= 40, built
+
+
+mutation = st.tuples(st.sampled_from(["delete", "replace", "insert", "value"]),
+                     st.integers(0, len(LINES) - 1), st.sampled_from(TOKENS))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mutation, min_size=1, max_size=6))
+def test_mutated_cfgs_give_only_cfg_errors(mutations):
+    check(mutate(LINES, mutations))
 
 
 @settings(max_examples=200, deadline=None)

@@ -194,9 +194,13 @@ def test_implicit_crop_softmax_connected_dropout():
     x = rand(1, 2, 8, 8)
     crop = run(net("[crop]\ncrop_height=4\ncrop_width=6\n", c=2), x)[0]
     np.testing.assert_allclose(crop, x[:, :, 2:6, 1:7] * 2 - 1)
-    sm = run(net("[softmax]\ngroups=2\ntemperature=2\n", w=2, h=1, c=3), rand(1, 3, 1, 2))
+    xs = rand(1, 3, 1, 2)
+    sm = run(net("[softmax]\ngroups=2\ntemperature=2\n", w=2, h=1, c=3), xs)
     v = sm[0].reshape(2, 3)
     np.testing.assert_allclose(v.sum(1), [1, 1], rtol=1e-6)
+    # softmax_cpu: each of the 2 groups is a contiguous third of the flat input, exp(x/T) / sum, T = 2
+    e = np.exp(xs.reshape(2, 3).astype(np.float64) / 2)
+    np.testing.assert_allclose(v, e / e.sum(1, keepdims=True), rtol=1e-6)
     m = net("[connected]\noutput=5\nactivation=linear\n[dropout]\nprobability=0.5\n", w=2, h=2, c=3)
     x = rand(1, 3, 2, 2)
     o = run(m, x)

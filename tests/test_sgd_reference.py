@@ -63,6 +63,7 @@ def test_three_iterations_land_on_reference_weights() -> None:
     model = _load(0)
     got = _iterate(model, 3, quirk=True)
     ref_steps = _reference_steps()
+    assert len(ref_steps) == len(got) == 3, f"steps.txt has {len(ref_steps)} steps, expected 3"
     for k, ((loss, lr, seen), (ref_loss, ref_lr)) in enumerate(zip(got, ref_steps), start=1):
         assert loss == pytest.approx(ref_loss, rel=1e-5), f"iteration {k}: loss {loss} vs {ref_loss}"
         assert lr == pytest.approx(ref_lr, rel=1e-6), f"iteration {k}: learning rate {lr} vs {ref_lr}"

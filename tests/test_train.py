@@ -252,6 +252,15 @@ def test_a_fresh_run_starts_its_own_log_and_csv(shapes: Path, tmp_path: Path) ->
     assert (tmp_path / "b" / "yolov4-tiny-shapes.log").read_text().count(" 2: ") == 1
 
 
+def _free_port() -> int:
+    """A TCP port nobody listens on now (the OS picks it), so parallel or repeated runs do not collide."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 DDP_SCRIPT = """
 import sys, torch
 from darkcfg.train.trainer import Trainer, TrainOptions
@@ -268,7 +277,7 @@ def test_two_processes_gloo_identical_weights(shapes: Path, tmp_path: Path) -> N
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "DARKCFG_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29533", str(script), _data(shapes, tmp_path),
+                          "--master_port", str(_free_port()), str(script), _data(shapes, tmp_path),
                           str(shapes / "yolov4-tiny-shapes.cfg"), str(tmp_path)],
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
