@@ -118,16 +118,8 @@ def test_map_round_trip(tmp_path):
             cx, cy, bw, bh = (float(v) for v in d.boxes[i])
             results.append({"image_id": k, "category_id": int(c) + 1, "score": float(d.probs[i, c]),
                             "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]})
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = gt
-        coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes(results), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
     assert len(printed) == 12 and float(printed[1]) > 0
-    assert printed == [f"{v:0.3f}" for v in ev.stats]
+    assert printed == [f"{v:0.3f}" for v in _direct(gt, results)]
 
 
 def test_valid_coco_and_voc(dataset):
