@@ -190,6 +190,32 @@ def test_sigint_mid_iteration_resumes_exactly(shapes: Path, tmp_path: Path, monk
         assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6), k
 
 
+def test_a_failure_mid_training_saves_the_last_completed_iteration(shapes: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """An error inside iteration 3 (here raised by the loss): one line naming it and the `_last` written, which
+    holds iteration 2 (seen 8), not a half-done iteration 3."""
+    import darkcfg.train.trainer as trainer_module
+
+    calls = []
+    real = trainer_module.network_loss
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2 * 2 + 2:  # iteration 3, subdivision 2
+            raise RuntimeError("out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "network_loss", failing)
+    with pytest.raises(TrainError) as e:
+        Trainer(_opts(shapes, tmp_path, max_batches=6, subdivisions=2)).run()
+    last = tmp_path / "b" / "yolov4-tiny-shapes_last.weights"
+    assert str(e.value) == (f"iteration 3: RuntimeError: out of memory (simulated); saved {last} at iteration 2: "
+                            "resume with it as weights")
+    m = Darknet.from_file(shapes / "yolov4-tiny-shapes.cfg", size=(64, 64), warn_unused=False)
+    load_weights(m, last)
+    assert m.header.seen == 2 * 4
+
+
 EVIL = """
 import pathlib, torch
 class Evil:
