@@ -60,7 +60,7 @@ def read_torch_file(path: Union[str, Path], what: str = "checkpoint") -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message advises weights_only=False: never pass that on; keep only what it found
+        # torch's message advises allowing code: never pass that on; keep only what it found
         found = re.search(r"Unsupported global[^.]*?(?=\. |\.$|$)", str(e), re.M)
         if found:
             raise WeightsError(f"{path}: refused: loading this {what} would run code from the file "
