@@ -32,18 +32,19 @@ class Outputs:
         self._video: Optional[tuple[str, Any, AtomicFile]] = None  # (source path, writer, file)
         self.written: list[Path] = []
         self._stems: dict[str, str] = {}  # source path -> the stem of its outputs, unique in this run
+        self._taken: set[str] = set()  # the stems in use (a set: a folder of any size stays linear)
 
     def stem(self, src: str) -> str:
         """The file name (without extension) of `src`'s outputs: its own, or with _2, _3, ... when another
         input of this run already has it."""
         if src not in self._stems:
             base = stem = Path(src).stem
-            taken = set(self._stems.values())
             k = 1
-            while stem in taken:
+            while stem in self._taken:
                 k += 1
                 stem = f"{base}_{k}"
             self._stems[src] = stem
+            self._taken.add(stem)
         return self._stems[src]
 
     def _image_name(self, src: str) -> Path:

@@ -83,7 +83,8 @@ def exp_scaled(t: Tensor, anchor: Tensor, size: Union[int, Tensor], exact: bool)
 
 class DetectionHead(DarknetLayer):
     """Base class of detection heads; see the module docstring. Subclasses set `n` (anchors per cell),
-    `entries` (values per anchor) and `classes`, and implement `planes` and `decode`."""
+    `entries` (values per anchor) and `classes`, register their (n, 2) anchors as the non-persistent buffer
+    `slot_anchors`, and implement `planes` and `decode`."""
 
     is_head = True
     n: int
@@ -100,8 +101,9 @@ class DetectionHead(DarknetLayer):
 
     @property
     def anchors(self) -> Tensor:
-        """(n, 2) anchor width, height of each slot, in the head's own units."""
-        raise NotImplementedError
+        """(n, 2) anchor width, height of each slot, in the head's own units (pixels for [yolo], grid cells
+        for [region])."""
+        return self.slot_anchors
 
     def planes(self, out: Tensor) -> Tensor:
         """The head's output (B, ...) as a view (B, n, E, H, W): anchor slot, entry, row, column."""

@@ -29,7 +29,7 @@ from darkcfg.errors import DarkcfgError
 from darkcfg.files import atomic_write
 from darkcfg.model.checkpoint import read_torch_file
 from darkcfg.model.loading import load_weights_file
-from darkcfg.model.names import COCO_NAMES, read_names
+from darkcfg.model.names import default_names, read_names
 from darkcfg.model.network import Darknet
 from darkcfg.model.weights import save_weights
 from darkcfg.progress import Progress
@@ -304,13 +304,12 @@ class Trainer:
     # -- mAP ----------------------------------------------------------------------------------------------
     def _map_names(self) -> list[str]:
         """names= of the .data file (one per class), else COCO's for 80 classes, else the class ids."""
-        classes = self.aug.classes
         try:
             if self.data.names:
-                return read_names(self.data.names, classes)
+                return read_names(self.data.names, self.aug.classes)
         except DarkcfgError as e:
             raise TrainError(f"{e} (needed by --map)") from None
-        return read_names(COCO_NAMES) if classes == 80 else [str(k) for k in range(classes)]
+        return default_names(self.model) or []  # the Detector names the other classes by their ids
 
     def _map(self) -> float:
         from darkcfg.eval.runner import compute_map

@@ -66,11 +66,6 @@ class Region(DetectionHead):
         self.register_buffer("slot_anchors", torch.tensor(params.anchors, dtype=torch.float32).view(-1, 2),
                              persistent=False)
 
-    @property
-    def anchors(self) -> Tensor:
-        """(num, 2) anchor w, h in grid cells."""
-        return self.slot_anchors
-
     def forward(self, x: Tensor, outputs: list) -> Tensor:
         b, _, h, w = x.shape
         p = self.params

@@ -101,11 +101,6 @@ class Yolo(DetectionHead):
         """Entries forward_yolo_layer applies the logistic to (none with new_coords: its conv already did)."""
         return [] if self.params.new_coords else [0, 1] + list(range(4, self.entries))
 
-    @property
-    def anchors(self) -> Tensor:
-        """(n, 2) anchor w, h in input pixels of this layer's mask."""
-        return self.slot_anchors
-
     def forward(self, x: Tensor, outputs: list) -> Tensor:
         b, _, h, w = x.shape
         y = x.reshape(b, self.n, self.entries, h, w)  # reshape: also for channels-last input
