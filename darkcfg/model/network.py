@@ -145,6 +145,19 @@ class Darknet(nn.Module):
         self.layers.train(self.training)
 
     # -- running ------------------------------------------------------------------------------------
+    @property
+    def stateful(self) -> bool:
+        """Whether a layer carries state from one forward to the next ([rnn], [lstm], [conv_lstm], ...)."""
+        return any(m.stateful for m in self.layers)
+
+    def reset_state(self) -> None:
+        """Clear the state recurrent layers carry between forwards (before a new video or sequence), at every
+        input size this model has been run at."""
+        sizes = self.__dict__.get("_size_cache", {})
+        for layers in [self.layers] + [entry[0] for entry in sizes.values()]:
+            for m in layers:
+                m.reset_state()
+
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4 or tuple(x.shape[1:]) != tuple(self.input_shape):
             c, h, w = self.input_shape

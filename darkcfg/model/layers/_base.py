@@ -110,6 +110,8 @@ class DarknetLayer(nn.Module):
 
     ltype: str = "?"
     is_head: bool = False  # a detection head (darkcfg.model.heads.DetectionHead)
+    stateful: bool = False  # keeps state from one forward to the next (layers/_recurrent.py)
+    trainable: bool = True  # False: the reference has no backward for it; training refuses the cfg
 
     def __init__(self, in_shape: Shape, out_shape: Shape, sources: tuple[int, ...] = ()) -> None:
         super().__init__()
@@ -130,3 +132,6 @@ class DarknetLayer(nn.Module):
     def darknet_blobs(self, transpose: bool = False) -> list[Blob]:
         """Tensors stored for this layer in a .weights file, in the reference's order."""
         return []
+
+    def reset_state(self) -> None:
+        """Forget state carried between forwards (stateful layers only)."""

@@ -1,7 +1,17 @@
-"""[convolutional] / [conv] (parser.c:parse_convolutional, convolutional_layer.c)."""
+"""[convolutional] / [conv] (parser.c:parse_convolutional, convolutional_layer.c).
+
+Binary convolutions (`binary=1`, `xnor=1`) follow the reference's binarisation (binarize_weights,
+binarize_cpu): each filter's weights become sign(w) * mean|w| over that filter (w > 0 -> +mean, else -mean);
+`xnor=1` also turns the input into +1 (x > 0) / -1 (zero padding stays 0, as in the float path) and forces
+groups=1. Training keeps the real weights and passes gradients straight through (the input's clipped to
+|x| < 1, the reference's hardtan gradient). The reference's generic CPU build crashes on xnor cfgs and only
+binarises `binary=1` weights on the GPU; darkcfg follows the GPU path. `bin_output` only selects the
+reference's bit-packed kernels and changes nothing here.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -13,7 +23,7 @@ from darkcfg.model.cfg import Section
 from darkcfg.model.layers._base import Blob, BuildContext, DarknetLayer, Shape
 from darkcfg.model.layers._registry import register
 
-_UNSUPPORTED = ("binary", "xnor", "sway", "rotate", "stretch", "stretch_sway", "coordconv", "assisted_excitation")
+_UNSUPPORTED = ("sway", "rotate", "stretch", "stretch_sway", "coordconv", "assisted_excitation")
 
 
 class Convolutional(DarknetLayer):
@@ -40,7 +50,12 @@ class Convolutional(DarknetLayer):
         act_fn: Optional[Activation] = None,
         antialiasing: int = 0,
         flipped: bool = False,
+        binary: bool = False,
+        xnor: bool = False,
+        bin_output: bool = False,
     ) -> None:
+        if xnor:
+            groups = 1  # make_convolutional_layer: "disable groups for XNOR-net"
         c, h, w = in_shape
         sy, sx = (1, 1) if antialiasing else (stride_y, stride_x)
         conv_h = (h + 2 * padding - size) // sy + 1  # the reference ignores dilation here
@@ -60,6 +75,7 @@ class Convolutional(DarknetLayer):
         self.act = act_fn
         self.antialiasing = antialiasing
         self.flipped = flipped
+        self.binary, self.xnor, self.bin_output = binary, xnor, bin_output
         self.dontloadscales = False
         self.share: list[Convolutional] = []  # share_index: weights of another layer (not our own)
         self.conv = nn.Conv2d(c, filters, size, self.stride, padding * dilation, dilation, groups,
@@ -92,14 +108,21 @@ class Convolutional(DarknetLayer):
 
     @property
     def bflops(self) -> float:
-        return 2.0 * self.nweights * self.out_shape.h * self.out_shape.w / 1e9
+        flops = 2.0 * self.nweights * self.out_shape.h * self.out_shape.w / 1e9
+        return flops / 32 if self.xnor else flops
 
     def forward(self, x: Tensor, outputs: list) -> Tensor:
         conv = self.share[0].conv if self.share else self.conv
+        weight = conv.weight
+        if self.binary or self.xnor:
+            weight = binarize_weights(weight)
+        if self.xnor:
+            x = binarize_input(x)
         fh, fw = self._fix
         if fh > 0 or fw > 0:
             x = F.pad(x, (0, max(fw, 0) * self.stride[1], 0, max(fh, 0) * self.stride[0]))
-        y = F.conv2d(x, conv.weight, conv.bias, self.stride, conv.padding, self.dilation, self.groups)
+        # padding and dilation are this layer's own, also when the weights are another's (share_index)
+        y = F.conv2d(x, weight, conv.bias, self.stride, self.conv.padding, self.dilation, self.groups)
         if fh < 0 or fw < 0:
             y = y[..., : y.shape[-2] + min(fh, 0) or None, : y.shape[-1] + min(fw, 0) or None]
         if self.bn is not None:
@@ -111,12 +134,17 @@ class Convolutional(DarknetLayer):
         return y
 
     def describe(self) -> str:
+        """make_convolutional_layer's print."""
         grp = f"/{self.groups:4d} " if self.groups > 1 else " " * 6
-        dil = f"({self.dilation})" if self.dilation > 1 else ""
         sy, sx = self.orig_stride
-        stride = f"{sx:2d}" if sx == sy else f"{sx}x{sy}"
-        return (f"conv  {self.filters:5d}{grp}{self.size:2d} x{self.size:2d}/{stride}{dil}   "
-                f"{self.in_shape} -> {self.out_shape} {self.bflops:5.3f} BF")
+        if sx != sy:
+            geometry = f"{self.size:2d}x{self.size:2d}/{sx:2d}x{sy:2d} "
+        elif self.dilation > 1:
+            geometry = f"{self.size:2d} x{self.size:2d}/{sx:2d}({self.dilation:1d})"
+        else:
+            geometry = f"{self.size:2d} x{self.size:2d}/{sx:2d}   "
+        kind = ("convXB" if self.bin_output else "convX ") if self.xnor else "convS " if self.share else "conv  "
+        return f"{kind}{self.filters:5d}{grp}{geometry}{self.in_shape} -> {self.out_shape} {self.bflops:5.3f} BF"
 
     def darknet_blobs(self, transpose: bool = False) -> list[Blob]:
         if self.share:
@@ -132,6 +160,53 @@ class Convolutional(DarknetLayer):
         cols = self.nweights // rows
         blobs.append(Blob(self.conv.weight, transposed=(rows, cols) if self.flipped else None))
         return blobs
+
+
+def binarize_weights(w: Tensor) -> Tensor:
+    """binarize_weights: per filter (dim 0), sign(w) * mean|w| (w > 0 -> +mean, else -mean); the gradient goes
+    to the real weights unchanged (straight through)."""
+    mean = w.abs().flatten(1).mean(1).view(-1, *([1] * (w.dim() - 1)))
+    b = torch.where(w > 0, mean, -mean)
+    return w + (b - w).detach()
+
+
+def binarize_input(x: Tensor) -> Tensor:
+    """binarize_cpu: +1 where x > 0, else -1; the gradient passes where |x| < 1 (hardtan's), as the GPU backward."""
+    b = torch.where(x > 0, 1.0, -1.0).to(x.dtype)
+    clipped = x * ((x > -1) & (x < 1))
+    return clipped + (b - clipped).detach()
+
+
+@dataclass
+class ConvOptions:
+    """The convolution options of the recurrent convolutional sections (parse_crnn, parse_conv_lstm)."""
+
+    size: int
+    stride: int
+    dilation: int
+    padding: int
+    groups: int
+    activation: str
+    batch_normalize: bool
+    xnor: bool
+
+
+def read_conv_options(sec: Section, ctx: BuildContext, default_activation: str) -> ConvOptions:
+    """size=3, stride=1, dilation=1, pad/padding, groups=1, activation, batch_normalize, xnor, as parse_crnn and
+    parse_conv_lstm read them."""
+    size = ctx.positive("size", sec.int("size", 3))
+    stride = ctx.positive("stride", sec.int("stride", 1))
+    dilation = ctx.positive("dilation", sec.int("dilation", 1))
+    pad, padding = sec.int("pad", 0), sec.int("padding", 0)
+    if pad:
+        padding = size // 2
+    if padding < 0:
+        raise sec.error(f"padding={padding}: expected >= 0")
+    groups = ctx.positive("groups", sec.int("groups", 1))
+    act_name, _ = ctx.activation(default_activation)
+    bn = bool(sec.int("batch_normalize", 0))
+    xnor = bool(sec.int("xnor", 0))
+    return ConvOptions(size, stride, dilation, padding, 1 if xnor else groups, act_name, bn, xnor)
 
 
 @register("convolutional", "conv")
@@ -164,7 +239,10 @@ def build(sec: Section, ctx: BuildContext) -> Convolutional:
     for key in _UNSUPPORTED:
         if sec.float(key, 0):
             raise sec.error(f"option '{key}' is not supported by darkcfg")
-    sec.int("bin_output", 0)
+    binary, xnor = bool(sec.int("binary", 0)), bool(sec.int("xnor", 0))
+    bin_output = bool(sec.int("bin_output", 0))
+    if xnor:
+        groups = 1  # make_convolutional_layer
     flipped = sec.int("flipped", 0)
     for key in ("dot", "angle", "reverse"):
         sec.float(key, 0)
@@ -178,7 +256,8 @@ def build(sec: Section, ctx: BuildContext) -> Convolutional:
     ctx.check_count("the weights", (c // groups) * filters * size * size)
     ctx.check_count("the output", filters * ctx.input.h * ctx.input.w)
     layer = Convolutional(ctx.input, filters, size, stride_x, stride_y, padding, dilation, groups,
-                          bool(batch_normalize), act_name, act, antialiasing, bool(flipped))
+                          bool(batch_normalize), act_name, act, antialiasing, bool(flipped), binary, xnor,
+                          bin_output)
     if min(layer.out_shape) <= 0:
         raise sec.error(f"size={size} with padding={padding} is larger than the input {tuple(ctx.input)}")
     if share_index != -1000000000:

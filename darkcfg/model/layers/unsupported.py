@@ -5,7 +5,7 @@ from darkcfg.model.cfg import Section
 from darkcfg.model.layers._base import BuildContext, DarknetLayer
 from darkcfg.model.layers._registry import register
 
-NAMES = ("rnn", "gru", "lstm", "conv_lstm", "crnn", "history", "contrastive", "local", "detection")
+NAMES = ("contrastive", "local", "detection")
 
 
 @register(*NAMES)
