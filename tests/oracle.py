@@ -36,11 +36,14 @@ def randomize(model: Darknet, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in model.layers:
-            bn = getattr(layer, "bn", None)
+            # BN variances and scales of the layer and of its sub-layers (recurrent layers)
+            positive = {id(t) for m in layer.modules() for t in (
+                getattr(getattr(m, "bn", None), "running_var", None), getattr(getattr(m, "bn", None), "weight", None),
+                getattr(m, "scales", None)) if t is not None}
             for b in layer.darknet_blobs():
                 t = b.tensor
                 u = torch.rand(t.shape, generator=g)
-                if bn is not None and (t is bn.running_var or t is bn.weight):
+                if id(t) in positive:
                     t.copy_(u + 0.5)
                 elif t.dim() > 1:
                     fan_in = t[0].numel()
@@ -91,7 +94,7 @@ def compare_with_opencv(cfg: Path, size: Optional[int] = 128, seed: int = 0) -> 
         mine = model.forward_all(x)
     worst, worst_i, n = 0.0, -1, 0
     for i, r in ref.items():
-        if model.layers[i].ltype in ("yolo", "detection", "Gaussian_yolo"):
+        if model.layers[i].ltype in ("yolo", "region", "Gaussian_yolo"):
             continue
         o = mine[i].numpy()
         assert o.size == r.size, f"layer {i} [{model.layers[i].ltype}]: {o.shape} vs OpenCV {r.shape}"

@@ -30,7 +30,7 @@ def _model(name, size):
             conv = model.layers[i - 1]
             bias = conv.bn.bias if getattr(conv, "bn", None) is not None else conv.conv.bias
             bias.add_(torch.rand(bias.shape, generator=g) * 2 - 1)
-            if model.layers[i].ltype == "detection":  # [region]: softmax classes, make class 0 win
+            if model.layers[i].ltype == "region":  # softmax classes, make class 0 win
                 e = model.layers[i].entries
                 bias.view(-1, e)[:, 5] += 6
     return model.eval()

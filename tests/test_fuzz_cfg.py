@@ -119,3 +119,78 @@ def test_random_text_gives_only_cfg_errors(text):
 @given(st.lists(st.sampled_from(TOKENS), max_size=30))
 def test_random_token_lines_after_a_net_section(tokens):
     check("[net]\nwidth=16\nheight=16\nchannels=3\n" + "\n".join(tokens))
+
+
+# a small sequence cfg (written for this test) with every recurrent type and a YOLOv1 head
+REC_BASE = """[net]
+width=16
+height=16
+channels=3
+time_steps=1
+[convolutional]
+filters=4
+size=3
+stride=2
+pad=1
+activation=leaky
+[crnn]
+size=3
+pad=1
+output=4
+hidden=3
+activation=leaky
+[conv_lstm]
+size=3
+pad=1
+output=4
+peephole=1
+[history]
+history_size=2
+[connected]
+output=12
+activation=leaky
+[rnn]
+hidden=8
+output=8
+[lstm]
+output=8
+[gru]
+output=6
+[connected]
+output=28
+activation=linear
+[detection]
+classes=2
+coords=4
+side=2
+num=1
+softmax=1
+"""
+REC_LINES = REC_BASE.splitlines()
+REC_TOKENS = ["[rnn]", "[lstm]", "[gru]", "[crnn]", "[conv_lstm]", "[history]", "[detection]", "[local]",
+              "hidden=0", "output=-1", "output=3", "peephole=1", "bottleneck=1", "shortcut=1", "history_size=0",
+              "time_steps=3", "side=0", "num=5", "coords=2", "size=2", "stride=2", "pad=0", "groups=2", "xnor=1",
+              "state_constrain=-1", "lstm_activation=bogus", "logistic=2", "dilation=2", "-1", "0", "abc", ""]
+
+
+def test_the_unmutated_sequence_cfg_builds_and_runs():
+    assert check(REC_BASE)
+
+
+rec_mutation = st.tuples(st.sampled_from(["delete", "replace", "insert", "value"]),
+                         st.integers(0, len(REC_LINES) - 1), st.sampled_from(REC_TOKENS + TOKENS))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rec_mutation, min_size=1, max_size=4))
+def test_mutated_sequence_cfgs_give_only_cfg_errors(mutations):
+    text = mutate(REC_LINES, mutations)
+    if check(text):  # a second forward runs on the state the first left
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = Darknet(text, "fuzz.cfg")
+        if model.input_shape.size <= 1 << 16:
+            with torch.no_grad():
+                x = torch.rand(1, *model.input_shape)
+                model.eval().forward_all(x)
+                model.forward_all(x)

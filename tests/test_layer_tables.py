@@ -14,7 +14,7 @@ from darkcfg.model.network import Darknet
 # our layer types -> the word the reference prints
 PRINTED = {"conv": "conv", "max": "max", "avg": "avg", "route": "route", "shortcut": "Shortcut", "yolo": "yolo",
            "upsample": "upsample", "sam": "scale", "scale_channels": "scale", "dropout": "dropout",
-           "softmax": "softmax", "detection": "detection", "reorg": "reorg", "reorg_old": "reorg_old"}
+           "softmax": "softmax", "region": "detection", "reorg": "reorg", "reorg_old": "reorg_old"}
 
 
 def parse_reference_table(text):

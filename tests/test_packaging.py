@@ -1,6 +1,7 @@
 """A wheel built from the checkout, installed into a fresh virtual environment: `darkcfg demo` works from
 any folder (cfg/ and the shipped weights travel in the wheel as data files), and `valid` takes a .pt."""
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,8 +18,12 @@ def installed(tmp_path_factory) -> Path:
     """A fresh venv with the wheel installed (no dependencies downloaded: the project venv's site-packages
     is visible to it through a .pth file, so this runs offline)."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # built from a copy: an in-tree build/ folder left by an earlier build would put stale modules in the wheel
+    src = tmp / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", "build", "*.egg-info", ".git", "__pycache__",
+                                                             ".hypothesis", ".pytest_cache", ".ruff_cache", "runs"))
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                        str(tmp / "dist"), str(REPO)], capture_output=True, text=True)
+                        str(tmp / "dist"), str(src)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     wheel = next((tmp / "dist").glob("darkcfg-*.whl"))
     env = tmp / "venv"

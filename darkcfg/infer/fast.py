@@ -140,6 +140,13 @@ class InferenceModel(nn.Module):
     def header(self):  # noqa: ANN201 - WeightsHeader
         return self.darknet.header
 
+    @property
+    def stateful(self) -> bool:
+        return self.darknet.stateful
+
+    def reset_state(self) -> None:
+        self.darknet.reset_state()
+
     # -- running ------------------------------------------------------------------------------------------
     def _autocast(self, device: torch.device):  # noqa: ANN202
         dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -191,5 +198,7 @@ def prepare_for_inference(model: Darknet, fast: bool = True, compile: bool = Fal
         return model
     p = next(model.parameters(), None)
     on_gpu = p is not None and p.is_cuda
+    if model.stateful:  # recurrent state lives in Python between forwards: no captured graphs, no compile
+        compile, cuda_graphs = False, False
     return InferenceModel(model, compile=compile, half=on_gpu if half is None else half,
                           cuda_graphs=on_gpu if cuda_graphs is None else cuda_graphs, inplace=True)

@@ -114,17 +114,35 @@ class Detector:
         dets = decode(self.model, outs, sizes, self.thresh, self.letterbox)
         return [self.postprocess(d) for d in dets]
 
+    @property
+    def stateful(self) -> bool:
+        """Whether the network carries state between forwards (recurrent layers)."""
+        return bool(getattr(self.model, "stateful", False))
+
+    def reset_state(self) -> None:
+        if self.stateful:
+            self.model.reset_state()
+
     def detect_arrays(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Darknet images (3, H, W) float32 RGB in [0, 1] -> one Detections each, in batches of `batch`."""
+        """Darknet images (3, H, W) float32 RGB in [0, 1] -> one Detections each, in batches of `batch`.
+        The images are independent: a recurrent network starts each batch from zero state."""
         out: list[Detections] = []
         for i in range(0, len(images), self.batch):
             chunk = images[i:i + self.batch]
+            self.reset_state()
             out += self.run_batch([self.prepare(im) for im in chunk], [(im.shape[2], im.shape[1]) for im in chunk])
         return out
 
     def stream(self, frames: Iterable[Frame], workers: int = 2) -> Iterator[Result]:
         """Detect on every frame, in order, yielding as batches finish. Unreadable frames come back with
-        `error` set and the rest carry on. At most ~3 batches of images are in memory at once."""
+        `error` set and the rest carry on. At most ~3 batches of images are in memory at once.
+
+        A recurrent network (`stateful`) carries its state from one frame of a video to the next, so a video's
+        frames run one per forward; it starts from zero state at each new source, and batches of image files
+        (independent sources) each start from zero.
+        """
+        stateful = self.stateful
+        last_video: Optional[str] = None
 
         def load(frame: Frame) -> tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[str]]:
             try:
@@ -151,6 +169,8 @@ class Detector:
                     return
                 group: list[tuple[Frame, np.ndarray, np.ndarray]] = []
                 while pending and len(group) < self.batch:
+                    if stateful and group and (pending[0][0].index is not None or group[-1][0].index is not None):
+                        break  # a video frame goes alone: its state comes from the previous frame
                     frame, fut = pending.popleft()
                     bgr, x, err = fut.result()
                     if err is not None or bgr is None or x is None:
@@ -159,6 +179,11 @@ class Detector:
                     group.append((frame, bgr, x))
                 if not group:
                     continue
+                if stateful:
+                    video = group[0][0].source.path if group[0][0].index is not None else None
+                    if video is None or video != last_video:
+                        self.reset_state()
+                    last_video = video
                 t0 = time.perf_counter()
                 dets = self.run_batch([g[2] for g in group], [(g[1].shape[1], g[1].shape[0]) for g in group])
                 ms = (time.perf_counter() - t0) * 1000 / len(group)

@@ -41,7 +41,8 @@ class Darknet(nn.Module):
             if w <= 0 or h <= 0:
                 raise CfgError(f"{file}: input size override {w}x{h}: expected positive width and height")
             self.net.override_size(w, h)
-        if not (self.net.width and self.net.height and self.net.channels):
+        if not (self.net.width and self.net.height and self.net.channels) and not (
+                self.net.inputs > 0 and not (self.net.width or self.net.height or self.net.channels)):
             raise sections[0].error(
                 f"width={self.net.width}, height={self.net.height}, channels={self.net.channels}: "
                 "expected positive values"
@@ -56,6 +57,9 @@ class Darknet(nn.Module):
     # -- building -----------------------------------------------------------------------------------
     @property
     def input_shape(self) -> Shape:
+        """(C, H, W) of the input; a [net] with only `inputs` (the text models) takes (inputs, 1, 1)."""
+        if not (self.net.width or self.net.height or self.net.channels):
+            return Shape(self.net.inputs, 1, 1)
         return Shape(self.net.channels, self.net.height, self.net.width)
 
     def _build(self, sections: list[Section], warn_unused: bool) -> None:

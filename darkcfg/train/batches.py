@@ -155,13 +155,28 @@ def multiscale_size(init: tuple[int, int], random_coef: float, resize_step: floa
     return max(step, dims[0]), max(step, dims[1])
 
 
+@dataclass
+class Sequences:
+    """Consecutive frames for recurrent training ([net] track=1, data.c:get_sequential_paths): each forward of
+    `mini_batch` * `time_steps` images holds `mini_batch` sequences that start at random list positions and
+    advance by a random speed in 1..`augment_speed` images per step, in step-major order (image i is step
+    i // mini_batch of sequence i % mini_batch), as the recurrent layers read them. The frames of a sequence
+    share one augmentation draw (the reference augments a tracking batch once)."""
+
+    mini_batch: int
+    time_steps: int
+    augment_speed: int
+
+
 class TrainSampler(torch.utils.data.Sampler):
     """Yields, for each iteration from `start` + 1 on, the list of Items of that iteration (this rank's
-    share of batch*subdivisions*world images), visiting the images in a fresh permutation each epoch."""
+    share of batch*subdivisions*world images), visiting the images in a fresh permutation each epoch, or as
+    `sequences` of consecutive images."""
 
     def __init__(self, n_images: int, per_iteration: int, init_size: tuple[int, int], random_coef: float,
                  resize_step: float, max_batches: int, seed: int, start: int = 0, rank: int = 0,
-                 world: int = 1, end: Optional[int] = None) -> None:
+                 world: int = 1, end: Optional[int] = None, sequences: Optional[Sequences] = None) -> None:
+        self.sequences = sequences
         self.n, self.per, self.init = n_images, per_iteration, init_size
         self.random_coef, self.step, self.max_batches = random_coef, resize_step, max_batches
         self.seed, self.start, self.rank, self.world = seed, start, rank, world
@@ -180,8 +195,26 @@ class TrainSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return max(0, self.end - self.start)
 
+    def _sequential(self, it: int, w: int, h: int) -> list[Item]:
+        q = self.sequences
+        assert q is not None
+        chunk = q.mini_batch * q.time_steps
+        items = []
+        for c in range(self.per // chunk):
+            rng = np.random.default_rng(_seed(self.seed, 0x5E9, it, self.rank, c))
+            speed = int(rng.integers(1, max(1, q.augment_speed) + 1))
+            starts = rng.integers(0, self.n, q.mini_batch)
+            for k in range(chunk):
+                s, step = k % q.mini_batch, k // q.mini_batch
+                items.append(Item(int((starts[s] + step * speed) % self.n), w, h,
+                                  _seed(self.seed, it, self.rank, c * q.mini_batch + s)))
+        return items
+
     def __iter__(self) -> Iterator[list[Item]]:
         for it in range(self.start + 1, self.end + 1):
             w, h = self.size_at(it)
+            if self.sequences is not None:
+                yield self._sequential(it, w, h)
+                continue
             base = ((it - 1) * self.world + self.rank) * self.per
             yield [Item(self._image(base + k), w, h, _seed(self.seed, it, self.rank, k)) for k in range(self.per)]

@@ -34,7 +34,7 @@ from darkcfg.model.network import Darknet
 from darkcfg.model.weights import save_weights
 from darkcfg.progress import Progress
 from darkcfg.train.augment import AugmentConfig
-from darkcfg.train.batches import TrainDataset, TrainSampler, collate, image_paths
+from darkcfg.train.batches import Sequences, TrainDataset, TrainSampler, collate, image_paths
 from darkcfg.train.losses import NotTrainableError, network_loss, trainable_heads
 from darkcfg.train.optim import EMA, DarknetOptimizer
 from darkcfg.train.schedule import learning_rate
@@ -171,7 +171,9 @@ class Trainer:
         if net.max_batches < 1:
             raise TrainError(f"{opts.cfg}: max_batches={net.max_batches}: expected a positive number of iterations")
         self.base = Path(opts.cfg).name.split(".")[0]
-        self.images_per_it = net.mini_batch * net.subdivisions  # per process, as the reference's update
+        # a forward takes mini_batch * time_steps images (the reference's net.batch), step-major
+        self.forward_images = net.mini_batch * max(1, net.time_steps)
+        self.images_per_it = self.forward_images * net.subdivisions  # per process, as the reference's update
         if opts.weights:
             load_weights_file(model, opts.weights, partial=False)
         if opts.clear:
@@ -252,8 +254,10 @@ class Trainer:
 
     def _loader(self) -> torch.utils.data.DataLoader:
         net = self.model.net
+        seq = Sequences(net.mini_batch, max(1, net.time_steps), net.augment_speed) if net.track else None
         sampler = TrainSampler(len(self.train_paths), self.images_per_it, self.init_size, self.random_coef,
-                               net.resize_step, net.max_batches, self.opts.seed, self.start, self.rank, self.world)
+                               net.resize_step, net.max_batches, self.opts.seed, self.start, self.rank, self.world,
+                               sequences=seq)
         self.sampler = sampler
         ds = TrainDataset(self.train_paths, self.aug, self.opts.augment)
         workers = max(0, self.opts.workers)
@@ -478,7 +482,7 @@ class Trainer:
         h, w = images.shape[-2:]
         self.model.set_size(int(w), int(h))
         self.opt.zero_grad()
-        mini = net.mini_batch
+        mini = self.forward_images
         total = 0.0
         for s in range(net.subdivisions):
             x = images[s * mini:(s + 1) * mini].to(self.device, non_blocking=True)

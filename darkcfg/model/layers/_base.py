@@ -111,7 +111,7 @@ class DarknetLayer(nn.Module):
     ltype: str = "?"
     is_head: bool = False  # a detection head (darkcfg.model.heads.DetectionHead)
     stateful: bool = False  # keeps state from one forward to the next (layers/_recurrent.py)
-    trainable: bool = True  # False: the reference has no backward for it; training refuses the cfg
+    untrainable: str = ""  # why darkcfg refuses to train a cfg with this layer ("" = it trains)
 
     def __init__(self, in_shape: Shape, out_shape: Shape, sources: tuple[int, ...] = ()) -> None:
         super().__init__()

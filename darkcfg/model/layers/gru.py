@@ -23,7 +23,7 @@ from darkcfg.model.layers.connected import Connected
 
 class GRU(Recurrent):
     ltype = "gru"
-    trainable = False  # backward_gru_layer is empty in the reference
+    untrainable = "the reference never trains [gru] (backward_gru_layer is empty)"
 
     def __init__(self, in_shape: Shape, outputs: int, steps: int = 1, batch_normalize: bool = False) -> None:
         super().__init__(in_shape, Shape(outputs, 1, 1), steps)

@@ -49,7 +49,7 @@ class RegionParams:
 
 
 class Region(DetectionHead):
-    ltype = "detection"  # the reference prints [region] as "detection"
+    ltype = "region"  # describe() prints "detection", as the reference
     objectness_entry = None  # every cell and anchor is a detection
     # The reference calls correct_region_boxes with letter=0 even when the image was letterboxed, which
     # misplaces YOLOv2 boxes; the intended mapping back through the letterbox is applied here.
@@ -128,7 +128,9 @@ def build(sec: Section, ctx: BuildContext) -> Region:
             raise sec.error(f"option '{key}' is not supported by darkcfg")
     anchors = sec.floats("anchors", [])
     if anchors and len(anchors) < 2 * p.num:
-        raise sec.error(f"anchors has {len(anchors)} values, expected 2*num = {2 * p.num}")
+        opt = sec.find("anchors")
+        sec.warn(f"anchors has {len(anchors)} values, expected 2*num = {2 * p.num}; the rest are 0.5, as the "
+                 "reference fills them", opt.line if opt else None)
     p.anchors = (anchors + [0.5] * (2 * p.num))[: 2 * p.num]
     expected = p.num * (p.coords + 1 + p.classes)
     if ctx.input.c != expected or min(ctx.input) <= 0:

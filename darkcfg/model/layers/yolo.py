@@ -226,8 +226,11 @@ def parse_head_params(sec: Section, gaussian: bool = False) -> YoloParams:
         raise sec.error("option 'map' (class map file) is not supported by darkcfg")
     anchors = sec.floats("anchors", [])
     if anchors and len(anchors) < 2 * p.num:
-        raise sec.error(f"anchors has {len(anchors)} values, expected 2*num = {2 * p.num}")
+        opt = sec.find("anchors")
+        sec.warn(f"anchors has {len(anchors)} values, expected 2*num = {2 * p.num}; the rest are 0.5, as the "
+                 "reference fills them", opt.line if opt else None)
     p.anchors = (anchors + [0.5] * (2 * p.num))[: 2 * p.num]  # reference default bias .5
+
     return p
 
 

@@ -84,6 +84,9 @@ def trainable_heads(model: Darknet) -> list[DetectionHead]:
         raise NotTrainableError(f"{model.cfg_file}: no detection head to train ([yolo] or [region])") from None
     for h in heads:
         loss_for(h, model.cfg_file)
+    for m in model.layers:
+        if m.untrainable:
+            raise NotTrainableError(f"{model.cfg_file}: layer {m.index} [{m.ltype}]: {m.untrainable}")
     return heads
 
 
