@@ -378,3 +378,12 @@ def test_detect_carries_state_along_a_video_and_resets_between_sources(tmp_path)
         np.testing.assert_array_equal(g, e)
     assert not np.array_equal(expect[0], expect[1])  # the state changes what the same network sees
     np.testing.assert_array_equal(got[6], got[0])  # the third source restarts the first video's state
+
+
+def test_export_of_a_recurrent_network_is_refused_in_one_line(tmp_path):
+    from darkcfg.errors import DarkcfgError
+    from darkcfg.export import export
+    model = Darknet(TRACK_CFG, "track.cfg")
+    with pytest.raises(DarkcfgError, match=r"^track.cfg: layer 1 \[crnn\] carries state"):
+        export(model, tmp_path / "t.onnx")
+    assert not (tmp_path / "t.onnx").exists()

@@ -368,3 +368,96 @@ def test_set_size_keeps_net_options_and_parameters() -> None:
     assert model(torch.rand(1, 3, 128, 96))[0].shape[1:3] == (4, 3)
     model.set_size(64, 64)
     assert model.net.batch == 8 and model(torch.rand(1, 3, 64, 64))[0].shape[1:3] == (2, 2)
+
+
+def _small_cfg(shapes: Path, tmp_path: Path, name: str, body: str, net: str = "") -> str:
+    classes = len((shapes / "shapes.names").read_text().split())
+    cfg = tmp_path / f"{name}.cfg"
+    cfg.write_text(f"""[net]
+batch=4
+subdivisions=1
+width=64
+height=64
+channels=3
+learning_rate=0.001
+burn_in=4
+max_batches=100
+policy=constant
+{net}
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=2
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=2
+pad=1
+activation=leaky
+""" + body.format(classes=classes, filters=3 * (classes + 5), outputs=4 * 4 * (2 * 5 + classes)))
+    return str(cfg)
+
+
+def test_a_tracking_cfg_trains_on_consecutive_frames(shapes: Path, tmp_path: Path) -> None:
+    """track=1, time_steps=3: each forward is 4 sequences x 3 consecutive list images, step-major, through a
+    [crnn]; the reference counts mini_batch * time_steps images per forward in `seen`."""
+    from darkcfg.train.batches import Sequences, TrainSampler
+    sampler = TrainSampler(24, 12, (64, 64), 0, 32, 10, seed=5, sequences=Sequences(4, 3, 2))
+    items = next(iter(sampler))
+    idx = [it.index for it in items]
+    for s in range(4):
+        steps = [idx[s + 4 * t] for t in range(3)]
+        speed = (steps[1] - steps[0]) % 24
+        assert speed in (1, 2) and (steps[2] - steps[1]) % 24 == speed
+        assert len({items[s + 4 * t].seed for t in range(3)}) == 1  # one augmentation draw per sequence
+    cfg = _small_cfg(shapes, tmp_path, "track", """[crnn]
+batch_normalize=1
+size=3
+pad=1
+output=16
+hidden=8
+activation=leaky
+[convolutional]
+size=1
+filters={filters}
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=10,14,23,27,37,58
+classes={classes}
+num=3
+""", net="track=1\ntime_steps=3\naugment_speed=2")
+    r = Trainer(_opts(shapes, tmp_path, cfg=cfg, max_batches=3, overrides={})).run()
+    assert r.iteration == 3 and r.seen == 3 * 4 * 3
+
+
+def test_a_yolov1_detection_cfg_trains(shapes: Path, tmp_path: Path) -> None:
+    cfg = _small_cfg(shapes, tmp_path, "v1", """[connected]
+output={outputs}
+activation=linear
+[detection]
+classes={classes}
+coords=4
+rescore=1
+side=4
+num=2
+softmax=1
+sqrt=1
+object_scale=1
+noobject_scale=.5
+class_scale=1
+coord_scale=5
+""")
+    losses = []
+    r = Trainer(_opts(shapes, tmp_path, cfg=cfg, max_batches=40, overrides={"learning_rate": "0.0005"},
+                      on_iteration=lambda it, loss: losses.append(loss))).run()
+    assert r.iteration == 40
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:3]) / 3, losses
+    assert "Detection Avg IOU" in (tmp_path / "b" / "v1.log").read_text()

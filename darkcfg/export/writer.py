@@ -15,6 +15,7 @@ from typing import Union
 
 import torch
 
+from darkcfg.errors import DarkcfgError
 from darkcfg.export.graph import ExportModel
 from darkcfg.export.nms import nms_onnx
 from darkcfg.files import atomic_write
@@ -41,6 +42,11 @@ def export(model: Darknet, path: Union[str, Path], fmt: str = "onnx", dynamic_ba
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    stateful = [m for m in model.layers if m.stateful]
+    if stateful:  # a traced graph would run every frame from zero state: a silently different network
+        raise DarkcfgError(f"{model.cfg_file}: layer {stateful[0].index} [{stateful[0].ltype}] carries state from one "
+                           "frame to the next; an exported graph cannot carry it, so recurrent networks are not "
+                           "exported")
     m = ExportModel(model.cpu().float(), with_decode, with_nms, thresh, nms).eval()
     x = torch.rand(max(batch, 2 if dynamic_batch else 1), model.net.channels, model.net.height, model.net.width)
     path = Path(path)
