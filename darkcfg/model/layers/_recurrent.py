@@ -80,3 +80,26 @@ class Recurrent(DarknetLayer):
     @property
     def creation_order(self) -> list[DarknetLayer]:
         return self.subs
+
+
+class ThreeLayerRecurrent(Recurrent):
+    """[rnn] and [crnn]: sub-layers input_layer, self_layer and output_layer (also their weights' order); per step
+    h = input_layer(x) + self_layer(h_prev) (+ h_prev with `shortcut`), output output_layer(h). In training the
+    reference zeroes the state at the start of each forward."""
+
+    zero_in_training = True
+    shortcut: bool = False
+    input_layer: DarknetLayer
+    self_layer: DarknetLayer
+    output_layer: DarknetLayer
+
+    @property
+    def subs(self) -> list[DarknetLayer]:
+        return [self.input_layer, self.self_layer, self.output_layer]
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        (h,) = state
+        new = self.input_layer(x, []) + self.self_layer(h, [])
+        if self.shortcut:
+            new = new + h
+        return self.output_layer(new, []), (new,)

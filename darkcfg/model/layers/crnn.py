@@ -11,15 +11,14 @@ from torch import Tensor
 
 from darkcfg.model.activations import ACTIVATIONS
 from darkcfg.model.cfg import Section
-from darkcfg.model.layers._base import BuildContext, DarknetLayer, Shape
-from darkcfg.model.layers._recurrent import Recurrent, State
+from darkcfg.model.layers._base import BuildContext, Shape
+from darkcfg.model.layers._recurrent import State, ThreeLayerRecurrent
 from darkcfg.model.layers._registry import register
 from darkcfg.model.layers.convolutional import Convolutional, read_conv_options
 
 
-class CRNN(Recurrent):
+class CRNN(ThreeLayerRecurrent):
     ltype = "crnn"
-    zero_in_training = True  # forward_crnn_layer zeroes l.state when state.train
 
     def __init__(self, in_shape: Shape, hidden: int, outputs: int, steps: int = 1, size: int = 3, stride: int = 1,
                  dilation: int = 1, padding: int = 0, groups: int = 1, activation: str = "logistic",
@@ -36,22 +35,11 @@ class CRNN(Recurrent):
         self.hidden, self.shortcut = hidden, shortcut
 
     @property
-    def subs(self) -> list[DarknetLayer]:
-        return [self.input_layer, self.self_layer, self.output_layer]
-
-    @property
     def bflops(self) -> float:
         return sum(s.bflops for s in self.subs)
 
     def zero_state(self, b: int, like: Tensor) -> State:
         return (like.new_zeros(b, self.hidden, self.in_shape.h, self.in_shape.w),)
-
-    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        (h,) = state
-        new = self.input_layer(x, []) + self.self_layer(h, [])
-        if self.shortcut:
-            new = new + h
-        return self.output_layer(new, []), (new,)
 
     def describe(self) -> str:
         c, h, w = self.in_shape

@@ -10,15 +10,14 @@ from torch import Tensor
 
 from darkcfg.model.activations import ACTIVATIONS
 from darkcfg.model.cfg import Section
-from darkcfg.model.layers._base import BuildContext, DarknetLayer, Shape
-from darkcfg.model.layers._recurrent import Recurrent, State
+from darkcfg.model.layers._base import BuildContext, Shape
+from darkcfg.model.layers._recurrent import State, ThreeLayerRecurrent
 from darkcfg.model.layers._registry import register
 from darkcfg.model.layers.connected import Connected
 
 
-class RNN(Recurrent):
+class RNN(ThreeLayerRecurrent):
     ltype = "rnn"
-    zero_in_training = True  # forward_rnn_layer zeroes l.state when state.train
 
     def __init__(self, in_shape: Shape, hidden: int, outputs: int, steps: int = 1, activation: str = "logistic",
                  batch_normalize: bool = False, logistic: int = 0, shortcut: bool = False) -> None:
@@ -30,19 +29,8 @@ class RNN(Recurrent):
         self.self_layer = Connected(Shape(hidden, 1, 1), hidden, self_act, ACTIVATIONS[self_act], batch_normalize)
         self.output_layer = Connected(Shape(hidden, 1, 1), outputs, activation, act, batch_normalize)
 
-    @property
-    def subs(self) -> list[DarknetLayer]:
-        return [self.input_layer, self.self_layer, self.output_layer]
-
     def zero_state(self, b: int, like: Tensor) -> State:
         return (like.new_zeros(b, self.hidden, 1, 1),)
-
-    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        (h,) = state
-        new = self.input_layer(x, []) + self.self_layer(h, [])
-        if self.shortcut:
-            new = new + h
-        return self.output_layer(new, []), (new,)
 
     def describe(self) -> str:
         return self._table(f"RNN Layer: {self.in_shape.size} inputs, {self.out_shape.c} outputs", "\t\t")

@@ -1,4 +1,5 @@
-"""What the heads' losses share: reading the truth rows and the focal class factor (yolo.py, region.py)."""
+"""What the heads' losses share: reading the truth rows, the focal class factor, and the loss whose gradient is
+the reference's delta (yolo.py, region.py, detection.py)."""
 from __future__ import annotations
 
 import torch
@@ -29,3 +30,10 @@ def focal_class_factor(probs: Tensor, cls: Tensor) -> Tensor:
     """The focal variant's factor on (onehot - probs): probs (N, C), target class cls (N,) -> (N, 1)."""
     pt = probs.gather(1, cls.unsqueeze(1)) + 1e-15
     return FOCAL_ALPHA * -(1 - pt) * (2 * pt * torch.log(pt) + pt - 1)
+
+
+def delta_loss(x: Tensor, delta: Tensor, cost: float) -> Tensor:
+    """The loss whose autograd gradient with respect to the head's input x is exactly -delta (the reference
+    passes its delta back unchanged) and whose value is the reference's cost: -sum(delta * x), shifted."""
+    surrogate = -(delta * x.float()).sum()
+    return surrogate - surrogate.detach() + cost

@@ -27,7 +27,7 @@ from torch import Tensor
 from darkcfg.model.layers.detection import Detection
 from darkcfg.train.iou_grad import XYWH, iou
 from darkcfg.train.losses import register_loss
-from darkcfg.train.losses._truths import read_truths
+from darkcfg.train.losses._truths import delta_loss, read_truths
 
 RANDOM_SEEN = 64000  # images below which `random=1` assigns truths to a random box
 
@@ -143,7 +143,6 @@ def detection_loss(layer: Detection, x: Tensor, truths: Tensor, seen: int, net_w
     with torch.no_grad():
         delta, s = detection_delta(layer, x.detach().float(), truths, seen)
         delta = delta.view_as(x).to(x.dtype)
-    surrogate = -(delta * x).sum()
-    loss = surrogate - surrogate.detach() + s["cost"]
+    loss = delta_loss(x, delta, s["cost"])
     return DetectionLossResult(loss, delta, s["cost"], s["count"], s["avg_iou"], s["avg_cat"], s["avg_allcat"],
                                s["avg_obj"], s["avg_anyobj"])

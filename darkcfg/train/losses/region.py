@@ -33,7 +33,7 @@ from darkcfg.model.layers.region import Region
 from darkcfg.train import iou_grad
 from darkcfg.train.iou_grad import XYWH
 from darkcfg.train.losses import register_loss
-from darkcfg.train.losses._truths import focal_class_factor, read_truths
+from darkcfg.train.losses._truths import delta_loss, focal_class_factor, read_truths
 
 PRIOR_SEEN = 12800  # images after which the reference stops pulling idle boxes towards their anchors
 PRIOR_SCALE = 0.01
@@ -211,7 +211,6 @@ def region_loss(layer: Region, x: Tensor, truths: Tensor, seen: int, net_w: Opti
     """
     with torch.no_grad():
         delta, stats = region_delta(layer, x.float(), truths, seen)
-    surrogate = -(delta * x.float()).sum()
-    loss = surrogate - surrogate.detach() + stats["cost"]
+    loss = delta_loss(x, delta, stats["cost"])
     return RegionLossResult(loss, delta, stats["cost"], stats["count"], stats["avg_iou"], stats["avg_cat"],
                             stats["avg_obj"], stats["avg_anyobj"], stats["recall"])

@@ -24,7 +24,7 @@ from darkcfg.model.layers.yolo import Yolo
 from darkcfg.train import iou_grad
 from darkcfg.train.iou_grad import XYWH
 from darkcfg.train.losses import register_loss
-from darkcfg.train.losses._truths import focal_class_factor, read_truths
+from darkcfg.train.losses._truths import delta_loss, focal_class_factor, read_truths
 
 
 @dataclass
@@ -303,7 +303,6 @@ def yolo_loss(layer: Yolo, x: Tensor, truths: Tensor, net_w: int, net_h: int,
         delta, stats = yolo_delta(layer, out, truths, net_w, net_h)
     # the GPU path scales by delta_normalizer (the CPU path ignores it; default 1)
     delta = delta * layer.params.delta_normalizer if layer.params.delta_normalizer != 1 else delta
-    surrogate = -(delta * x.float()).sum()
-    loss = surrogate - surrogate.detach() + stats["cost"]
+    loss = delta_loss(x, delta, stats["cost"])
     return YoloLossResult(loss, delta, stats["cost"], stats["count"], stats["avg_iou"], stats["class_loss"],
                           stats["iou_loss"], stats["total_loss"], layer)
