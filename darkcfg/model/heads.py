@@ -105,6 +105,10 @@ class DetectionHead(DarknetLayer):
         for [region])."""
         return self.slot_anchors
 
+    def anchor_sizes(self, net_w: int, net_h: int) -> Optional[Tensor]:
+        """(n, 2) anchor width, height of each slot in network-input pixels (None: the head has no anchors)."""
+        return self.slot_anchors
+
     def planes(self, out: Tensor) -> Tensor:
         """The head's output (B, ...) as a view (B, n, E, H, W): anchor slot, entry, row, column."""
         raise NotImplementedError

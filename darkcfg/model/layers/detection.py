@@ -36,6 +36,9 @@ class Detection(DetectionHead):
         self.noobject_scale, self.class_scale = noobject_scale, class_scale
         self.register_buffer("slot_anchors", torch.zeros(n, 2), persistent=False)  # YOLOv1 has no anchors
 
+    def anchor_sizes(self, net_w: int, net_h: int) -> None:
+        return None  # YOLOv1 predicts sizes directly
+
     def split(self, flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(B, inputs) -> classes (B, S*S, C), objectness (B, S*S, n), boxes (B, S*S, n, coords): views."""
         b, cells = flat.shape[0], self.side * self.side

@@ -66,6 +66,10 @@ class Region(DetectionHead):
         self.register_buffer("slot_anchors", torch.tensor(params.anchors, dtype=torch.float32).view(-1, 2),
                              persistent=False)
 
+    def anchor_sizes(self, net_w: int, net_h: int) -> Tensor:
+        """The anchors (grid cells) in network-input pixels."""
+        return self.slot_anchors * self.slot_anchors.new_tensor([net_w / self.in_shape.w, net_h / self.in_shape.h])
+
     def forward(self, x: Tensor, outputs: list) -> Tensor:
         b, _, h, w = x.shape
         p = self.params

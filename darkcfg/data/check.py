@@ -1,0 +1,304 @@
+"""Checking a dataset the way `train` and `map` read it, and writing a cleaned copy (`darkcfg data check`).
+
+Labels, line by line (not stopping at the first bad field as the reference's fscanf does): rows that are not
+five numbers, NaN/inf, a class id that is negative or >= classes, a value outside [0, 1] (with a "looks like
+pixels" hint when dividing by the image size would fit), a width or height <= 0, a row repeated in its file.
+Images: missing, unreadable, without labels (counted, not a problem), the same content twice (SHA-1), the
+same image in train and valid; the names file against `classes`. Each problem is one line, file:line first.
+`write_clean` writes a cleaned copy into a new folder and never changes the user's files.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import cv2
+import numpy as np
+
+from darkcfg.data.dataset import DataError, label_path, read_data_cfg, read_list
+from darkcfg.data.images import list_images
+from darkcfg.files import write_text
+from darkcfg.progress import Progress
+
+PathLike = Union[str, Path]
+
+
+@dataclass
+class Problem:
+    """One finding: where (file:line or file), its kind (the summary groups by it), the message, and whether it
+    blocks training (else it is a warning)."""
+
+    where: str
+    kind: str
+    message: str
+    blocking: bool = True
+
+    def line(self) -> str:
+        return f"{self.where}: {'error' if self.blocking else 'warning'}: {self.kind}: {self.message}"
+
+
+@dataclass
+class ImageEntry:
+    """One listed image: its split, path, size (None: unreadable or missing), the label rows kept (class,
+    x, y, w, h relative), and whether its label file exists."""
+
+    split: str
+    path: str
+    size: Optional[tuple[int, int]] = None
+    rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32))
+    has_labels: bool = False
+    digest: str = ""
+
+
+@dataclass
+class DatasetCheck:
+    """What `check_dataset` found."""
+
+    source: str
+    classes: Optional[int]
+    names: list[str]
+    images: list[ImageEntry]
+    problems: list[Problem]
+    data_file: Optional[str] = None
+    names_file: Optional[str] = None
+
+    @property
+    def blocking(self) -> bool:
+        return any(p.blocking for p in self.problems)
+
+    def boxes_per_class(self) -> Counter:
+        return Counter(int(c) for e in self.images for c in e.rows[:, 0])
+
+    def summary(self) -> str:
+        """The table printed after the problem lines: images and labels per split, boxes per class, problems by
+        kind."""
+        out = ["", f"{'split':<10}{'images':>8}{'readable':>10}{'labelled':>10}{'no labels':>11}{'boxes':>8}"]
+        for split in sorted({e.split for e in self.images}):
+            es = [e for e in self.images if e.split == split]
+            empty = sum(e.size is not None and not len(e.rows) for e in es)
+            out.append(f"{split:<10}{len(es):>8}{sum(e.size is not None for e in es):>10}"
+                       f"{sum(e.has_labels for e in es):>10}{empty:>11}{sum(len(e.rows) for e in es):>8}")
+        counts = self.boxes_per_class()
+        n = self.classes if self.classes is not None else (max(counts) + 1 if counts else 0)
+        out += ["", f"{'class':<6}{'name':<24}{'boxes':>8}"]
+        for c in range(n):
+            out.append(f"{c:<6}{(self.names[c] if c < len(self.names) else '?')[:23]:<24}{counts.get(c, 0):>8}")
+        kinds = Counter((p.kind, p.blocking) for p in self.problems)
+        out += ["", f"{'problem':<34}{'count':>7}  blocks training"]
+        for (kind, blocking), k in sorted(kinds.items()):
+            out.append(f"{kind:<34}{k:>7}  {'yes' if blocking else 'no'}")
+        if not kinds:
+            out.append("(none)")
+        return "\n".join(out)
+
+
+def read_image_size(path: str) -> Optional[tuple[int, int]]:
+    """(width, height) of an image OpenCV decodes, else None."""
+    data = np.fromfile(path, np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return (img.shape[1], img.shape[0]) if img is not None else None
+
+
+def check_label_file(path: str, classes: Optional[int], size: Optional[tuple[int, int]],
+                     problems: list[Problem]) -> tuple[np.ndarray, np.ndarray]:
+    """Every line of one label file -> (rows kept (N, 5), rows repaired for `write_clean` (M, 5): pixel rows
+    turned relative, duplicates dropped), appending a Problem per bad line."""
+    kept: list[list[float]] = []
+    fixed: list[list[float]] = []
+    seen: set[tuple[float, ...]] = set()
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig", errors="replace").splitlines()
+    except OSError as e:
+        problems.append(Problem(path, "unreadable label file", str(e.strerror or e)))
+        return np.zeros((0, 5), np.float32), np.zeros((0, 5), np.float32)
+    for n, line in enumerate(lines, 1):
+        where = f"{path}:{n}"
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 5:
+            problems.append(Problem(where, "not 5 numbers", f"'{line.strip()[:60]}' has {len(fields)} fields"))
+            continue
+        try:
+            vals = [float(t) for t in fields]
+        except ValueError:
+            problems.append(Problem(where, "not 5 numbers", f"'{line.strip()[:60]}' is not numeric"))
+            continue
+        if not all(math.isfinite(v) for v in vals):
+            problems.append(Problem(where, "NaN or infinite", f"'{line.strip()[:60]}'"))
+            continue
+        cid_f, x, y, w, h = vals
+        if cid_f != int(cid_f):
+            problems.append(Problem(where, "not 5 numbers", f"class id {fields[0]} is not an integer"))
+            continue
+        cid = int(cid_f)
+        if cid < 0 or (classes is not None and cid >= classes):
+            limit = f"0..{classes - 1} (classes={classes})" if classes is not None else ">= 0"
+            problems.append(Problem(where, "class id out of range", f"class id {cid}, expected {limit}"))
+            continue
+        if w <= 0 or h <= 0:
+            problems.append(Problem(where, "empty box", f"w={w:g}, h={h:g}: expected > 0"))
+            continue
+        row = [float(cid), x, y, w, h]
+        if not all(0 <= v <= 1 for v in (x, y, w, h)):
+            hint = ""
+            if size is not None and all(v >= 0 for v in (x, y, w, h)) and x / size[0] <= 1 and w / size[0] <= 1 \
+                    and y / size[1] <= 1 and h / size[1] <= 1:
+                hint = f"; looks like pixels (the image is {size[0]}x{size[1]}): expected fractions of the image size"
+                fixed.append([float(cid), x / size[0], y / size[1], w / size[0], h / size[1]])
+            problems.append(Problem(where, "outside [0, 1]", f"x={x:g} y={y:g} w={w:g} h={h:g}{hint}"))
+            continue
+        key = tuple(row)
+        if key in seen:
+            problems.append(Problem(where, "duplicate row", f"'{line.strip()[:60]}' repeats an earlier row",
+                                    blocking=False))
+            continue
+        seen.add(key)
+        kept.append(row)
+        fixed.append(row)
+    return np.asarray(kept, np.float32).reshape(-1, 5), np.asarray(fixed, np.float32).reshape(-1, 5)
+
+
+def read_names_file(path: Optional[str]) -> list[str]:
+    if not path or not os.path.isfile(path):
+        return []
+    return [n.strip() for n in Path(path).read_text(encoding="utf-8-sig", errors="replace").splitlines() if n.strip()]
+
+
+def _lists(source: PathLike, problems: list[Problem]) -> tuple[dict[str, list[str]], Optional[int], Optional[str],
+                                                               Optional[str]]:
+    """{split: image paths}, classes, names file and .data file of a .data file or a folder of images."""
+    p = Path(source)
+    if p.is_dir():
+        names = sorted(str(q) for q in p.glob("*.names"))
+        return {"train": list_images(p)}, None, names[0] if len(names) == 1 else None, None
+    dc = read_data_cfg(p)
+    splits: dict[str, list[str]] = {}
+    for split, lst in (("train", dc.train), ("valid", dc.valid)):
+        if lst is None:
+            continue
+        try:
+            splits[split] = read_list(lst)
+        except DataError as e:
+            problems.append(Problem(str(p), "missing list", str(e)))
+    if dc.names and not os.path.isfile(dc.names):
+        problems.append(Problem(str(p), "missing names file", f"names = {dc.names}: no such file"))
+    return splits, dc.classes, dc.names, str(p)
+
+
+def check_dataset(source: PathLike, classes: Optional[int] = None, progress: bool = True) -> DatasetCheck:
+    """Read a .data file (or a folder of images with labels beside them) as train and map do and report every
+    problem. `classes` overrides the .data file's (a folder has none: then the names file's count, if any)."""
+    problems: list[Problem] = []
+    splits, data_classes, names_file, data_file = _lists(source, problems)
+    names = read_names_file(names_file)
+    if classes is None:
+        classes = data_classes if data_classes is not None else (len(names) or None)
+    if names and classes is not None and len(names) != classes:
+        problems.append(Problem(names_file or str(source), "names vs classes",
+                                f"{len(names)} names, classes={classes}"))
+    entries: list[ImageEntry] = []
+    total = sum(len(v) for v in splits.values())
+    with Progress(total, "check", unit="img", enabled=progress and total > 1) as bar:
+        for split, paths in splits.items():
+            for path in paths:
+                entries.append(_check_image(split, path, classes, problems))
+                bar.update(1)
+    _duplicates(entries, problems)
+    return DatasetCheck(str(source), classes, names, entries, problems, data_file, names_file)
+
+
+def _check_image(split: str, path: str, classes: Optional[int], problems: list[Problem]) -> ImageEntry:
+    e = ImageEntry(split, path)
+    if not os.path.isfile(path):
+        problems.append(Problem(path, "missing image", f"listed in {split} but no such file"))
+        return e
+    raw = Path(path).read_bytes()
+    e.digest = hashlib.sha1(raw).hexdigest()
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if raw else None
+    if img is None:
+        problems.append(Problem(path, "unreadable image", f"not an image OpenCV can decode ({len(raw)} bytes)"))
+        return e
+    e.size = (img.shape[1], img.shape[0])
+    lp = label_path(path)
+    e.has_labels = os.path.isfile(lp)
+    if e.has_labels:
+        e.rows, _ = check_label_file(lp, classes, e.size, problems)
+    return e
+
+
+def _duplicates(entries: list[ImageEntry], problems: list[Problem]) -> None:
+    first: dict[str, ImageEntry] = {}
+    for e in entries:
+        if not e.digest:
+            continue
+        if e.digest in first:
+            f = first[e.digest]
+            if f.split != e.split:
+                problems.append(Problem(e.path, "in train and valid", f"the same image as {f.path} ({f.split})"))
+            else:
+                problems.append(Problem(e.path, "duplicate image", f"the same content as {f.path}", blocking=False))
+        else:
+            first[e.digest] = e
+
+
+@dataclass
+class CleanCopy:
+    """What `write_clean` wrote: the new .data file, lists and the number of images and label rows."""
+
+    data_file: Path
+    images: int
+    rows: int
+
+
+def write_clean(check: DatasetCheck, out: PathLike, classes: int, names: list[str]) -> CleanCopy:
+    """A cleaned copy of the dataset in the new folder `out`: every readable image hard-linked (else copied) with
+    its repaired label file beside it (bad rows dropped, pixel rows made relative, duplicate rows removed),
+    duplicate images and images of valid that are also in train left out, a names file, list files and a
+    .data file. The user's files are not changed."""
+    from darkcfg.data.convert import _link, label_line
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out}: folder exists and is not empty: give a new folder for the cleaned copy")
+    seen: dict[str, str] = {}
+    lists: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    rows = 0
+    for e in check.images:
+        if e.size is None or (e.digest in seen):
+            continue
+        seen[e.digest] = e.split
+        folder = out / e.split
+        folder.mkdir(parents=True, exist_ok=True)
+        src = Path(e.path)
+        stem, k = src.stem, 1
+        while f"{e.split}/{stem}" in taken:
+            k += 1
+            stem = f"{src.stem}_{k}"
+        taken.add(f"{e.split}/{stem}")
+        dest = folder / f"{stem}{src.suffix}"
+        _link(src, dest)
+        fixed = np.zeros((0, 5), np.float32)
+        if e.has_labels:
+            fixed = check_label_file(label_path(e.path), classes, e.size, [])[1]
+        fixed = fixed[(fixed[:, 0] < classes)] if len(fixed) else fixed
+        write_text(label_path(str(dest)), "".join(label_line(int(r[0]), *map(float, r[1:])) for r in fixed))
+        rows += len(fixed)
+        lists.setdefault(e.split, []).append(str(dest.resolve()))
+    names_file = out / "clean.names"
+    write_text(names_file, "".join(f"{n}\n" for n in (names + [str(i) for i in range(len(names), classes)])[:classes]))
+    text = f"classes = {classes}\n"
+    for split, paths in lists.items():
+        lst = out / f"{split}.txt"
+        write_text(lst, "".join(p + "\n" for p in paths))
+        text += f"{split} = {lst.resolve()}\n"
+    text += f"names = {names_file.resolve()}\nbackup = {(out / 'backup').resolve()}/\n"
+    data_file = out / "clean.data"
+    write_text(data_file, text)
+    return CleanCopy(data_file, sum(len(v) for v in lists.values()), rows)
