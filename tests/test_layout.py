@@ -70,7 +70,8 @@ def test_only_a_heads_own_files_name_its_layer_class():
     """Decode, NMS, export, the trainer, augmentation and names ask the head interface; importing a head's
     layer module is for its loss file (and the layers package itself)."""
     head_modules = {"darkcfg.model.layers.yolo": "darkcfg.train.losses.yolo",
-                    "darkcfg.model.layers.region": "darkcfg.train.losses.region"}
+                    "darkcfg.model.layers.region": "darkcfg.train.losses.region",
+                    "darkcfg.model.layers.detection": "darkcfg.train.losses.detection"}
     bad = []
     for path, module in _modules():
         for line, imported in _imports(path):
