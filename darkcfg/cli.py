@@ -367,13 +367,16 @@ def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every
               help="Write pr_curves.png and confusion_matrix.png (at --thresh) into this folder.")
 @click.option("--coco-gt", type=click.Path(dir_okay=False), default=None,
               help="A COCO instances_*.json as ground truth for --coco (images matched by file name).")
+@click.option("--report", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Write an error-analysis page DIR/index.html: TP/FP/FN per class, AP by object size, F1-best "
+                   "thresholds, PR curves, confusion matrix and the images with the most errors.")
 @click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
 @size_option
 @_friendly
 def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points: int, thresh: float,
-         names: Optional[str], coco: bool, plots: Optional[str], coco_gt: Optional[str], batch: int,
-         device: Optional[str], size: Optional[str]) -> None:
+         names: Optional[str], coco: bool, plots: Optional[str], coco_gt: Optional[str], report: Optional[str],
+         batch: int, device: Optional[str], size: Optional[str]) -> None:
     """mAP of CFG + WEIGHTS on the `valid` list of DATA, printed as `darknet detector map` prints it.
 
     Labels are found by Darknet's rule (images/ -> labels/, JPEGImages/ -> labels/, extension -> .txt);
@@ -384,10 +387,12 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
     from darkcfg.model.loading import load_trained
 
     model = load_trained(cfg, weights, _parse_size(size), _device(device))
-    run = run_map(data, model, names, iou_thresh, thresh, points, batch, coco, coco_gt, plots)
+    run = run_map(data, model, names, iou_thresh, thresh, points, batch, coco, coco_gt, plots, report=report)
     click.echo("\n".join(map_lines(run.result, run.names)))
     if run.plots:
         click.echo(f"plots: {', '.join(map(str, run.plots))}", err=True)
+    if run.report is not None:
+        click.echo(f"report: {run.report}", err=True)
     if run.coco_stats is not None:
         from darkcfg.eval.coco import stats_lines
 
@@ -518,23 +523,52 @@ def convert_yolo(list_file: str, names: str, out: str, ids: Optional[str]) -> No
 
 @main.command("calc-anchors")
 @click.argument("data", type=click.Path(dir_okay=False))
-@click.option("--num", "-num_of_clusters", "num", type=click.IntRange(1), default=5, show_default=True,
-              help="Number of anchors.")
-@click.option("--width", "-width", type=click.IntRange(1), required=True, help="Network input width (the cfg's).")
-@click.option("--height", "-height", type=click.IntRange(1), required=True, help="Network input height.")
+@click.option("--num", "-num_of_clusters", "num", type=click.IntRange(1), default=None,
+              help="Number of anchors. Default: the cfg's num (--cfg), else 5.")
+@click.option("--width", "-width", type=click.IntRange(1), default=None,
+              help="Network input width (default: the cfg's).")
+@click.option("--height", "-height", type=click.IntRange(1), default=None, help="Network input height.")
+@click.option("--cfg", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A cfg: its size, letter_box and num by default, and the mean IoU of its current anchors.")
+@click.option("--letterbox/--no-letterbox", default=None,
+              help="Measure boxes as the network sees letterboxed images (default: the cfg's letter_box; the "
+                   "reference always stretches).")
 @_ignored_flags("-show")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the k-means++ start.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default="anchors.txt", show_default=True,
               help="File for the anchors line.")
 @_friendly
-def calc_anchors(data: str, num: int, width: int, height: int, seed: int, out: str) -> None:
+def calc_anchors(data: str, num: Optional[int], width: Optional[int], height: Optional[int], cfg: Optional[str],
+                 letterbox: Optional[bool], seed: int, out: str) -> None:
     """k-means anchors (IoU distance) over the labels of DATA's train list, like `detector calc_anchors`."""
     from darkcfg.train.anchors import calc_anchors as compute
 
+    current = None
+    if cfg is not None:
+        from darkcfg.model.heads import head_layers
+        from darkcfg.model.network import Darknet
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = Darknet.from_file(cfg, size=(width, height) if width and height else None, warn_unused=False)
+        width, height = width or model.net.width, height or model.net.height
+        letterbox = bool(model.net.letter_box) if letterbox is None else letterbox
+        sizes = [h.anchor_sizes(width, height) for h in head_layers(model)]
+        known = [a for a in sizes if a is not None]
+        if known:
+            import numpy as np
+
+            current = np.unique(np.concatenate([a.numpy() for a in known]), axis=0)
+            num = num or len(current)
+    if width is None or height is None:
+        raise click.UsageError("give --width and --height, or --cfg")
+    num = num or 5
     click.echo(f" num_of_clusters = {num}, width = {width}, height = {height} ")
-    r = compute(data, num, width, height, seed, out)
-    click.echo(f" read labels from {r.images} images, {r.boxes} boxes")
+    r = compute(data, num, width, height, seed, out, letterbox=bool(letterbox), current=current)
+    click.echo(f" read labels from {r.images} images, {r.boxes} boxes" + (" (letterboxed)" if letterbox else ""))
     click.echo(f"\n avg IoU = {r.avg_iou * 100:2.2f} % \n")
+    if r.current_iou is not None:
+        click.echo(f" avg IoU with the cfg's current anchors = {r.current_iou * 100:2.2f} % \n")
     click.echo(f"Saving anchors to the file: {out} ")
     click.echo(f"anchors = {r.line}")
 

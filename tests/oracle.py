@@ -124,3 +124,43 @@ def stb_decode(path: Path) -> np.ndarray:
         return np.frombuffer(buf, dtype=np.uint8).reshape(img.height, img.width, 3).copy()
     finally:
         pyray.unload_image(img)
+
+
+def chromium() -> str:
+    """A headless Chromium for the tests that render pages: on PATH, or installed from Debian's `chromium`
+    package when the tests run as root with apt (as CI does); otherwise the test skips with the reason."""
+    import shutil
+    import subprocess
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("no Chromium on PATH and not root with apt-get to install Debian's chromium package")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"], capture_output=True,
+                       text=True, env=env, timeout=900)
+    if r.returncode != 0:  # the package lists may be stale: refresh them once
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+        r = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
+                           capture_output=True, text=True, env=env, timeout=900)
+    found = shutil.which("chromium")
+    if r.returncode != 0 or not found:
+        pytest.skip(f"Chromium cannot be installed here: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    return found
+
+
+def render_page(page: Path, screenshot: Path, size: tuple[int, int] = (1280, 6000)) -> tuple[str, str]:
+    """Open `page` in headless Chromium: (the DOM after load, the console lines), and a screenshot."""
+    import subprocess
+
+    exe = chromium()
+    common = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
+              "--v=0", "--virtual-time-budget=5000"]
+    dom = subprocess.run(common + ["--dump-dom", page.resolve().as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    subprocess.run(common + [f"--screenshot={screenshot}", f"--window-size={size[0]},{size[1]}",
+                             page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    console = [ln for ln in dom.stderr.splitlines() if ":CONSOLE" in ln]
+    return dom.stdout, "\n".join(console)

@@ -101,10 +101,25 @@ def average_precision(precision: Sequence[float], recall: Sequence[float], point
     return total / points
 
 
-class MapAccumulator:
-    """Collects matched detections image by image; `result()` scores them."""
+@dataclass
+class ImageOutcome:
+    """One image's detections at the confidence threshold as `map` counts them: TPs (detection index, class,
+    prob, truth index in the image) and FPs (detection index, class, prob), its truths (N, 5) and which of them
+    no TP matched (the FNs)."""
 
-    def __init__(self, classes: int, iou_thresh: float = 0.5, thresh: float = 0.25) -> None:
+    tp: list[tuple[int, int, float, int]]
+    fp: list[tuple[int, int, float]]
+    truths: np.ndarray
+    missed: np.ndarray  # indices into truths
+
+
+class MapAccumulator:
+    """Collects matched detections image by image; `result()` scores them. With `record`, `outcomes` keeps each
+    image's `ImageOutcome` (for the error analysis of `map --report`)."""
+
+    def __init__(self, classes: int, iou_thresh: float = 0.5, thresh: float = 0.25, record: bool = False) -> None:
+        self.record = record
+        self.outcomes: list[ImageOutcome] = []
         self.classes, self.iou_thresh, self.thresh = classes, iou_thresh, thresh
         self.probs: list[float] = []
         self.class_ids: list[int] = []
@@ -133,6 +148,8 @@ class MapAccumulator:
         thr, conf = F32(self.iou_thresh), F32(self.thresh)
         seen: dict[int, int] = {}  # truth index -> how many of this image's kept detections matched it
         last = None  # truth index of the image's last kept detection
+        tps: list[tuple[int, int, float, int]] = []
+        fps: list[tuple[int, int, float]] = []
         for i, c in zip(*np.nonzero(dets.probs > 0)):  # detection, then class: the reference's loop order
             prob = dets.probs[i, c]
             ok = (iou[i] > thr) & (t_ids == c)
@@ -153,8 +170,14 @@ class MapAccumulator:
                 if ti > -1 and not found:
                     self.avg_iou += max_iou
                     self.tp_per_class[c] += 1
+                    tps.append((int(i), int(c), float(prob), ti - self.unique_truths))
                 else:
                     self.fp_per_class[c] += 1
+                    fps.append((int(i), int(c), float(prob)))
+        if self.record:
+            matched = {t[3] for t in tps}
+            missed = np.array([j for j in range(len(truths)) if j not in matched], np.int64)
+            self.outcomes.append(ImageOutcome(tps, fps, truths, missed))
         self.unique_truths += len(truths)
         self.images += 1
         self._confuse(dets, truths, iou)

@@ -50,16 +50,18 @@ def check_paths(paths: Sequence[str], what: str) -> None:
 def compute_map(model: torch.nn.Module, paths: Sequence[str], names: Sequence[str], iou_thresh: float = 0.5,
                 thresh: float = 0.25, points: int = 0, batch: int = 1, difficult: Optional[Sequence[str]] = None,
                 loader: Callable[[str], np.ndarray] = read_bgr, progress: bool = True,
-                coco: Optional[CocoCollector] = None) -> MapResult:
+                coco: Optional[CocoCollector] = None, record: Optional[list] = None) -> MapResult:
     """validate_detector_map over `paths` (labels by label_path; `difficult` is a parallel list whose
     labels are the difficult truths). With `coco`, the same detections and truths are collected for
-    pycocotools as well."""
+    pycocotools as well; with `record` (a list), each image's (path, Detections, ImageOutcome) is appended."""
     det = Detector(model, names, MAP_THRESH, MAP_NMS, None, batch)
-    acc = MapAccumulator(det.classes, iou_thresh, thresh)
+    acc = MapAccumulator(det.classes, iou_thresh, thresh, record=record is not None)
     index = {p: k for k, p in enumerate(paths)}
     with Progress(len(paths), "map", unit="img", enabled=progress) as bar:
         for r in det.stream(frames_for(paths, loader)):
             acc_add(acc, r, det.classes, difficult, index, coco)
+            if record is not None and r.detections is not None:
+                record.append((r.frame.source.path, r.detections, acc.outcomes[-1]))
             bar.update(1)
     return acc.result(points)
 
@@ -129,15 +131,18 @@ class MapRun:
     names: list[str]
     coco_stats: Optional[np.ndarray] = None
     plots: list[Path] = field(default_factory=list)
+    report: Optional[Path] = None  # the error-analysis page
+    analysis: Optional[object] = None  # its darkcfg.eval.analysis.Analysis
 
 
 def run_map(data: PathLike, model: torch.nn.Module, names: Optional[PathLike] = None, iou_thresh: float = 0.5,
             thresh: float = 0.25, points: int = 0, batch: int = 1, coco: bool = False,
-            coco_gt: Optional[PathLike] = None, plots: Optional[PathLike] = None, progress: bool = True) -> MapRun:
+            coco_gt: Optional[PathLike] = None, plots: Optional[PathLike] = None, progress: bool = True,
+            report: Optional[PathLike] = None) -> MapRun:
     """`darknet detector map DATA CFG WEIGHTS` with `model`: mAP over DATA's valid list (labels by the
     reference's rule; `difficult=` names a parallel list of difficult truths). `names` overrides names=.
     With `coco`/`coco_gt` also pycocotools' metrics; with `plots` a folder for pr_curves.png and
-    confusion_matrix.png."""
+    confusion_matrix.png; with `report` a folder for the error-analysis page (darkcfg.eval.report_page)."""
     dc, paths = validation_list(data)
     difficult = read_list(dc.difficult) if dc.difficult else None
     if difficult is not None and len(difficult) != len(paths):
@@ -145,9 +150,20 @@ def run_map(data: PathLike, model: torch.nn.Module, names: Optional[PathLike] = 
                         f"({len(paths)})")
     class_names = names_for(model, names or dc.names)
     collector = CocoCollector(class_names, read_coco_gt(coco_gt) if coco_gt else None) if coco or coco_gt else None
+    record: Optional[list] = [] if report else None
     res = compute_map(model, paths, class_names, iou_thresh, thresh, points, batch, difficult, progress=progress,
-                      coco=collector)
+                      coco=collector, record=record)
     run = MapRun(res, class_names)
+    if report and record is not None:
+        from darkcfg.eval.analysis import analyse
+        from darkcfg.eval.report import map_lines
+        from darkcfg.eval.report_page import write_report
+
+        net = model.net
+        run.analysis = analyse(res, class_names, [r[2] for r in record], [(r[0], r[1]) for r in record], net.width,
+                               net.height, bool(net.letter_box))
+        run.report = write_report(Path(report), run.analysis, res, class_names, map_lines(res, class_names),
+                                  f"{model.cfg_file} on {dc.valid_list()}")
     if plots:
         from darkcfg.eval.plots import confusion_matrix, pr_curves
 

@@ -65,19 +65,37 @@ def anchors_line(anchors: np.ndarray, width: int) -> str:
 @dataclass
 class AnchorsResult:
     """What `calc_anchors` found: the anchors (k, 2) in pixels sorted by area, their cfg line, the average
-    best IoU of the labelled boxes with them, and how many images and boxes were read."""
+    best IoU of the labelled boxes with them, how many images and boxes were read, and (when current anchors
+    were given) the average best IoU of the boxes with those."""
 
     anchors: np.ndarray
     line: str
     avg_iou: float
     images: int
     boxes: int
+    current_iou: Optional[float] = None
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    import cv2
+
+    data = np.fromfile(path, np.uint8) if Path(path).is_file() else np.zeros(0, np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise DataError(f"{path}: cannot read the image (--letterbox needs its size)")
+    return img.shape[1], img.shape[0]
 
 
 def calc_anchors(data: Union[str, Path], num: int, width: int, height: int, seed: int = 0,
-                 out: Optional[Union[str, Path]] = None, progress: bool = True) -> AnchorsResult:
+                 out: Optional[Union[str, Path]] = None, progress: bool = True, letterbox: bool = False,
+                 current: Optional[np.ndarray] = None) -> AnchorsResult:
     """`darknet detector calc_anchors DATA -num_of_clusters num -width W -height H`: k-means anchors over
-    the labels of DATA's train list; the anchors line is written to `out` when given."""
+    the labels of DATA's train list; the anchors line is written to `out` when given.
+
+    letterbox: measure each box as the network sees it after letterboxing its image (w * image_w * s with
+    s = min(W / image_w, H / image_h)); the reference's calc_anchors always stretches to W x H, which is wrong
+    for letter_box=1 cfgs. current: (k, 2) anchors in pixels (a cfg's) to report their average best IoU.
+    """
     dc = read_data_cfg(data)
     if dc.train is None:
         raise DataError(f"{data}: no 'train' list")
@@ -86,7 +104,12 @@ def calc_anchors(data: Union[str, Path], num: int, width: int, height: int, seed
     with Progress(len(paths), "labels", unit="img", enabled=progress and len(paths) > 1) as bar:
         for p in paths:
             lab = read_labels(label_path(p), dc.classes)
-            boxes.append(lab[:, 3:5] * [width, height])
+            if letterbox and len(lab):
+                iw, ih = _image_size(p)
+                s = min(width / iw, height / ih)
+                boxes.append(lab[:, 3:5] * [iw * s, ih * s])
+            else:
+                boxes.append(lab[:, 3:5] * [width, height])
             bar.update(1)
     wh = np.concatenate(boxes) if boxes else np.zeros((0, 2))
     if len(wh) < num:
@@ -95,4 +118,6 @@ def calc_anchors(data: Union[str, Path], num: int, width: int, height: int, seed
     line = anchors_line(anchors, width)
     if out is not None:
         write_text(out, line)
-    return AnchorsResult(anchors, line, iou, len(paths), len(wh))
+    cur = float(wh_iou(wh, np.asarray(current, np.float64).reshape(-1, 2)).max(axis=1).mean()) \
+        if current is not None and len(current) else None
+    return AnchorsResult(anchors, line, iou, len(paths), len(wh), cur)
