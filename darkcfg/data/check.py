@@ -77,7 +77,7 @@ class DatasetCheck:
     def summary(self) -> str:
         """The table printed after the problem lines: images and labels per split, boxes per class, problems by
         kind."""
-        out = ["", f"{'split':<10}{'images':>8}{'readable':>10}{'labelled':>10}{'no labels':>11}{'boxes':>8}"]
+        out = ["", f"{'split':<10}{'images':>8}{'readable':>10}{'labelled':>10}{'no boxes':>11}{'boxes':>8}"]
         for split in sorted({e.split for e in self.images}):
             es = [e for e in self.images if e.split == split]
             empty = sum(e.size is not None and not len(e.rows) for e in es)
@@ -182,6 +182,10 @@ def _lists(source: PathLike, problems: list[Problem]) -> tuple[dict[str, list[st
     for split, lst in (("train", dc.train), ("valid", dc.valid)):
         if lst is None:
             continue
+        if split == "valid" and dc.train and os.path.abspath(lst) == os.path.abspath(dc.train):
+            problems.append(Problem(str(p), "valid is the train list", f"valid = {lst}: map would measure the "
+                                    "training images", blocking=False))
+            continue
         try:
             splits[split] = read_list(lst)
         except DataError as e:
@@ -204,10 +208,16 @@ def check_dataset(source: PathLike, classes: Optional[int] = None, progress: boo
                                 f"{len(names)} names, classes={classes}"))
     entries: list[ImageEntry] = []
     total = sum(len(v) for v in splits.values())
+    done: dict[str, ImageEntry] = {}  # a path listed twice is read (and its problems reported) once
     with Progress(total, "check", unit="img", enabled=progress and total > 1) as bar:
         for split, paths in splits.items():
             for path in paths:
-                entries.append(_check_image(split, path, classes, problems))
+                if path in done:
+                    first = done[path]
+                    e = ImageEntry(split, path, first.size, first.rows, first.has_labels, first.digest)
+                else:
+                    e = done[path] = _check_image(split, path, classes, problems)
+                entries.append(e)
                 bar.update(1)
     _duplicates(entries, problems)
     return DatasetCheck(str(source), classes, names, entries, problems, data_file, names_file)
@@ -240,7 +250,9 @@ def _duplicates(entries: list[ImageEntry], problems: list[Problem]) -> None:
         if e.digest in first:
             f = first[e.digest]
             if f.split != e.split:
-                problems.append(Problem(e.path, "in train and valid", f"the same image as {f.path} ({f.split})"))
+                same = "listed in both" if f.path == e.path else f"the same image as {f.path} ({f.split})"
+                problems.append(Problem(e.path, "in train and valid", f"{same}: map would measure a training image",
+                                        blocking=False))
             else:
                 problems.append(Problem(e.path, "duplicate image", f"the same content as {f.path}", blocking=False))
         else:
