@@ -220,6 +220,19 @@ def _device(name: Optional[str]) -> str:
 @click.option("--ext-output", "-ext_output", is_flag=True,
               help="Print each box as (left_x top_y width height) in pixels.")
 @_ignored_flags("-dont_show", "-show_imgs")
+@click.option("--json-port", "-json_port", type=click.IntRange(0, 65535), default=0,
+              help="Serve each frame's detections as the reference's -json_port does, to every client.")
+@click.option("--mjpeg-port", "-mjpeg_port", type=click.IntRange(0, 65535), default=0,
+              help="Serve the annotated frames as an MJPEG stream a browser shows (multipart/x-mixed-replace).")
+@click.option("--mjpeg-quality", type=click.IntRange(1, 100), default=80, show_default=True,
+              help="JPEG quality of the --mjpeg-port frames.")
+@click.option("--show", is_flag=True, help="Show the annotated frames in a window (when a display exists).")
+@click.option("--no-drop", is_flag=True,
+              help="Live sources: detect on every frame (default: the newest one, dropping what came meanwhile).")
+@click.option("--retries", type=int, default=-1, show_default=True,
+              help="Live sources: reconnect attempts after the stream drops (negative: forever).")
+@click.option("--frames", "max_frames", type=click.IntRange(1), default=None,
+              help="Live sources: stop after this many frames.")
 @click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
 @size_option
@@ -233,19 +246,22 @@ def _device(name: Optional[str]) -> str:
 @_friendly
 def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Optional[str], thresh: float,
            nms: float, letterbox: Optional[bool], out: str, nosave: bool, json_path: Optional[str], save_txt: bool,
-           overwrite: bool, ext_output: bool, batch: int, device: Optional[str], size: Optional[str], fast: bool,
-           compile_: bool, half: Optional[bool], quiet: bool) -> None:
+           overwrite: bool, ext_output: bool, json_port: int, mjpeg_port: int, mjpeg_quality: int, show: bool,
+           no_drop: bool, retries: int, max_frames: Optional[int], batch: int, device: Optional[str],
+           size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], quiet: bool) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
-    SOURCES are image files, folders of images, globs ('data/*.jpg'), list files (.txt, one path per line)
-    or videos. Unreadable sources are reported on stderr and skipped; the exit status is then 1. As with
-    `darknet detector test`, a .weights (or .pt) file right after CFG is the weights.
+    SOURCES are image files, folders of images, globs ('data/*.jpg'), list files (.txt, one path per line),
+    videos, camera indices (0) or stream URLs (rtsp://, http(s)://, udp://, tcp://, rtmp://). Unreadable
+    sources are reported on stderr and skipped; the exit status is then 1. As with `darknet detector test`, a
+    .weights (or .pt) file right after CFG is the weights. Ctrl-C stops cleanly, keeping what was written.
 
     \b
     darkcfg detect cfg/yolov4-tiny.cfg dog.jpg
     darkcfg detect cfg/yolov4-tiny.cfg images/ --ext-output --json out.json -b 8
     darkcfg detect my.cfg clip.mp4 -w backup/my_best.weights -n obj.names
+    darkcfg detect cfg/yolov4-tiny.cfg rtsp://cam/stream --mjpeg-port 8090 --json-port 8070 --nosave
     """
     from darkcfg.infer.fast import prepare_for_inference
     from darkcfg.infer.pipeline import Detector, run_detection
@@ -263,9 +279,13 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     load_trained_weights(model, cfg, weights)
     det = Detector(prepare_for_inference(model.to(_device(device)), fast, compile_, half), class_names, thresh,
                    nms, letterbox, batch)
+    from darkcfg.infer.pipeline import LiveOutputs
+    from darkcfg.infer.sources import LiveOptions
+
+    ports = LiveOutputs(json_port, mjpeg_port, mjpeg_quality, show) if json_port or mjpeg_port or show else None
     try:
         run = run_detection(det, sources, None if nosave else out, save_txt, json_path, ext_output, quiet,
-                            overwrite=overwrite)
+                            overwrite=overwrite, live=LiveOptions(no_drop, retries, max_frames), outputs_live=ports)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: what was written is complete (a video holds the frames done so far)", err=True)
         sys.exit(130)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -66,17 +66,20 @@ def json_number(v: float) -> str:
     return "%f" % v if math.isfinite(v) else "null"
 
 
-def json_object(dets: Detections, frame_id: int, filename: str) -> str:
+def json_object(dets: Detections, frame_id: int, filename: Optional[str]) -> str:
     """detection_to_json: one entry of the `-out` file (without the separators between entries), laid out
-    as the reference writes it, with every string escaped by the JSON encoder."""
+    as the reference writes it, with every string escaped by the JSON encoder; without a file name (None) as
+    the reference's -json_port sends it."""
     objs = []
     for i, j in dets.pairs():
         x, y, w, h = (json_number(float(v)) for v in dets.boxes[i])
         objs.append('  {"class_id":%d, "name":%s, "relative_coordinates":{"center_x":%s, "center_y":%s, '
                     '"width":%s, "height":%s}, "confidence":%s}'
                     % (j, json_string(dets.name(j)), x, y, w, h, json_number(float(dets.probs[i, j]))))
-    return ('{\n "frame_id":%d, \n "filename":%s, \n "objects": [ \n' % (frame_id, json_string(filename))
-            + ", \n".join(objs) + "\n ] \n}")
+    head = '{\n "frame_id":%d, \n' % frame_id
+    if filename is not None:
+        head += ' "filename":%s, \n' % json_string(filename)
+    return head + ' "objects": [ \n' + ", \n".join(objs) + "\n ] \n}"
 
 
 class JsonWriter:

@@ -64,7 +64,7 @@ class Outputs:
         if self.out_dir is None:
             return
         drawn = draw_detections(bgr, dets, self.thresh)
-        if source.kind == "video":
+        if source.kind in ("video", "live"):
             self._video_frame(source, drawn)
             return
         dest = self._image_name(source.path)
@@ -81,7 +81,7 @@ class Outputs:
             self.finish_video()
             assert self.out_dir is not None
             file = AtomicFile(self.out_dir / (self.stem(source.path) + ".mp4"), suffix=".mp4", own_handle=False)
-            _, fps, _, _ = video_info(source.path)
+            fps = source.fps or video_info(source.path)[1]
             h, w = drawn.shape[:2]
             writer = cv2.VideoWriter(str(file.temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
             if not writer.isOpened():

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Optional, Union
+from typing import IO, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -25,11 +25,12 @@ from darkcfg.data.images import bgr_to_image, read_bgr
 from darkcfg.errors import DarkcfgError
 from darkcfg.infer.decode import decode
 from darkcfg.infer.detections import Detection, Detections
-from darkcfg.infer.formats import JsonWriter, text_lines
+from darkcfg.infer.draw import draw_detections
+from darkcfg.infer.formats import JsonWriter, json_object, text_lines
 from darkcfg.infer.nms import nms_sort
 from darkcfg.infer.outputs import Outputs
 from darkcfg.infer.preprocess import prepare
-from darkcfg.infer.sources import Frame, expand_sources, iter_frames, video_info
+from darkcfg.infer.sources import Frame, LiveOptions, expand_sources, iter_frames, video_info
 from darkcfg.model.heads import last_head
 from darkcfg.model.names import default_names
 from darkcfg.model.network import Darknet
@@ -133,7 +134,7 @@ class Detector:
             out += self.run_batch([self.prepare(im) for im in chunk], [(im.shape[2], im.shape[1]) for im in chunk])
         return out
 
-    def stream(self, frames: Iterable[Frame], workers: int = 2) -> Iterator[Result]:
+    def stream(self, frames: Iterable[Frame], workers: int = 2, lookahead: Optional[int] = None) -> Iterator[Result]:
         """Detect on every frame, in order, yielding as batches finish. Unreadable frames come back with
         `error` set and the rest carry on. At most ~3 batches of images are in memory at once.
 
@@ -153,7 +154,8 @@ class Detector:
             except Exception as e:  # a decoder failure is still a one-line report for that frame
                 return None, None, f"{frame.name}: cannot read: {type(e).__name__}: {e}"
 
-        ahead = max(2 * self.batch, workers * 2)
+        # frames read ahead of the batch being detected; 0 for live sources: the newest frame, not a backlog
+        ahead = max(2 * self.batch, workers * 2) if lookahead is None else lookahead
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending: deque[tuple[Frame, Future]] = deque()
             it = iter(frames)
@@ -234,6 +236,35 @@ def detect(model: torch.nn.Module, images: Union[ImageInput, Sequence[ImageInput
 Darknet.detector = detect  # `model.detect(...)` (the model stage does not import this one)
 
 
+def stream(model: torch.nn.Module, source: Union[str, int], thresh: float = 0.25, nms: float = 0.45,
+           names: Optional[Sequence[str]] = None, letterbox: Optional[bool] = None, keep_all: bool = False,
+           retries: int = -1, max_frames: Optional[int] = None) -> Iterator[tuple[int, np.ndarray, list[Detection]]]:
+    """`model.stream(source)`: detect frame by frame on any source `darkcfg detect` takes (an image, a folder, a
+    video, a camera index such as 0, a stream URL), yielding (frame index, the frame as (H, W, 3) uint8 BGR, its
+    `Detection` list) as each frame is done.
+
+    A live source is read in a thread that keeps only the newest frame (`keep_all`: every frame), reconnecting
+    after a drop (`retries`; negative: forever); `max_frames` stops after that many frames. Unreadable inputs
+    raise their one-line error. Recurrent networks carry their state from frame to frame of one source.
+    """
+    det = Detector(model, names if names is not None else default_names(model), thresh, nms, letterbox, 1)
+    found, errors = expand_sources([str(source)])
+    if errors:
+        raise DarkcfgError(errors[0])
+    live = LiveOptions(keep_all, retries, max_frames)
+    k = 0
+    for r in det.stream(iter_frames(found, live), lookahead=0 if found[0].kind == "live" and not keep_all else None):
+        if r.error is not None or r.detections is None or r.image is None:
+            raise DarkcfgError(r.error or f"{r.frame.name}: cannot read")
+        yield (r.frame.index if r.frame.index is not None else k), r.image, r.detections.to_list(thresh)
+        k += 1
+        if max_frames is not None and k >= max_frames:
+            return
+
+
+Darknet.streamer = stream  # `model.stream(...)`
+
+
 @dataclass
 class DetectionRun:
     """What `run_detection` did: images (frames) done, labelled boxes printed, sources or frames that
@@ -246,21 +277,97 @@ class DetectionRun:
     written: list[Path] = field(default_factory=list)
 
 
+@dataclass
+class LiveOutputs:
+    """The live outputs of a detection run: Darknet's JSON and MJPEG ports (0: none), the MJPEG quality, a
+    window (`show`), and a callback `on_json(frame, frame_id, text)` called as each frame's JSON is published."""
+
+    json_port: int = 0
+    mjpeg_port: int = 0
+    mjpeg_quality: int = 80
+    show: bool = False
+    on_json: Optional[Callable[[Frame, int, str], None]] = None
+
+
+class _Live:
+    """The ports and window of a run (opened before the first frame, closed at the end)."""
+
+    def __init__(self, opts: LiveOutputs, thresh: float) -> None:
+        from darkcfg.infer.ports import JsonPort, MjpegPort
+
+        self.opts, self.thresh = opts, thresh
+        self.json = JsonPort(opts.json_port) if opts.json_port else None
+        self.mjpeg = MjpegPort(opts.mjpeg_port, opts.mjpeg_quality) if opts.mjpeg_port else None
+        self.frame_id = 0
+        self.window = _open_window() if opts.show else False
+
+    def publish(self, frame: Frame, bgr: np.ndarray, d: Detections) -> None:
+        self.frame_id += 1
+        if self.json is not None or self.opts.on_json is not None:
+            text = json_object(d, self.frame_id, None)
+            if self.json is not None:
+                self.json.publish(text.encode())
+            if self.opts.on_json is not None:
+                self.opts.on_json(frame, self.frame_id, text)
+        if self.mjpeg is not None and self.mjpeg.clients or self.window:
+            drawn = draw_detections(bgr, d, self.thresh)
+            if self.mjpeg is not None:
+                self.mjpeg.publish_image(drawn)
+            if self.window:
+                import cv2
+
+                cv2.imshow("darkcfg", drawn)
+                if cv2.waitKey(1) in (27, ord("q")):
+                    raise KeyboardInterrupt
+
+    def close(self) -> None:
+        for port in (self.json, self.mjpeg):
+            if port is not None:
+                port.close()
+        if self.window:
+            import cv2
+
+            cv2.destroyAllWindows()
+
+
+def _open_window() -> bool:
+    """A window for --show when a display and OpenCV's GUI exist; else a one-line note and no window."""
+    import os
+
+    import cv2
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin")):
+        print("note: --show: no display here; detecting without a window", file=sys.stderr)
+        return False
+    try:
+        cv2.namedWindow("darkcfg", cv2.WINDOW_NORMAL)
+        return True
+    except cv2.error:
+        print("note: --show: this OpenCV has no GUI (opencv-python-headless); detecting without a window",
+              file=sys.stderr)
+        return False
+
+
 def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[Union[str, Path]] = "predictions",
                   save_txt: bool = False, json_path: Optional[Union[str, Path]] = None, ext_output: bool = False,
                   quiet: bool = False, progress: bool = True, stdout: Optional[IO[str]] = None,
-                  overwrite: bool = False) -> DetectionRun:
-    """`darknet detector test` over SOURCES (image files, folders, globs, list files, videos).
+                  overwrite: bool = False, live: Optional[LiveOptions] = None,
+                  outputs_live: Optional[LiveOutputs] = None) -> DetectionRun:
+    """`darknet detector test` over SOURCES (image files, folders, globs, list files, videos) and `detector
+    demo` over live ones (camera indices, stream URLs; read as `live` says).
 
     Prints each frame's `<name>: Predicted in ... milli-seconds.` and its labelled boxes as the reference
     does (to `stdout`, default sys.stdout; nothing with `quiet`), writes annotated images and videos into
     `out_dir` (None: none), YOLO label files with `save_txt`, and the reference's `-out` JSON to
-    `json_path`. Unreadable sources and frames are reported on stderr, one line each, and skipped. Label files
-    beside the images (`save_txt` without `out_dir`, like `-save_labels`) never replace existing ones (a
-    dataset's own labels) unless `overwrite`: a one-line error before anything runs.
+    `json_path`; `outputs_live` adds the JSON and MJPEG ports and a window. Unreadable sources and frames are
+    reported on stderr, one line each, and skipped. Label files beside the images (`save_txt` without
+    `out_dir`, like `-save_labels`) never replace existing ones (a dataset's own labels) unless `overwrite`: a
+    one-line error before anything runs. Ctrl-C stops cleanly: what was written so far is kept.
     """
     out = stdout if stdout is not None else sys.stdout
     found, errors = expand_sources(sources)
+    live = live or LiveOptions()
+    has_live = any(s.kind == "live" for s in found)
     if save_txt and out_dir is None and not overwrite:
         existing = [p for p in (label_path(s.path) for s in found if s.kind == "image") if Path(p).exists()]
         if existing:
@@ -270,13 +377,18 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
     run = DetectionRun(failed=len(errors), sources=len(found))
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
-    total = sum(video_info(s.path)[0] or 1 if s.kind == "video" else 1 for s in found)
+    total: Optional[int] = sum(video_info(s.path)[0] or 1 if s.kind == "video" else 1 for s in found)
+    if has_live:
+        total = live.max_frames if live.max_frames is not None and len(found) == 1 else None
     outputs = Outputs(Path(out_dir) if out_dir is not None else None, save_txt, detector.thresh)
     json_out = JsonWriter(json_path) if json_path else None
-    show_bar = progress and (total > 1 or any(s.kind == "video" for s in found))
+    ports = _Live(outputs_live, detector.thresh) if outputs_live is not None else None
+    show_bar = progress and (total is None or total > 1 or any(s.kind == "video" for s in found))
+    # live sources: no read-ahead and one frame per forward, so each forward takes the newest frame
+    lookahead = 0 if has_live and not live.keep_all else None
     try:
         with Progress(total, "detect", unit="img", enabled=show_bar) as bar:
-            for r in detector.stream(iter_frames(found)):
+            for r in detector.stream(iter_frames(found, live), lookahead=lookahead):
                 if r.error is not None or r.detections is None or r.image is None:
                     run.failed += 1
                     bar.write(f"error: {r.error}", stream=sys.stderr)
@@ -290,11 +402,15 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
                 if json_out is not None:
                     json_out.add(d, r.frame.source.path)
                 outputs.add(r.frame.source, r.frame.index, r.image, d)
+                if ports is not None:
+                    ports.publish(r.frame, r.image, d)
                 run.done += 1
                 bar.update(1)
     finally:
         outputs.close()
         if json_out is not None:
             json_out.close()
+        if ports is not None:
+            ports.close()
     run.written = outputs.written + ([Path(json_path)] if json_path else [])
     return run

@@ -1,4 +1,5 @@
-"""What `darkcfg detect SOURCE...` reads: image files, folders, globs, list files and videos.
+"""What `darkcfg detect SOURCE...` reads: image files, folders, globs, list files, videos, and live sources
+(camera indices and stream URLs, read by `darkcfg.infer.live`).
 
 `expand_sources` turns the command-line arguments into `Source`s (one image, or one video) plus one-line
 errors for arguments that give nothing (a missing file, an empty folder, a glob without matches); a bad
@@ -18,6 +19,7 @@ import numpy as np
 
 from darkcfg.data.dataset import read_list
 from darkcfg.data.images import IMAGE_EXTENSIONS, ImageError, list_images, read_bgr
+from darkcfg.infer.live import LiveReader, is_live
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".mjpeg")
 LIST_EXTENSIONS = (".txt", ".list", ".lst")
@@ -25,10 +27,22 @@ LIST_EXTENSIONS = (".txt", ".list", ".lst")
 
 @dataclass
 class Source:
-    """One input: `path` as the user named it (printed and written to JSON as such); kind image|video."""
+    """One input: `path` as the user named it (printed and written to JSON as such); kind image|video|live;
+    `fps` of a live source once it is open (for a recorded output video)."""
 
     path: str
     kind: str = "image"
+    fps: Optional[float] = None
+
+
+@dataclass
+class LiveOptions:
+    """How live sources are read: every frame (`keep_all`, else the newest), reconnect attempts (`retries`,
+    negative: forever), and a frame count after which to stop (`max_frames`, None: until the stream ends)."""
+
+    keep_all: bool = False
+    retries: int = -1
+    max_frames: Optional[int] = None
 
 
 @dataclass
@@ -39,6 +53,7 @@ class Frame:
     source: Source
     index: Optional[int]
     load: Callable[[], np.ndarray]
+    arrival: Optional[float] = None  # live frames: time.perf_counter() when the reader got it
 
     @property
     def name(self) -> str:
@@ -70,7 +85,9 @@ def expand_sources(args: Sequence[str]) -> tuple[list[Source], list[str]]:
     errors: list[str] = []
     for arg in args:
         p = Path(arg)
-        if p.is_dir():
+        if is_live(arg) and not p.exists():
+            sources.append(Source(arg, "live"))
+        elif p.is_dir():
             found = list_images(p)
             if not found:
                 errors.append(f"{arg}: folder has no image files ({', '.join(IMAGE_EXTENSIONS[:5])}, ...)")
@@ -127,15 +144,46 @@ def video_info(path: str) -> tuple[int, float, int, int]:
         cap.release()
 
 
-def iter_frames(sources: Sequence[Source]) -> Iterator[Frame]:
+def _failed(source: Source, err: ImageError) -> Frame:
+    def fail() -> np.ndarray:
+        raise err
+
+    return Frame(source, None, fail)
+
+
+def live_frames(source: Source, opts: LiveOptions) -> Iterator[Frame]:
+    """The frames of a live source as its reader delivers them (module darkcfg.infer.live); a source that
+    cannot be opened yields one Frame whose load raises, and one that ends after reconnecting yields a last such
+    Frame saying so."""
+    reader = LiveReader(source.path, opts.keep_all, opts.retries)
+    try:
+        reader.start()
+    except ImageError as e:
+        yield _failed(source, e)
+        return
+    source.fps = reader.fps
+    n = 0
+    try:
+        for index, frame, t in reader.frames():
+            yield Frame(source, index, lambda im=frame: im, t)
+            n += 1
+            if opts.max_frames is not None and n >= opts.max_frames:
+                return
+        if reader.error:
+            yield _failed(source, ImageError(reader.error))
+    finally:
+        reader.stop()
+
+
+def iter_frames(sources: Sequence[Source], live: Optional[LiveOptions] = None) -> Iterator[Frame]:
     """Every frame of every source, lazily. A video that fails to open yields one Frame whose load raises."""
     for s in sources:
-        if s.kind == "video":
+        if s.kind == "live":
+            yield from live_frames(s, live or LiveOptions())
+        elif s.kind == "video":
             try:
                 yield from video_frames(s)
             except ImageError as e:
-                def fail(err: ImageError = e) -> np.ndarray:
-                    raise err
-                yield Frame(s, None, fail)
+                yield _failed(s, e)
         else:
             yield Frame(s, None, lambda p=s.path: read_bgr(p))

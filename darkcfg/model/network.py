@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, ClassVar, Optional, Union
+from typing import Callable, ClassVar, Iterator, Optional, Union
 
 from torch import Tensor, nn
 
@@ -29,6 +29,7 @@ class Darknet(nn.Module):
     # `detect` runs the inference pipeline, a higher stage (darkcfg.infer) that registers itself here when it
     # is imported (darkcfg/__init__ imports it): the model stage never imports it.
     detector: ClassVar[Optional[Callable[..., list]]] = None
+    streamer: ClassVar[Optional[Callable[..., Iterator]]] = None
 
     def __init__(self, cfg_text: str, file: str = "<cfg>", size: Optional[tuple[int, int]] = None,
                  warn_unused: bool = True) -> None:
@@ -223,6 +224,13 @@ class Darknet(nn.Module):
         if Darknet.detector is None:
             raise RuntimeError("the detection pipeline is not loaded: import darkcfg (or darkcfg.infer.pipeline)")
         return Darknet.detector(self, images, thresh, nms, **options)
+
+    def stream(self, source: object, thresh: float = 0.25, nms: float = 0.45, **options: object) -> Iterator:
+        """Detect frame by frame on a video, camera index (0) or stream URL (or images): yields (frame index, BGR
+        frame, [Detection, ...]); see `darkcfg.infer.pipeline.stream`. Live sources give the newest frame."""
+        if Darknet.streamer is None:
+            raise RuntimeError("the detection pipeline is not loaded: import darkcfg (or darkcfg.infer.pipeline)")
+        return Darknet.streamer(self, source, thresh, nms, **options)
 
     # -- reporting ----------------------------------------------------------------------------------
     @property

@@ -1,0 +1,166 @@
+"""Darknet's output ports (http_stream.cpp), for `darkcfg detect --json-port N --mjpeg-port M`.
+
+- `JsonPort`: each client gets `HTTP/1.0 200 OK`, headers with `Content-Type: application/json`, then `[\\n`, then
+  one JSON object per frame as the reference's send_json writes them (detection_to_json without a file name:
+  `frame_id` counted from 1, `objects`), separated by `, \\n`: a JSON array that grows while the stream runs.
+- `MjpegPort`: `multipart/x-mixed-replace; boundary=mjpegstream` with one JPEG part per annotated frame
+  (`--mjpegstream`, `Content-Type: image/jpeg`, `Content-Length`), what a browser shows as video in an <img>.
+
+Any number of clients at once; each has its own sender thread holding only the newest item, so a slow client
+gets the latest frame and never slows detection (or the other clients). A client that stops reading for
+`timeout` seconds is dropped. Ports bind to all interfaces, like the reference's.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from typing import IO, Optional
+
+JSON_HEADER = (b"HTTP/1.0 200 OK\r\nServer: darkcfg\r\nConnection: close\r\nMax-Age: 0\r\nExpires: 0\r\n"
+               b"Cache-Control: no-cache, private\r\nPragma: no-cache\r\nContent-Type: application/json\r\n\r\n")
+MJPEG_HEADER = (b"HTTP/1.0 200 OK\r\nServer: darkcfg\r\nConnection: close\r\nMax-Age: 0\r\nExpires: 0\r\n"
+                b"Cache-Control: no-cache, private\r\nPragma: no-cache\r\n"
+                b"Content-Type: multipart/x-mixed-replace; boundary=mjpegstream\r\n\r\n")
+
+
+class _Client:
+    """One connection: a sender thread that sends the newest published item (older ones are replaced)."""
+
+    def __init__(self, port: _Port, conn: socket.socket) -> None:
+        self.port, self.conn = port, conn
+        self._cond = threading.Condition()
+        self._item: Optional[bytes] = None
+        self._closed = False
+        self.sent = 0
+        threading.Thread(target=self._run, name=f"port {port.port} client", daemon=True).start()
+
+    def offer(self, item: bytes) -> None:
+        with self._cond:
+            self._item = item
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        try:
+            self.conn.settimeout(0.2)
+            try:
+                self.conn.recv(65536)  # the client's request (a browser sends one; the reference ignores it)
+            except (socket.timeout, OSError):
+                pass
+            self.conn.settimeout(self.port.timeout)
+            self.conn.sendall(self.port.header)
+            while True:
+                with self._cond:
+                    while self._item is None and not self._closed:
+                        self._cond.wait()
+                    if self._closed:
+                        return
+                    item, self._item = self._item, None
+                self.conn.sendall(self.port.frame(item, self.sent))
+                self.sent += 1
+        except OSError:
+            pass  # the client went away or stalled past the timeout: drop it
+        finally:
+            self.port._remove(self)
+            try:
+                self.conn.close()
+            except OSError:
+                pass
+
+
+class _Port:
+    header = b""
+
+    def __init__(self, port: int, timeout: float = 5.0, host: str = "", log: Optional[IO[str]] = None) -> None:
+        self.timeout = timeout
+        self.log = log if log is not None else sys.stderr
+        self._clients: list[_Client] = []
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind((host, port))
+        except OSError as e:
+            self._sock.close()
+            raise OSError(f"port {port}: cannot listen ({e.strerror or e})") from None
+        self._sock.listen(16)
+        self.port = self._sock.getsockname()[1]
+        self._open = True
+        threading.Thread(target=self._accept, name=f"port {self.port}", daemon=True).start()
+
+    def frame(self, item: bytes, index: int) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def clients(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+    def _accept(self) -> None:
+        while self._open:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._clients.append(_Client(self, conn))
+
+    def _remove(self, client: _Client) -> None:
+        with self._lock:
+            if client in self._clients:
+                self._clients.remove(client)
+
+    def publish(self, item: bytes) -> None:
+        """Hand an item to every client (each keeps only the newest); never blocks on a client."""
+        with self._lock:
+            clients = list(self._clients)
+        for c in clients:
+            c.offer(item)
+
+    def close(self) -> None:
+        self._open = False
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        with self._lock:
+            clients = list(self._clients)
+        for c in clients:
+            c.close()
+
+
+class JsonPort(_Port):
+    """The reference's -json_port (module docstring)."""
+
+    header = JSON_HEADER + b"[\n"
+
+    def frame(self, item: bytes, index: int) -> bytes:
+        return item if index == 0 else b", \n" + item
+
+
+class MjpegPort(_Port):
+    """The reference's -mjpeg_port (module docstring); `quality` is the JPEG quality of the frames."""
+
+    header = MJPEG_HEADER
+
+    def __init__(self, port: int, quality: int = 80, **kwargs: object) -> None:
+        super().__init__(port, **kwargs)  # type: ignore[arg-type]
+        self.quality = quality
+
+    def frame(self, item: bytes, index: int) -> bytes:
+        return (b"--mjpegstream\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(item)) + item + b"\r\n"
+
+    def publish_image(self, bgr) -> None:  # noqa: ANN001 - (H, W, 3) uint8
+        """Encode only when someone is watching."""
+        if not self.clients:
+            return
+        import cv2
+
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(self.quality)])
+        if ok:
+            self.publish(buf.tobytes())
