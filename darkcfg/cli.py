@@ -296,6 +296,56 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
         sys.exit(1)
 
 
+@main.command(cls=DarknetCommand, context_settings={"max_content_width": 110})
+@click.argument("cfg", type=click.Path(dir_okay=False))
+@click.argument("weights", type=click.Path(dir_okay=False), required=False)
+@click.option("-n", "--names", type=click.Path(dir_okay=False), default=None,
+              help="Class names, one per line. Default: COCO's when the cfg has 80 classes.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option("--thresh", type=float, default=0.25, show_default=True, help="Default detection threshold.")
+@click.option("--nms", type=float, default=0.45, show_default=True, help="Default NMS threshold.")
+@click.option("-b", "--batch", type=click.IntRange(1), default=8, show_default=True,
+              help="Most images per forward when requests arrive together.")
+@click.option("--batch-wait-ms", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="How long the first request of a batch waits for others.")
+@click.option("--max-mb", type=click.FloatRange(0, min_open=True), default=20.0, show_default=True,
+              help="Largest request body accepted (413 above).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
+@size_option
+@_friendly
+def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, port: int, thresh: float, nms: float,
+          batch: int, batch_wait_ms: float, max_mb: float, device: Optional[str], size: Optional[str]) -> None:
+    """Serve detection over HTTP: POST an image to /detect (raw body or multipart; ?thresh=&nms=&ext=1) for the
+    JSON `detect --json` writes; GET /health. Concurrent requests are batched.
+
+    \b
+    darkcfg serve cfg/yolov4-tiny.cfg --port 8080
+    curl --data-binary @dog.jpg 'http://127.0.0.1:8080/detect?thresh=0.3'
+    """
+    from darkcfg.infer.fast import prepare_for_inference
+    from darkcfg.infer.pipeline import Detector
+    from darkcfg.infer.serve import make_server
+    from darkcfg.model.loading import load, load_trained_weights
+    from darkcfg.model.names import names_for
+
+    model = load(cfg, size=_parse_size(size))
+    class_names = names_for(model, names)
+    load_trained_weights(model, cfg, weights)
+    det = Detector(prepare_for_inference(model.to(_device(device))), class_names, thresh, nms, None, batch)
+    try:
+        server = make_server(det, host, port, batch, batch_wait_ms / 1000, int(max_mb * 1024 * 1024))
+    except OSError as e:
+        raise DarkcfgError(f"{host}:{port}: cannot listen ({e.strerror or e})") from None
+    click.echo(f"serving {cfg} on http://{host}:{server.server_address[1]}/detect (Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("\nstopped", err=True)
+    finally:
+        server.server_close()
+
+
 def _is_weights_file(path: str) -> bool:
     """A Darknet .weights file or a darkcfg checkpoint, by name (or content for a .pt)."""
     from darkcfg.model.loading import is_checkpoint
