@@ -141,7 +141,8 @@ class LiveReader:
                 self._cap.release()
                 self._cap = None
             if self.retries >= 0 and failures >= self.retries:
-                self.error = f"{describe(self.target)}: the stream ended ({failures} reconnect attempts failed)"
+                tried = f" ({failures} reconnect attempt{'s' if failures > 1 else ''} failed)" if failures else ""
+                self.error = f"{describe(self.target)}: the stream ended{tried}"
                 break
             delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** failures)
             failures += 1
