@@ -82,9 +82,10 @@ class FrameServer:
             self._port = None
 
 
-def read_json_port(port: int, stop: threading.Event, out: list, timeout: float = 60.0) -> None:
-    """Connect to a JSON port (retrying until it listens), read until it closes, and put the parsed objects
-    into `out`; the raw text goes to out's attribute-free last element as ('raw', text)."""
+def read_json_port(port: int, stop: threading.Event, out: list, timeout: float = 60.0,
+                   connected: Optional[threading.Event] = None) -> None:
+    """Connect to a JSON port (retrying until it listens; then set `connected`), read until it closes, and put
+    ('header', text) and ('objects', parsed list) into `out`."""
     end = time.monotonic() + timeout
     while True:
         try:
@@ -95,6 +96,9 @@ def read_json_port(port: int, stop: threading.Event, out: list, timeout: float =
                 return
             time.sleep(0.05)
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    if connected is not None:
+        time.sleep(0.3)  # the server has accepted and registered this client by now
+        connected.set()
     s.settimeout(timeout)
     data = b""
     try:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from oracle import REPO, render_page
+from oracle import REPO, chromium, render_page
 from streams import FrameServer, frames, free_port, mjpeg_parts, read_json_port
 
 import darkcfg
@@ -37,8 +37,9 @@ def test_json_port_sends_what_detect_on_the_same_frames_finds(detector, tmp_path
     reference's -json_port sends them."""
     jpegs = frames(6)
     srv = FrameServer(jpegs, fps=10).start()
+    srv.go.clear()  # no frame before the JSON client is there
     port, out, stop = free_port(), [], threading.Event()
-    reader = threading.Thread(target=read_json_port, args=(port, stop, out))
+    reader = threading.Thread(target=read_json_port, args=(port, stop, out, 60.0, srv.go))
     reader.start()
     try:
         run = _run(detector, srv.url, LiveOptions(keep_all=True, retries=0, max_frames=6), LiveOutputs(json_port=port))
@@ -148,6 +149,7 @@ def test_model_stream_yields_frames_and_detections():
 def test_a_browser_shows_the_annotated_stream(detector, tmp_path):
     """Headless Chromium opens a page embedding the --mjpeg-port stream; its screenshot shows the frame with
     darkcfg's box and label drawn on it."""
+    chromium()  # skips here, in the test's own thread, where Chromium cannot be had
     srv = FrameServer(frames(4), fps=15, loop=True).start()
     port = free_port()
     page = tmp_path / "watch.html"
@@ -157,9 +159,11 @@ def test_a_browser_shows_the_annotated_stream(detector, tmp_path):
     done = threading.Event()
 
     def browse():
-        time.sleep(1.0)
-        render_page(page, shot, size=(400, 300))
-        done.set()
+        try:
+            time.sleep(1.0)
+            render_page(page, shot, size=(400, 300))
+        finally:
+            done.set()
 
     threading.Thread(target=browse, daemon=True).start()
     try:
@@ -195,12 +199,29 @@ def _until(detector, url, port, done):
     from darkcfg.infer.sources import expand_sources, iter_frames
 
     found, _ = expand_sources([url])
+    deadline = time.monotonic() + 120
     ports = _Live(LiveOutputs(mjpeg_port=port), detector.thresh)
     try:
         for r in detector.stream(iter_frames(found, LiveOptions(retries=0)), lookahead=0):
             if r.detections is not None:
                 ports.publish(r.frame, r.image, r.detections)
-            if done.is_set():
+            if done.is_set() or time.monotonic() > deadline:
                 break
     finally:
         ports.close()
+
+
+def test_a_live_stream_is_recorded_and_written_to_json(detector, tmp_path):
+    srv = FrameServer(frames(5), fps=10).start()
+    try:
+        run = _run(detector, srv.url, LiveOptions(keep_all=True, retries=0, max_frames=5), None,
+                   out=tmp_path / "out", json_path=tmp_path / "live.json")
+    finally:
+        srv.stop()
+    assert run.done == 5
+    videos = list((tmp_path / "out").glob("*.mp4"))
+    assert len(videos) == 1
+    cap = cv2.VideoCapture(str(videos[0]))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 320
+    entries = json.loads((tmp_path / "live.json").read_text())
+    assert [e["filename"] for e in entries] == [srv.url] * 5
