@@ -164,3 +164,15 @@ def render_page(page: Path, screenshot: Path, size: tuple[int, int] = (1280, 600
                              page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
     console = [ln for ln in dom.stderr.splitlines() if ":CONSOLE" in ln]
     return dom.stdout, "\n".join(console)
+
+
+def map_set(d: Path) -> Path:
+    """The reference's map set in folder d: the six images (linked) with reference/map's labels beside them, a
+    valid list and coco.data naming COCO's names. Returns the .data file."""
+    for n in REF_IMAGES:
+        (d / f"{n}.jpg").symlink_to(IMAGES / f"{n}.jpg")
+        (d / f"{n}.txt").write_bytes((REF / "map" / "labels" / f"{n}.txt").read_bytes())
+    (d / "valid.txt").write_text("".join(f"{d / n}.jpg\n" for n in REF_IMAGES))
+    names = SHARED / "darknet" / "coco.names"
+    (d / "coco.data").write_text(f"classes = 80\nvalid = {d / 'valid.txt'}\nnames = {names}\n")
+    return d / "coco.data"

@@ -7,7 +7,7 @@ decoder) is checked too: it finds one more detection at thresh .005 (153 vs 152)
 """
 import pytest
 from click.testing import CliRunner
-from oracle import IMAGES, REF, REF_IMAGES, SHARED, needs_shared, stb_decode
+from oracle import REF, REF_IMAGES, SHARED, map_set, needs_shared, stb_decode
 
 import darkcfg
 from darkcfg.cli import main
@@ -22,12 +22,8 @@ CFG = SHARED / "darknet" / "cfg" / "yolov3-tiny.cfg"
 @pytest.fixture(scope="module")
 def valid(tmp_path_factory):
     d = tmp_path_factory.mktemp("map")
-    for n in REF_IMAGES:
-        (d / f"{n}.jpg").symlink_to(IMAGES / f"{n}.jpg")
-        (d / f"{n}.txt").write_bytes((REF / "map" / "labels" / f"{n}.txt").read_bytes())
-    (d / "valid.txt").write_text("".join(f"{d / n}.jpg\n" for n in REF_IMAGES))
-    names = SHARED / "darknet" / "coco.names"
-    (d / "coco.data").write_text(f"classes = 80\nvalid = {d / 'valid.txt'}\nnames = {names}\n")
+    if SHARED.is_dir():
+        map_set(d)
     return d
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from oracle import IMAGES, REF, REF_IMAGES, SHARED, needs_shared, render_page
+from oracle import REF_IMAGES, SHARED, map_set, needs_shared, render_page
 
 from darkcfg.cli import main
 
@@ -23,12 +23,7 @@ CFG = SHARED / "darknet" / "cfg" / "yolov3-tiny.cfg"
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
-    for n in REF_IMAGES:
-        (d / f"{n}.jpg").symlink_to(IMAGES / f"{n}.jpg")
-        (d / f"{n}.txt").write_bytes((REF / "map" / "labels" / f"{n}.txt").read_bytes())
-    (d / "valid.txt").write_text("".join(f"{d / n}.jpg\n" for n in REF_IMAGES))
-    names = SHARED / "darknet" / "coco.names"
-    (d / "coco.data").write_text(f"classes = 80\nvalid = {d / 'valid.txt'}\nnames = {names}\n")
+    map_set(d)
     from darkcfg.eval.runner import run_map
     from darkcfg.model.loading import load_trained
     model = load_trained(str(CFG), str(WEIGHTS))
