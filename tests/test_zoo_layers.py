@@ -246,3 +246,72 @@ def test_every_shared_zoo_cfg_builds():
         warnings.simplefilter("ignore")
         for cfg in sorted(CFG_DIR.glob("*.cfg")):
             Darknet.from_file(cfg, size=(64, 64), warn_unused=False)
+
+
+TREE = "a -1\nb -1\nc 0\nd 0\ne 0\nf 1\ng 1\n"  # groups: [a b] [c d e] under a, [f g] under b
+
+
+def c_top_prediction(pred, parent, group_offset, group_size, child, thresh):
+    """tree.c:hierarchy_top_prediction, loop by loop (stride 1)."""
+    p, group = 1.0, 0
+    while True:
+        mx, max_i = 0.0, 0
+        for i in range(group_size[group]):
+            index = i + group_offset[group]
+            if pred[index] > mx:
+                max_i, mx = index, pred[index]
+        if p * mx > thresh:
+            p *= mx
+            group = child[max_i]
+            if child[max_i] < 0:
+                return max_i
+        elif group == 0:
+            return max_i
+        else:
+            return parent[group_offset[group]]
+
+
+def test_a_word_tree_region_follows_softmax_tree_and_the_hierarchy(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.tree").write_text(TREE)
+    (tmp_path / "data" / "t.map").write_text("3\n5\n0\n")
+    (tmp_path / "cfg").mkdir()
+    text = ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=12\nsize=1\nactivation=linear\n"
+            "[region]\nanchors=1,1\nclasses=7\ncoords=4\nnum=1\nsoftmax=1\ntree=data/t.tree\n{map}")
+    cfg = tmp_path / "cfg" / "t.cfg"
+    cfg.write_text(text.format(map="map=data/t.map\n"))
+    model = Darknet.from_file(cfg).eval()  # the files are found beside the cfg's folder, as darknet's layout has them
+    head = model.layers[1]
+    x = torch.randn(1, 12, 16, 16)
+    out = head(x, [])
+    cls = out.reshape(1, 16, 16, 12)[..., 5:]
+    raw = x.permute(0, 2, 3, 1)[..., 5:]
+    groups = [(0, 2), (2, 3), (5, 2)]
+    for o, n in groups:
+        torch.testing.assert_close(cls[..., o:o + n], raw[..., o:o + n].softmax(-1))
+    d = head.decode_grid(out, 32, 32)  # (B, H, W, n) with n = 1
+    d.probs = d.probs[..., 0, :]
+    scale = out.reshape(1, 16, 16, 12)[..., 4]
+    h = cls.clone()
+    parent = [-1, -1, 0, 0, 0, 1, 1]
+    for j in range(7):  # hierarchy_predictions: parents come first
+        if parent[j] >= 0:
+            h[..., j] = h[..., j] * h[..., parent[j]]
+    torch.testing.assert_close(d.probs[..., :3], scale[..., None] * h[..., [3, 5, 0]])
+    assert not d.probs[..., 3:].any()
+    cfg.write_text(text.format(map=""))
+    plain = Darknet.from_file(cfg).eval().layers[1]
+    plain.load_state_dict(head.state_dict())
+    d2 = plain.decode_grid(out, 32, 32)
+    d2.probs = d2.probs[..., 0, :]
+    flat = cls.reshape(-1, 7)
+    top = [c_top_prediction(r, parent, [0, 2, 5], [2, 3, 2], [1, 2, -1, -1, -1, -1, -1], 0.5) for r in flat.tolist()]
+    got = d2.probs.reshape(-1, 7).argmax(-1).tolist()
+    assert got == top and len(set(top)) > 1
+    torch.testing.assert_close(d2.probs.reshape(-1, 7).max(-1).values, scale.reshape(-1))
+    from darkcfg.train.losses import NotTrainableError, trainable_heads
+    with pytest.raises(NotTrainableError, match=r"layer 1 \[region\]: training with a word tree"):
+        trainable_heads(model)
+    cfg.write_text(text.format(map="").replace("t.tree", "missing.tree"))
+    with pytest.raises(CfgError, match=r"tree=data/missing.tree: no such file"):
+        Darknet.from_file(cfg)

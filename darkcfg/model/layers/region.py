@@ -8,10 +8,22 @@ the same flat memory as the reference's l.output.
 Decoding (region_layer.c:get_region_box / get_region_detections): every cell and anchor is a detection with
 objectness 1; bx = (col + logistic(x))/lw, bw = exp(tw)*anchor_w/lw (anchors in grid units); prob_j =
 obj*cls_j (classfix=-1: obj below .5 counts as 0).
+
+YOLO9000's word tree (`tree=` file, tree.c:read_tree; optional `map=` file): the classes are the tree's nodes,
+one `name parent` line each; the softmax runs over each run of consecutive nodes with the same parent
+(softmax_tree), and a node's probability is its own times its ancestors' (hierarchy_predictions). With `map`,
+class j of the detections (j < lines of the map file) is obj x that probability of node map[j]; without it each
+box gets one class, found by descending the tree from the root group while obj x the path's probability stays
+above `tree_thresh` (.5, hierarchy_top_prediction), with probability obj. The files are looked for as given
+(the reference opens them relative to the working directory), then beside the cfg and in its parent folder
+(darknet's layout: cfg/ and data/). Training with a tree is not supported.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -46,6 +58,89 @@ class RegionParams:
     class_scale: float = 1.0
     bias_match: int = 0
     anchors: list[float] = field(default_factory=list)  # grid units
+    tree: Optional[WordTree] = None
+    map: Optional[list[int]] = None
+
+
+TREE_THRESH = 0.5  # darknet detector test's hier_thresh
+
+
+@dataclass
+class WordTree:
+    """tree.c:read_tree: each node's parent (-1: a root) and the groups, runs of consecutive nodes with the same
+    parent (offset, size); `child[i]` is the group whose parent is node i (-1: a leaf)."""
+
+    parent: list[int]
+    groups: list[tuple[int, int]]
+    child: list[int]
+
+    @classmethod
+    def read(cls, path: Path) -> WordTree:
+        parent = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            parent.append(int(parts[1]) if len(parts) > 1 and parts[1].lstrip("-").isdigit() else -1)
+        groups: list[tuple[int, int]] = []
+        for i, p in enumerate(parent):
+            if i == 0 or p != parent[i - 1]:
+                groups.append((i, 0))
+            groups[-1] = (groups[-1][0], groups[-1][1] + 1)
+        child = [-1] * len(parent)
+        for g, (off, _) in enumerate(groups):
+            if parent[off] >= 0 and child[parent[off]] < 0:
+                child[parent[off]] = g
+        return cls(parent, groups, child)
+
+    def softmax(self, x: Tensor) -> Tensor:
+        """softmax_tree over the last dimension (one softmax per group)."""
+        return torch.cat([x[..., o:o + n].softmax(-1) for o, n in self.groups], -1)
+
+    def hierarchy(self, p: Tensor) -> Tensor:
+        """hierarchy_predictions: each node's probability times its ancestors' (parents come first in the file)."""
+        out = p.clone()
+        for o, n in self.groups:
+            par = self.parent[o]
+            if par >= 0:
+                out[..., o:o + n] = out[..., o:o + n] * out[..., par:par + 1]
+        return out
+
+    def top(self, h: Tensor, thresh: float) -> Tensor:
+        """hierarchy_top_prediction for rows of conditional probabilities h (N, nodes) -> node index (N,)."""
+        idx = []
+        for row in h.tolist():
+            p, group = 1.0, 0
+            while True:
+                o, n = self.groups[group]
+                seg = row[o:o + n]
+                k = max(range(n), key=seg.__getitem__)
+                best = o + k
+                if p * seg[k] > thresh:
+                    p *= seg[k]
+                    if self.child[best] < 0:
+                        break
+                    group = self.child[best]
+                elif group == 0:
+                    break
+                else:
+                    best = self.parent[o]
+                    break
+            idx.append(best)
+        return torch.tensor(idx, dtype=torch.long)
+
+
+def _find(sec: Section, key: str) -> Path:
+    """A tree/map file: as written (the working directory), else beside the cfg, else in its parent folder."""
+    name = sec.str(key)
+    assert name is not None
+    cfg_dir = Path(sec.file).parent
+    for cand in (Path(name), cfg_dir / name, cfg_dir.parent / name):
+        if cand.is_file():
+            return cand
+    opt = sec.find(key)
+    raise sec.error(f"{key}={name}: no such file (looked in {os.getcwd()}, {cfg_dir} and {cfg_dir.parent})",
+                    opt.line if opt else None)
 
 
 class Region(DetectionHead):
@@ -76,7 +171,10 @@ class Region(DetectionHead):
         y = x.reshape(b, self.n, self.entries, h, w).permute(0, 3, 4, 1, 2)  # (B, H, W, n, entries)
         parts = [y[..., : p.coords], torch.sigmoid(y[..., p.coords: p.coords + 1])]
         cls = y[..., p.coords + 1:]
-        parts.append(cls.softmax(dim=-1) if p.softmax else cls)
+        if p.tree is not None:
+            parts.append(p.tree.softmax(cls))
+        else:
+            parts.append(cls.softmax(dim=-1) if p.softmax else cls)
         return torch.cat(parts, dim=-1).reshape(b, h, w, -1)
 
     def planes(self, out: Tensor) -> Tensor:
@@ -95,7 +193,24 @@ class Region(DetectionHead):
         scale = e[..., p.coords]
         if p.classfix == -1:
             scale = torch.where(scale < 0.5, torch.zeros_like(scale), scale)
-        return Decoded(x, y, w, h, torch.ones_like(scale), scale.unsqueeze(-1) * e[..., p.coords + 1:])
+        cls = e[..., p.coords + 1:]
+        if p.tree is not None:
+            cls = self._tree_probs(cls)
+        return Decoded(x, y, w, h, torch.ones_like(scale), scale.unsqueeze(-1) * cls)
+
+    def _tree_probs(self, cls: Tensor) -> Tensor:
+        """Class probabilities before the objectness factor under a word tree (module docstring)."""
+        p = self.params
+        assert p.tree is not None
+        h = p.tree.hierarchy(cls)
+        out = torch.zeros_like(cls)
+        if p.map is not None:
+            out[..., : len(p.map)] = h[..., p.map]
+            return out
+        flat = cls.reshape(-1, cls.shape[-1])
+        top = p.tree.top(flat, TREE_THRESH)
+        out.reshape(-1, cls.shape[-1])[torch.arange(len(top)), top] = 1.0
+        return out
 
     def describe(self) -> str:
         return "detection"
@@ -127,9 +242,18 @@ def build(sec: Section, ctx: BuildContext) -> Region:
     p.mask_scale = sec.float("mask_scale", 1.0)
     p.class_scale = sec.float("class_scale", 1.0)
     p.bias_match = sec.int("bias_match", 0)
-    for key in ("tree", "map"):
-        if sec.str(key) is not None:
-            raise sec.error(f"option '{key}' is not supported by darkcfg")
+    if sec.str("tree") is not None:
+        p.tree = WordTree.read(_find(sec, "tree"))
+        if len(p.tree.parent) != p.classes:
+            opt = sec.find("tree")
+            raise sec.error(f"tree={sec.str('tree')} has {len(p.tree.parent)} nodes, expected classes={p.classes}",
+                            opt.line if opt else None)
+    if sec.str("map") is not None:
+        path = _find(sec, "map")
+        p.map = [int(v) for v in path.read_text().split()]
+        bad = [v for v in p.map if not 0 <= v < p.classes]
+        if bad:
+            raise sec.error(f"map={sec.str('map')}: class {bad[0]} is not in 0..{p.classes - 1}")
     anchors = sec.floats("anchors", [])
     if anchors and len(anchors) < 2 * p.num:
         opt = sec.find("anchors")
@@ -140,4 +264,7 @@ def build(sec: Section, ctx: BuildContext) -> Region:
     if ctx.input.c != expected or min(ctx.input) <= 0:
         raise sec.error(f"the layer before has filters={ctx.input.c}, expected {expected} = "
                         f"num={p.num} x (coords={p.coords} + 1 + classes={p.classes})")
-    return Region(ctx.input, p)
+    layer = Region(ctx.input, p)
+    if p.tree is not None:
+        layer.untrainable = "training with a word tree (tree=) is not supported"
+    return layer
