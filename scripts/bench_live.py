@@ -64,7 +64,7 @@ def feed(port: MjpegPort, fps: float, stop: threading.Event) -> None:
     jpegs = [cv2.imencode(".jpg", np.roll(img, 8 * k, axis=1))[1].tobytes() for k in range(30)]
     k, t = 0, time.perf_counter()
     while not stop.is_set():
-        if port.clients:
+        if port.viewers:
             port.publish(jpegs[k % len(jpegs)])
             k += 1
         t += 1 / fps

@@ -65,7 +65,7 @@ class FrameServer:
         port = self._port
         assert port is not None
         while not self._stop.is_set():
-            if port.clients and self.go.is_set():
+            if port.viewers and self.go.is_set():  # darkcfg's reconnect check opens bare connections first
                 if self.sent >= len(self.jpegs) and not self.loop:
                     time.sleep(0.01)
                     continue

@@ -33,23 +33,31 @@ class _Client:
         self._item: Optional[bytes] = None
         self._closed = False
         self.sent = 0
-        threading.Thread(target=self._run, name=f"port {port.port} client", daemon=True).start()
+        self.requested = False  # it sent an HTTP request (a viewer, not a bare TCP probe)
+        self._thread = threading.Thread(target=self._run, name=f"port {port.port} client", daemon=True)
+        self._thread.start()
 
     def offer(self, item: bytes) -> None:
         with self._cond:
             self._item = item
             self._cond.notify()
 
-    def close(self) -> None:
+    def close(self, wait: float = 1.0) -> None:
+        """Send what is pending, then close (at most `wait` seconds; then the connection is cut)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
+        self._thread.join(timeout=wait)
+        try:
+            self.conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _run(self) -> None:
         try:
             self.conn.settimeout(0.2)
             try:
-                self.conn.recv(65536)  # the client's request (a browser sends one; the reference ignores it)
+                self.requested = bool(self.conn.recv(65536))  # the request (the reference ignores it)
             except (socket.timeout, OSError):
                 pass
             self.conn.settimeout(self.port.timeout)
@@ -58,7 +66,7 @@ class _Client:
                 with self._cond:
                     while self._item is None and not self._closed:
                         self._cond.wait()
-                    if self._closed:
+                    if self._item is None:  # closed, nothing left to send
                         return
                     item, self._item = self._item, None
                 self.conn.sendall(self.port.frame(item, self.sent))
@@ -100,6 +108,12 @@ class _Port:
     def clients(self) -> int:
         with self._lock:
             return len(self._clients)
+
+    @property
+    def viewers(self) -> int:
+        """Clients that sent a request (browsers, players, programs), not bare connection checks."""
+        with self._lock:
+            return sum(c.requested for c in self._clients)
 
     def _accept(self) -> None:
         while self._open:
