@@ -387,3 +387,83 @@ def test_export_of_a_recurrent_network_is_refused_in_one_line(tmp_path):
     with pytest.raises(DarkcfgError, match=r"^track.cfg: layer 1 \[crnn\] carries state"):
         export(model, tmp_path / "t.onnx")
     assert not (tmp_path / "t.onnx").exists()
+
+
+RNN_CFG = """[net]
+width=3
+height=2
+channels=2
+[rnn]
+batch_normalize={bn}
+hidden=5
+output=4
+activation=leaky
+logistic={logistic}
+shortcut={shortcut}
+"""
+
+
+@pytest.mark.parametrize("bn,logistic,shortcut", [(0, 0, 1), (1, 1, 0), (0, 2, 1)])
+def test_rnn_options_follow_forward_rnn_layer(bn, logistic, shortcut):
+    """shortcut (the old state added), logistic=1/2 (self_layer's logistic / loggy), batch_normalize: the C
+    loop at inference, transcribed."""
+    model = Darknet(RNN_CFG.format(bn=bn, logistic=logistic, shortcut=shortcut), "r.cfg").eval()
+    rnn = model.layers[0]
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for m in rnn.modules():
+            if getattr(m, "running_var", None) is not None:
+                m.running_mean.uniform_(-0.2, 0.2, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+    assert rnn.self_layer.activation == {0: "leaky", 1: "logistic", 2: "loggy"}[logistic]
+    state = np.zeros(5, np.float32)
+    for _ in range(3):
+        x = torch.rand(1, 2, 2, 3, generator=g) * 2 - 1
+        with torch.no_grad():
+            got = model.forward_all(x)[0].flatten().numpy()
+        inp = x.flatten().numpy()
+        new = connected_np(rnn.input_layer, inp) + connected_np(rnn.self_layer, state)
+        if shortcut:
+            new = new + state
+        state = new
+        np.testing.assert_allclose(got, connected_np(rnn.output_layer, state), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_tables_print_as_the_reference():
+    """make_rnn_layer / make_lstm_layer / make_gru_layer / make_crnn_layer / make_conv_lstm_layer /
+    make_history_layer's prints, with the sub-layers' own lines (connected ones after two tabs)."""
+    text = """[net]
+width=8
+height=8
+channels=3
+[crnn]
+size=3
+pad=1
+output=4
+hidden=2
+[history]
+history_size=2
+[conv_lstm]
+size=3
+pad=1
+output=4
+[connected]
+output=6
+[rnn]
+hidden=5
+output=4
+[lstm]
+output=3
+[gru]
+output=2
+"""
+    table = Darknet(text, "t.cfg").layer_table().splitlines()
+    assert table[1] == "   0 CRNN Layer: 8 x 8 x 3 image, 4 filters"
+    assert table[2].startswith("conv      2       3 x 3/ 1      8 x   8 x   3 ->    8 x   8 x   2")
+    assert table[5] == "   1 HISTORY b = 1, s =  2, steps =  1      8 x   8 x   4 ->    8 x   8 x   8 "
+    assert table[6] == "   2 CONV_LSTM Layer: 8 x 8 x 8 image, 4 filters"
+    rnn = table.index("   4 RNN Layer: 6 inputs, 4 outputs")
+    assert table[rnn + 1] == "\t\tconnected                               6  ->     5"
+    lstm = table.index("   5 LSTM Layer: 4 inputs, 3 outputs")
+    assert table[lstm + 1] == "\t\tconnected                               4  ->     3"  # uf first, as created
+    assert table.index("   6 GRU Layer: 3 inputs, 2 outputs") == lstm + 9
