@@ -6,11 +6,14 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import click
 
 from darkcfg.errors import DarkcfgError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _one_line_warning(message: object, category: type, filename: str, lineno: int, line: object = None) -> str:
@@ -187,6 +190,32 @@ def export(cfg: str, weights: Optional[str], fmt: str, out: Optional[str], dynam
                f"{model.net.height}x{model.net.width})")
 
 
+runtime_option = click.option(
+    "--runtime", type=click.Choice(["torch", "openvino"]), default="torch", show_default=True,
+    help="Who runs the network: PyTorch, or OpenVINO (pip install 'darkcfg[openvino]'; CPU; the converted model "
+         "is cached per cfg, weights and size). Pre-processing, decode and NMS are darkcfg's either way.")
+precision_option = click.option(
+    "--precision", type=click.Choice(["fp32", "bf16", "default"]), default="fp32", show_default=True,
+    help="Arithmetic: fp32 (equal to the plain network within 1e-4), bf16, or the runtime's default (OpenVINO: "
+         "bf16 on CPUs that have it; torch: fp32).")
+
+
+def _runtime_model(model: torch.nn.Module, runtime: str, precision: str, device: Optional[str], fast: bool = True,
+                   compile_: bool = False, half: Optional[bool] = None) -> torch.nn.Module:
+    """The network the pipeline runs: PyTorch's fast path (bf16 = --half) or OpenVINO."""
+    if runtime == "openvino":
+        if device not in (None, "cpu"):
+            raise click.UsageError("--runtime openvino runs on the CPU: leave --device out")
+        from darkcfg.infer.openvino import OpenVinoModel
+
+        return OpenVinoModel(model, precision)
+    from darkcfg.infer.fast import prepare_for_inference
+
+    if precision == "bf16":
+        half = True
+    return prepare_for_inference(model.to(_device(device)), fast, compile_, half)
+
+
 def _device(name: Optional[str]) -> str:
     import torch
 
@@ -242,13 +271,16 @@ def _device(name: Optional[str]) -> str:
               help="torch.compile the network (inductor, frozen weights): faster after a first, slow call.")
 @click.option("--half/--no-half", default=None,
               help="float16 autocast (bfloat16 on a CPU). Default: on with a GPU (with CUDA graphs), off on a CPU.")
+@runtime_option
+@precision_option
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the detections (errors and the summary only).")
 @_friendly
 def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Optional[str], thresh: float,
            nms: float, letterbox: Optional[bool], out: str, nosave: bool, json_path: Optional[str], save_txt: bool,
            overwrite: bool, ext_output: bool, json_port: int, mjpeg_port: int, mjpeg_quality: int, show: bool,
            no_drop: bool, retries: int, max_frames: Optional[int], batch: int, device: Optional[str],
-           size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], quiet: bool) -> None:
+           size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], runtime: str, precision: str,
+           quiet: bool) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
@@ -263,7 +295,6 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     darkcfg detect my.cfg clip.mp4 -w backup/my_best.weights -n obj.names
     darkcfg detect cfg/yolov4-tiny.cfg rtsp://cam/stream --mjpeg-port 8090 --json-port 8070 --nosave
     """
-    from darkcfg.infer.fast import prepare_for_inference
     from darkcfg.infer.pipeline import Detector, run_detection
     from darkcfg.model.loading import load, load_trained_weights
     from darkcfg.model.names import names_for
@@ -277,7 +308,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     model = load(cfg, size=_parse_size(size))
     class_names = names_for(model, names)  # checked before the weights are read
     load_trained_weights(model, cfg, weights)
-    det = Detector(prepare_for_inference(model.to(_device(device)), fast, compile_, half), class_names, thresh,
+    det = Detector(_runtime_model(model, runtime, precision, device, fast, compile_, half), class_names, thresh,
                    nms, letterbox, batch)
     from darkcfg.infer.pipeline import LiveOutputs
     from darkcfg.infer.sources import LiveOptions
@@ -443,10 +474,12 @@ def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every
 @click.option("-b", "--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per forward.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
 @size_option
+@runtime_option
+@precision_option
 @_friendly
 def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points: int, thresh: float,
          names: Optional[str], coco: bool, plots: Optional[str], coco_gt: Optional[str], report: Optional[str],
-         batch: int, device: Optional[str], size: Optional[str]) -> None:
+         batch: int, device: Optional[str], size: Optional[str], runtime: str, precision: str) -> None:
     """mAP of CFG + WEIGHTS on the `valid` list of DATA, printed as `darknet detector map` prints it.
 
     Labels are found by Darknet's rule (images/ -> labels/, JPEGImages/ -> labels/, extension -> .txt);
@@ -457,6 +490,8 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
     from darkcfg.model.loading import load_trained
 
     model = load_trained(cfg, weights, _parse_size(size), _device(device))
+    if runtime != "torch" or precision != "fp32":  # the default stays the plain network: the reference's numbers
+        model = _runtime_model(model, runtime, precision, device)
     run = run_map(data, model, names, iou_thresh, thresh, points, batch, coco, coco_gt, plots, report=report)
     click.echo("\n".join(map_lines(run.result, run.names)))
     if run.plots:

@@ -12,6 +12,10 @@ still spinning, slow the next), medians printed with their ratio to OpenCV DNN. 
 - fast: `InferenceModel` (batch-norm folded, channels-last) - what `darkcfg detect` runs by default;
 - compiled: fast + torch.compile (inductor, frozen weights) - `darkcfg detect --compile`;
 - bf16: compiled with bfloat16 autocast - `darkcfg detect --compile --half` (not bit-exact);
+- openvino / openvino-default: `darkcfg detect --runtime openvino` (`--precision fp32` / `default`: OpenVINO's
+  own choice, bf16 on CPUs that have it), the same pipeline on OpenVINO's kernels;
+- ort, ov-fp32, ov-default: darkcfg's ONNX export (`darkcfg export`, dynamic batch) run by ONNX Runtime and by
+  OpenVINO itself (f32 precision hint, and its default), as a user would run them outside darkcfg;
 - OpenCV DNN: cv2.dnn.readNetFromDarknet, DNN_BACKEND_OPENCV, the same thread count.
 Then, for yolov4-tiny at batch 1, the cost of decode + NMS + drawing against the forward, and in separate
 processes the peak memory of `darkcfg detect`'s model (fast) against the weights + the activations the
@@ -87,6 +91,33 @@ def timed(fn) -> float:  # noqa: ANN001
     return time.perf_counter() - t
 
 
+def onnx_runners(model: darkcfg.Darknet, path: Path, modes: list[str]) -> dict:
+    """darkcfg's ONNX export (dynamic batch) in ONNX Runtime and in OpenVINO, each with torch's thread count."""
+    from darkcfg.export import export
+
+    export(model, path, "onnx", dynamic_batch=True)
+    threads = torch.get_num_threads()
+    out = {}
+    if "ort" in modes:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        out["ort"] = lambda x: sess.run(None, {name: x.numpy()})
+    for mode, hint in (("ov-fp32", "f32"), ("ov-default", None)):
+        if mode in modes:
+            import openvino as ov
+
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+            if hint:
+                config["INFERENCE_PRECISION_HINT"] = hint
+            compiled = ov.Core().compile_model(str(path), "CPU", config)
+            out[mode] = lambda x, c=compiled: c(x.numpy())
+    return out
+
+
 def bench_model(name: str, size: int, tmp: Path, repeats: int, batches: list[int], modes: list[str]) -> dict:
     torch.manual_seed(0)
     model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), size=size).eval()
@@ -107,6 +138,14 @@ def bench_model(name: str, size: int, tmp: Path, repeats: int, batches: list[int
         runners["compiled"] = InferenceModel(model, compile=True)
     if "bf16" in modes:
         runners["bf16"] = InferenceModel(model, compile=True, half=True)
+    if "openvino" in modes or "openvino-default" in modes:
+        from darkcfg.infer.openvino import OpenVinoModel
+
+        for mode, precision in (("openvino", "fp32"), ("openvino-default", "default")):
+            if mode in modes:
+                runners[mode] = OpenVinoModel(model, precision, cache=tmp / "ovcache")
+    if {"ort", "ov-fp32", "ov-default"} & set(modes):
+        runners.update(onnx_runners(model, tmp / f"{name}.onnx", modes))
     build = time.perf_counter() - t0
     res: dict = {"gflop": model.bflops, "compile_s": {}}
     for b in batches:
@@ -207,7 +246,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--models", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--modes", nargs="+", default=["eager", "fast", "compiled", "bf16"],
-                    choices=["eager", "fast", "compiled", "bf16"])
+                    choices=["eager", "fast", "compiled", "bf16", "openvino", "openvino-default", "ort", "ov-fp32",
+                             "ov-default"])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--quick", action="store_true", help="2 repeats, batch 1 only")
     ap.add_argument("--memory-probe", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
