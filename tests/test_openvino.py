@@ -64,20 +64,38 @@ def test_map_with_openvino_prints_the_same_numbers(tmp_path):
     assert pick and all(ln in ov.stdout for ln in pick)
 
 
-def test_bf16_finds_the_same_objects(tmp_path):
-    """The issue's accuracy rule on the sample photo: the same classes, each box with IoU >= .9 to fp32's."""
+def _iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _same_objects(fp32, other):
+    """The accuracy rule for reduced precision: the same classes, each fp32 box matched by one of its class
+    with IoU >= .9."""
+    assert sorted(d.class_id for d in fp32) == sorted(d.class_id for d in other)
+    for d in fp32:
+        assert max(_iou(d.box, e.box) for e in other if e.class_id == d.class_id) >= 0.9
+
+
+def test_bf16_finds_the_same_objects_in_the_sample_photo():
     model = darkcfg.load(CFG, WEIGHTS)
-    fp32 = model.detect(str(SAMPLE), thresh=0.2)
-    bf16 = darkcfg.infer.pipeline.detect(OpenVinoModel(model, "bf16"), str(SAMPLE), thresh=0.2)
+    _same_objects(model.detect(str(SAMPLE), thresh=0.2),
+                  darkcfg.infer.pipeline.detect(OpenVinoModel(model, "bf16"), str(SAMPLE), thresh=0.2))
 
-    def iou(a, b):
-        ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = ix * iy
-        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
-    assert [d.class_id for d in fp32] == [d.class_id for d in bf16]
-    assert all(iou(a.box, b.box) >= 0.9 for a, b in zip(fp32, bf16))
+@needs_shared
+@pytest.mark.parametrize("precision", ["bf16", "default"])
+def test_reduced_precision_finds_the_same_objects_in_the_shared_images(precision):
+    """The shipped yolov3-tiny on the six shared images (thresh .25): measured worst IoU .9875."""
+    from oracle import IMAGES, REF_IMAGES
+    model = darkcfg.load(CFG, WEIGHTS)
+    paths = [str(IMAGES / f"{n}.jpg") for n in REF_IMAGES]
+    fp32 = model.detect(paths)
+    low = darkcfg.infer.pipeline.detect(OpenVinoModel(model, precision), paths)
+    for a, b in zip(fp32, low):
+        _same_objects(a, b)
 
 
 def test_what_it_cannot_run_is_one_line():
