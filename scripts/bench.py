@@ -172,6 +172,91 @@ def bench_model(name: str, size: int, tmp: Path, repeats: int, batches: list[int
     return res
 
 
+def _runner(mode: str, model: darkcfg.Darknet, name: str, size: int, tmp: Path):  # noqa: ANN202
+    """One mode's callable x -> outputs (OpenCV's takes the numpy blob)."""
+    if mode == "eager":
+        return lambda x: model(x)
+    if mode in ("fast", "compiled", "bf16"):
+        return InferenceModel(model, compile=mode != "fast", half=mode == "bf16")
+    if mode in ("openvino", "openvino-default"):
+        from darkcfg.infer.openvino import OpenVinoModel
+
+        return OpenVinoModel(model, "fp32" if mode == "openvino" else "default", cache=tmp / "ovcache")
+    if mode in ("ort", "ov-fp32", "ov-default"):
+        return onnx_runners(model, tmp / f"{name}-{mode}.onnx", [mode])[mode]
+    net = cv2.dnn.readNetFromDarknet(str(cfg_at(name, size, tmp)), str(tmp / f"{name}.weights"))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    outs = net.getUnconnectedOutLayersNames()
+
+    def ocv(x: torch.Tensor) -> None:
+        net.setInput(x.numpy())
+        net.forward(outs)
+    return ocv
+
+
+def worker(name: str, size: int, mode: str, tmp: Path) -> None:
+    """`--worker`: one runtime in its own process; reads `run B` lines, answers each with one call's seconds."""
+    model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), str(tmp / f"{name}.weights"), size=size).eval()
+    fn = _runner(mode, model, name, size, tmp)
+    print("ready", flush=True)
+    inputs: dict[int, torch.Tensor] = {}
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts or parts[0] != "run":
+            break
+        b = int(parts[1])
+        if b not in inputs:
+            inputs[b] = torch.rand(b, 3, size, size, generator=torch.Generator().manual_seed(b))
+        with torch.inference_mode():
+            t = time.perf_counter()
+            fn(inputs[b])
+            print(time.perf_counter() - t, flush=True)
+
+
+def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[int], modes: list[str],
+                   threads: int) -> dict:
+    """As bench_model, but every runtime (OpenCV's too) in its own process with passive OpenMP waiting, so that
+    no runtime's thread pool competes with the one being timed; the calls are still interleaved."""
+    import os
+
+    torch.manual_seed(0)
+    model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), size=size).eval()
+    random_weights(model)
+    save_weights(model, tmp / f"{name}.weights")
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", KMP_BLOCKTIME="0")
+    procs = {}
+    for mode in modes + ["opencv"]:
+        p = subprocess.Popen([sys.executable, __file__, "--worker", name, str(size), mode, str(tmp), "--threads",
+                              str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        while (line := p.stdout.readline()) and line.strip() != "ready":  # type: ignore[union-attr]
+            pass
+        procs[mode] = p
+
+    def call(mode: str, b: int) -> float:
+        time.sleep(PAUSE_S)
+        p = procs[mode]
+        p.stdin.write(f"run {b}\n")  # type: ignore[union-attr]
+        p.stdin.flush()  # type: ignore[union-attr]
+        return float(p.stdout.readline())  # type: ignore[union-attr]
+
+    res: dict = {"gflop": model.bflops, "compile_s": {}}
+    try:
+        for b in batches:
+            for mode in procs:
+                res["compile_s"][f"{mode}@{b}"] = call(mode, b)
+            times: dict[str, list[float]] = {k: [] for k in procs}
+            for _ in range(repeats):
+                for mode in procs:
+                    times[mode].append(call(mode, b) / b)
+            res[b] = {k: 1000 * statistics.median(v) for k, v in times.items()}
+            print(f"  {name} batch {b}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in res[b].items()), flush=True)
+    finally:
+        for p in procs.values():
+            p.stdin.close()  # type: ignore[union-attr]
+            p.wait()
+    return res
+
+
 def pipeline_cost(name: str, repeats: int) -> dict:
     """Batch 1: forward (fast, and compiled) against decode + NMS + drawing on a 768x576 photo. yolov3-tiny
     with its real weights (weights/), any other cfg with `random_weights`."""
@@ -250,10 +335,16 @@ def main() -> int:
                              "ov-default"])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--quick", action="store_true", help="2 repeats, batch 1 only")
+    ap.add_argument("--isolate", action="store_true",
+                    help="each runtime in its own process (passive OpenMP waiting), still interleaved")
     ap.add_argument("--memory-probe", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=4, metavar=("NAME", "SIZE", "MODE", "TMP"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(a.threads)
+    if a.worker:
+        worker(a.worker[0], int(a.worker[1]), a.worker[2], Path(a.worker[3]))
+        return 0
     if a.memory_probe:
         memory_probe(a.memory_probe[0], int(a.memory_probe[1]))
         return 0
@@ -264,12 +355,28 @@ def main() -> int:
         cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    print(f"{cpu}; {a.threads} threads (torch and OpenCV); torch {torch.__version__}, OpenCV {cv2.__version__}; "
-          f"medians of {a.repeats} interleaved runs", flush=True)
+    flags = ""
+    try:
+        have = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split()
+        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+                         if f in have)
+    except (OSError, StopIteration):
+        pass
+    versions = f"torch {torch.__version__}, OpenCV {cv2.__version__}"
+    for mod in ("openvino", "onnxruntime"):
+        try:
+            versions += f", {mod} {__import__(mod).__version__}"
+        except ImportError:
+            pass
+    print(f"{cpu} ({flags}); {a.threads} threads (every runtime); {versions}; medians of {a.repeats} interleaved "
+          f"runs{', each runtime in its own process' if a.isolate else ''}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as d:
         for name in a.models:
-            results[name] = bench_model(name, SIZES[name], Path(d), a.repeats, a.batches, a.modes)
+            if a.isolate:
+                results[name] = bench_isolated(name, SIZES[name], Path(d), a.repeats, a.batches, a.modes, a.threads)
+            else:
+                results[name] = bench_model(name, SIZES[name], Path(d), a.repeats, a.batches, a.modes)
     cols = a.modes + ["opencv"]
     print("\n| model | GFLOP | batch | " + " | ".join(f"{c} ms/img" for c in cols) + " | " +
           " | ".join(f"{c}/OpenCV" for c in a.modes) + " |")
