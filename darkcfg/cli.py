@@ -647,6 +647,7 @@ def calc_anchors(data: str, num: Optional[int], width: Optional[int], height: Op
                  letterbox: Optional[bool], seed: int, out: str) -> None:
     """k-means anchors (IoU distance) over the labels of DATA's train list, like `detector calc_anchors`."""
     from darkcfg.train.anchors import calc_anchors as compute
+    from darkcfg.train.anchors import cfg_anchors
 
     current = None
     if cfg is not None:
@@ -658,12 +659,8 @@ def calc_anchors(data: str, num: Optional[int], width: Optional[int], height: Op
             model = Darknet.from_file(cfg, size=(width, height) if width and height else None, warn_unused=False)
         width, height = width or model.net.width, height or model.net.height
         letterbox = bool(model.net.letter_box) if letterbox is None else letterbox
-        sizes = [h.anchor_sizes(width, height) for h in head_layers(model)]
-        known = [a for a in sizes if a is not None]
-        if known:
-            import numpy as np
-
-            current = np.unique(np.concatenate([a.numpy() for a in known]), axis=0)
+        current = cfg_anchors(head_layers(model), width, height)
+        if current is not None:
             num = num or len(current)
     if width is None or height is None:
         raise click.UsageError("give --width and --height, or --cfg")

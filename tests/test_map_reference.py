@@ -22,8 +22,7 @@ CFG = SHARED / "darknet" / "cfg" / "yolov3-tiny.cfg"
 @pytest.fixture(scope="module")
 def valid(tmp_path_factory):
     d = tmp_path_factory.mktemp("map")
-    if SHARED.is_dir():
-        map_set(d)
+    map_set(d)  # only tests marked needs_shared use this fixture
     return d
 
 

@@ -62,7 +62,7 @@ def test_size_aps_equal_pycocotools_summary(report):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from darkcfg.eval.analysis import network_scale
+    from darkcfg.infer.preprocess import network_scale
     d, run, _ = report
     gt = {"images": [], "annotations": [], "categories": [{"id": c + 1} for c in range(80)]}
     res = []

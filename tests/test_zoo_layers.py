@@ -227,7 +227,6 @@ def test_contrastive_passes_its_input_on_and_refuses_training():
     from darkcfg.train.losses import NotTrainableError, trainable_heads
     text = CONTRASTIVE.replace("filters=18", "filters=18\n[convolutional]\nfilters=18\nsize=1\nactivation=linear",
                                1).replace("layers=-2", "layers=-3")
-    text = text.replace("embedding_layer=-2", "embedding_layer=-2")
     model = Darknet(text.format(ref=-2), "c.cfg").eval()
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():

@@ -9,6 +9,7 @@ same image in train and valid; the names file against `classes`. Each problem is
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -45,12 +46,14 @@ class Problem:
 @dataclass
 class ImageEntry:
     """One listed image: its split, path, size (None: unreadable or missing), the label rows kept (class,
-    x, y, w, h relative), and whether its label file exists."""
+    x, y, w, h relative), the rows `write_clean` writes (`repaired`: pixel rows made relative), whether its
+    label file exists, and its content's SHA-1."""
 
     split: str
     path: str
     size: Optional[tuple[int, int]] = None
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32))
+    repaired: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32))  # for write_clean
     has_labels: bool = False
     digest: str = ""
 
@@ -95,13 +98,6 @@ class DatasetCheck:
         if not kinds:
             out.append("(none)")
         return "\n".join(out)
-
-
-def read_image_size(path: str) -> Optional[tuple[int, int]]:
-    """(width, height) of an image OpenCV decodes, else None."""
-    data = np.fromfile(path, np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    return (img.shape[1], img.shape[0]) if img is not None else None
 
 
 def check_label_file(path: str, classes: Optional[int], size: Optional[tuple[int, int]],
@@ -214,7 +210,7 @@ def check_dataset(source: PathLike, classes: Optional[int] = None, progress: boo
             for path in paths:
                 if path in done:
                     first = done[path]
-                    e = ImageEntry(split, path, first.size, first.rows, first.has_labels, first.digest)
+                    e = dataclasses.replace(first, split=split)
                 else:
                     e = done[path] = _check_image(split, path, classes, problems)
                 entries.append(e)
@@ -238,7 +234,7 @@ def _check_image(split: str, path: str, classes: Optional[int], problems: list[P
     lp = label_path(path)
     e.has_labels = os.path.isfile(lp)
     if e.has_labels:
-        e.rows, _ = check_label_file(lp, classes, e.size, problems)
+        e.rows, e.repaired = check_label_file(lp, classes, e.size, problems)
     return e
 
 
@@ -296,10 +292,7 @@ def write_clean(check: DatasetCheck, out: PathLike, classes: int, names: list[st
         taken.add(f"{e.split}/{stem}")
         dest = folder / f"{stem}{src.suffix}"
         _link(src, dest)
-        fixed = np.zeros((0, 5), np.float32)
-        if e.has_labels:
-            fixed = check_label_file(label_path(e.path), classes, e.size, [])[1]
-        fixed = fixed[(fixed[:, 0] < classes)] if len(fixed) else fixed
+        fixed = e.repaired[e.repaired[:, 0] < classes]
         write_text(label_path(str(dest)), "".join(label_line(int(r[0]), *map(float, r[1:])) for r in fixed))
         rows += len(fixed)
         lists.setdefault(e.split, []).append(str(dest.resolve()))

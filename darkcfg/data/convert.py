@@ -26,6 +26,7 @@ from typing import Optional, Union
 import numpy as np
 
 from darkcfg.data.dataset import DataError, label_path, read_labels, read_list
+from darkcfg.data.images import read_bgr
 from darkcfg.files import write_text
 
 PathLike = Union[str, Path]
@@ -181,15 +182,6 @@ def voc_to_yolo(annotations: PathLike, images_dir: PathLike, out: PathLike, name
     return w.finish(list(names), list(names))
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    import cv2
-
-    img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED) if os.path.isfile(path) else None
-    if img is None:
-        raise DataError(f"{path}: cannot read the image (its size is needed for COCO boxes)")
-    return img.shape[1], img.shape[0]
-
-
 def yolo_to_coco(list_file: PathLike, names: list[str], out: PathLike, ids: Optional[PathLike] = None) -> Converted:
     """A YOLO list file (labels by Darknet's path rule) -> a COCO instances JSON at `out`. `ids`: an ids.json
     (default: the one beside the list file, when there) mapping classes to category ids and files to image ids."""
@@ -213,7 +205,7 @@ def yolo_to_coco(list_file: PathLike, names: list[str], out: PathLike, ids: Opti
                 next_id += 1
             image_id = next_id
             used.add(image_id)
-        w, h = _image_size(p)
+        h, w = read_bgr(p).shape[:2]  # the size turns relative boxes into COCO's pixels
         images.append({"id": image_id, "file_name": file_name, "width": w, "height": h})
         for cid, cx, cy, bw, bh in read_labels(label_path(p), len(names)).astype(np.float64):
             box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]

@@ -18,6 +18,7 @@ import numpy as np
 
 from darkcfg.eval.metrics import ImageOutcome, MapResult
 from darkcfg.infer.detections import Detections
+from darkcfg.infer.preprocess import network_scale
 
 AREAS = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
 
@@ -87,14 +88,6 @@ def best_f1(precision: np.ndarray, recall: np.ndarray, scores: np.ndarray) -> tu
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
     k = int(np.argmax(f1))
     return float(scores[k]), float(f1[k]), float(precision[k]), float(recall[k])
-
-
-def network_scale(width: int, height: int, net_w: int, net_h: int, letterbox: bool) -> tuple[float, float]:
-    """Pixels of the network input per unit of relative width and height of an image."""
-    if letterbox:
-        s = min(net_w / width, net_h / height)
-        return width * s, height * s
-    return float(net_w), float(net_h)
 
 
 def size_aps(images: Sequence[tuple[str, Detections]], truths: Sequence[np.ndarray], classes: int, net_w: int,

@@ -78,7 +78,41 @@ def _to_channels_last(model: nn.Module) -> None:
             m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
 
 
-class InferenceModel(nn.Module):
+class DarknetView:
+    """What the detection pipeline reads from a `Darknet`, delegated to the wrapped network `self.darknet`: for
+    runtimes that run it their own way (`InferenceModel`, `darkcfg.infer.openvino.OpenVinoModel`)."""
+
+    darknet: Darknet
+
+    @property
+    def net(self):  # noqa: ANN201 - NetConfig
+        return self.darknet.net
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.darknet.layers
+
+    @property
+    def output_layers(self) -> list[int]:
+        return self.darknet.output_layers
+
+    @property
+    def cfg_file(self) -> str:
+        return self.darknet.cfg_file
+
+    @property
+    def header(self):  # noqa: ANN201 - WeightsHeader
+        return self.darknet.header
+
+    @property
+    def stateful(self) -> bool:
+        return self.darknet.stateful
+
+    def reset_state(self) -> None:
+        self.darknet.reset_state()
+
+
+class InferenceModel(DarknetView, nn.Module):
     """A copy of `model` prepared for inference (see the module docstring); `inplace=True` converts `model`
     itself instead (no second copy of the weights; `model` is then for inference only). `reuse_memory`
     applies `keep_freed_memory` (process-wide) when the model is on the CPU.
@@ -118,34 +152,6 @@ class InferenceModel(nn.Module):
             self._run = torch.compile(net.forward, backend="inductor", dynamic=False)
         self.cuda_graphs = cuda_graphs
         self._graphs: dict[tuple, tuple] = {}
-
-    # -- what the detection pipeline reads from a Darknet ------------------------------------------------
-    @property
-    def net(self):  # noqa: ANN201 - NetConfig
-        return self.darknet.net
-
-    @property
-    def layers(self) -> nn.ModuleList:
-        return self.darknet.layers
-
-    @property
-    def output_layers(self) -> list[int]:
-        return self.darknet.output_layers
-
-    @property
-    def cfg_file(self) -> str:
-        return self.darknet.cfg_file
-
-    @property
-    def header(self):  # noqa: ANN201 - WeightsHeader
-        return self.darknet.header
-
-    @property
-    def stateful(self) -> bool:
-        return self.darknet.stateful
-
-    def reset_state(self) -> None:
-        self.darknet.reset_state()
 
     # -- running ------------------------------------------------------------------------------------------
     def _autocast(self, device: torch.device):  # noqa: ANN202

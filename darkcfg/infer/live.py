@@ -97,14 +97,12 @@ class LiveReader:
         self.target, self.keep_all, self.retries = target, keep_all, retries
         self.log = log if log is not None else sys.stderr
         self.fps = 25.0
-        self.size: Optional[tuple[int, int]] = None
         self._cap = None
         self._cond = threading.Condition()
         self._items: collections.deque = collections.deque(maxlen=max_queue if keep_all else 1)
         self._stopped = False
         self._ended = False
         self._count = 0
-        self.reconnects = 0
         self.error: Optional[str] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -146,7 +144,6 @@ class LiveReader:
                 break
             delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** failures)
             failures += 1
-            self.reconnects += 1
             self._say(f"{describe(self.target)}: stream lost; reconnecting in {delay:g} s (attempt {failures})")
             end = time.monotonic() + delay
             while not self._stopped and time.monotonic() < end:
@@ -167,8 +164,6 @@ class LiveReader:
                 if not self._items:
                     return
                 item = self._items.popleft()
-            if self.size is None:
-                self.size = (item[1].shape[1], item[1].shape[0])
             yield item
 
     def stop(self) -> None:

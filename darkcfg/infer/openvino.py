@@ -10,8 +10,8 @@ on CPUs with AMX or avx512_bf16). The converted model is cached on disk per cfg 
 (`$DARKCFG_CACHE`, default ~/.cache/darkcfg, under openvino/), and OpenVINO caches its compiled blobs beside it,
 so a second start skips the conversion and most of the compilation.
 
-It quacks like a `Darknet` for the pipeline (`net`, `layers`, `output_layers`, `cfg_file`, `parameters()`), like
-`InferenceModel`. Networks with recurrent state are refused (the converted graph cannot carry it).
+It reads like a `Darknet` to the pipeline (`DarknetView`, like `InferenceModel`). Networks with recurrent state are
+refused (the converted graph cannot carry it).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from darkcfg.errors import DarkcfgError
+from darkcfg.infer.fast import DarknetView, InferenceModel
 from darkcfg.model.network import Darknet
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16", "default": None}
@@ -56,7 +57,7 @@ def _import_openvino():  # noqa: ANN202 - the openvino module
     return openvino
 
 
-class OpenVinoModel(nn.Module):
+class OpenVinoModel(DarknetView, nn.Module):
     """A Darknet network run by OpenVINO (module docstring)."""
 
     def __init__(self, model: Darknet, precision: str = "fp32", cache: Optional[Path] = None,
@@ -91,8 +92,6 @@ class OpenVinoModel(nn.Module):
         self._request = self.compiled.create_infer_request()
 
     def _convert(self, ov):  # noqa: ANN001, ANN202
-        from darkcfg.infer.fast import InferenceModel
-
         c, h, w = self.darknet.input_shape
         graph = InferenceModel(self.darknet, channels_last=False).darknet.eval()  # a copy, batch-norm folded
         with torch.no_grad(), warnings.catch_warnings():
@@ -114,31 +113,6 @@ class OpenVinoModel(nn.Module):
                 pass
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-
-    # -- what the detection pipeline reads from a Darknet ------------------------------------------------
-    @property
-    def net(self):  # noqa: ANN201 - NetConfig
-        return self.darknet.net
-
-    @property
-    def layers(self) -> nn.ModuleList:
-        return self.darknet.layers
-
-    @property
-    def output_layers(self) -> list[int]:
-        return self.darknet.output_layers
-
-    @property
-    def cfg_file(self) -> str:
-        return self.darknet.cfg_file
-
-    @property
-    def header(self):  # noqa: ANN201 - WeightsHeader
-        return self.darknet.header
-
-    @property
-    def stateful(self) -> bool:
-        return False
 
     @torch.inference_mode()
     def forward(self, x: Tensor) -> list[Tensor]:

@@ -30,7 +30,7 @@ from darkcfg.infer.formats import JsonWriter, json_object, text_lines
 from darkcfg.infer.nms import nms_sort
 from darkcfg.infer.outputs import Outputs
 from darkcfg.infer.preprocess import prepare
-from darkcfg.infer.sources import Frame, LiveOptions, expand_sources, iter_frames, video_info
+from darkcfg.infer.sources import Frame, LiveOptions, Source, expand_sources, iter_frames, video_info
 from darkcfg.model.heads import last_head
 from darkcfg.model.names import default_names
 from darkcfg.model.network import Darknet
@@ -236,6 +236,12 @@ def detect(model: torch.nn.Module, images: Union[ImageInput, Sequence[ImageInput
 Darknet.detector = detect  # `model.detect(...)` (the model stage does not import this one)
 
 
+def live_lookahead(found: Sequence[Source], live: LiveOptions) -> Optional[int]:
+    """Detector.stream's read-ahead: none with live sources that drop frames, so each forward takes the newest
+    frame instead of a backlog; the default otherwise."""
+    return 0 if any(s.kind == "live" for s in found) and not live.keep_all else None
+
+
 def stream(model: torch.nn.Module, source: Union[str, int], thresh: float = 0.25, nms: float = 0.45,
            names: Optional[Sequence[str]] = None, letterbox: Optional[bool] = None, keep_all: bool = False,
            retries: int = -1, max_frames: Optional[int] = None) -> Iterator[tuple[int, np.ndarray, list[Detection]]]:
@@ -253,7 +259,7 @@ def stream(model: torch.nn.Module, source: Union[str, int], thresh: float = 0.25
         raise DarkcfgError(errors[0])
     live = LiveOptions(keep_all, retries, max_frames)
     k = 0
-    for r in det.stream(iter_frames(found, live), lookahead=0 if found[0].kind == "live" and not keep_all else None):
+    for r in det.stream(iter_frames(found, live), lookahead=live_lookahead(found, live)):
         if r.error is not None or r.detections is None or r.image is None:
             raise DarkcfgError(r.error or f"{r.frame.name}: cannot read")
         yield (r.frame.index if r.frame.index is not None else k), r.image, r.detections.to_list(thresh)
@@ -384,11 +390,9 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
     json_out = JsonWriter(json_path) if json_path else None
     ports = _Live(outputs_live, detector.thresh) if outputs_live is not None else None
     show_bar = progress and (total is None or total > 1 or any(s.kind == "video" for s in found))
-    # live sources: no read-ahead and one frame per forward, so each forward takes the newest frame
-    lookahead = 0 if has_live and not live.keep_all else None
     try:
         with Progress(total, "detect", unit="img", enabled=show_bar) as bar:
-            for r in detector.stream(iter_frames(found, live), lookahead=lookahead):
+            for r in detector.stream(iter_frames(found, live), lookahead=live_lookahead(found, live)):
                 if r.error is not None or r.detections is None or r.image is None:
                     run.failed += 1
                     bar.write(f"error: {r.error}", stream=sys.stderr)

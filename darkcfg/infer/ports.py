@@ -13,9 +13,8 @@ gets the latest frame and never slows detection (or the other clients). A client
 from __future__ import annotations
 
 import socket
-import sys
 import threading
-from typing import IO, Optional
+from typing import Optional
 
 JSON_HEADER = (b"HTTP/1.0 200 OK\r\nServer: darkcfg\r\nConnection: close\r\nMax-Age: 0\r\nExpires: 0\r\n"
                b"Cache-Control: no-cache, private\r\nPragma: no-cache\r\nContent-Type: application/json\r\n\r\n")
@@ -84,9 +83,8 @@ class _Client:
 class _Port:
     header = b""
 
-    def __init__(self, port: int, timeout: float = 5.0, host: str = "", log: Optional[IO[str]] = None) -> None:
+    def __init__(self, port: int, timeout: float = 5.0, host: str = "") -> None:
         self.timeout = timeout
-        self.log = log if log is not None else sys.stderr
         self._clients: list[_Client] = []
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

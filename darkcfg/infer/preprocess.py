@@ -57,6 +57,15 @@ def letterbox_size(w: int, h: int, net_w: int, net_h: int) -> tuple[int, int]:
     return (w * net_h) // h, net_h
 
 
+def network_scale(width: int, height: int, net_w: int, net_h: int, letterbox: bool) -> tuple[float, float]:
+    """Pixels of the network input per unit of relative width and height of a width x height image: the network
+    size, or with letterboxing the image scaled to fit it (box sizes as the network sees them)."""
+    if letterbox:
+        s = min(net_w / width, net_h / height)
+        return width * s, height * s
+    return float(net_w), float(net_h)
+
+
 def letterbox_image(im: np.ndarray, w: int, h: int) -> np.ndarray:
     """image.c:letterbox_image. im (C, H, W) -> (C, h, w): aspect-preserving resize centred on 0.5 grey."""
     c, ih, iw = im.shape

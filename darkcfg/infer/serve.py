@@ -15,6 +15,7 @@ dependency, and one process with a batching thread is what a CPU or one GPU can 
 """
 from __future__ import annotations
 
+import collections
 import json
 import queue
 import threading
@@ -59,7 +60,8 @@ class Batcher:
         self.detector, self.batch, self.batch_wait = detector, batch, batch_wait
         self._queue: queue.Queue[Optional[_Job]] = queue.Queue()
         self._groups: dict[tuple[float, float], Detector] = {}
-        self.batches: list[int] = []  # sizes of the batches run (for the tests and the benchmark)
+        # sizes of the last batches run (for the tests and the benchmark; bounded: a service runs for months)
+        self.batches: collections.deque[int] = collections.deque(maxlen=1000)
         self._thread = threading.Thread(target=self._run, name="serve batcher", daemon=True)
         self._thread.start()
 
@@ -135,7 +137,7 @@ def image_from_body(body: bytes, content_type: str) -> tuple[bytes, str]:
     raise RequestError(400, "multipart body without a file part")
 
 
-def with_absolute(text: str, dets: Detections, thresh: float) -> str:
+def with_absolute(text: str, dets: Detections) -> str:
     """The JSON entry with each object's absolute_coordinates (pixels, as -ext_output prints them) added."""
     entry = json.loads(text)
     pairs = dets.pairs()
@@ -238,7 +240,7 @@ def make_server(detector: Detector, host: str = "127.0.0.1", port: int = 8080, b
                 dets = batcher.submit(decode_image(data), thresh, nms)
                 text = json_object(dets, 1, name)
                 if ext:
-                    text = with_absolute(text, dets, thresh)
+                    text = with_absolute(text, dets)
                 self._send(200, "[\n" + text + "\n]")
             except RequestError as e:
                 self._error(e.status, str(e))

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from darkcfg.data.dataset import DataError, label_path, read_data_cfg, read_labels, read_list
+from darkcfg.data.images import read_bgr
 from darkcfg.files import write_text
+from darkcfg.infer.preprocess import network_scale
+from darkcfg.model.heads import DetectionHead
 from darkcfg.progress import Progress
 
 
@@ -76,14 +79,10 @@ class AnchorsResult:
     current_iou: Optional[float] = None
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    import cv2
-
-    data = np.fromfile(path, np.uint8) if Path(path).is_file() else np.zeros(0, np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise DataError(f"{path}: cannot read the image (--letterbox needs its size)")
-    return img.shape[1], img.shape[0]
+def cfg_anchors(heads: Sequence[DetectionHead], net_w: int, net_h: int) -> Optional[np.ndarray]:
+    """The distinct anchors (k, 2) of a network's heads in network-input pixels (None: no head has anchors)."""
+    sizes = [a.numpy().reshape(-1, 2) for a in (h.anchor_sizes(net_w, net_h) for h in heads) if a is not None]
+    return np.unique(np.concatenate(sizes), axis=0) if sizes else None
 
 
 def calc_anchors(data: Union[str, Path], num: int, width: int, height: int, seed: int = 0,
@@ -105,9 +104,8 @@ def calc_anchors(data: Union[str, Path], num: int, width: int, height: int, seed
         for p in paths:
             lab = read_labels(label_path(p), dc.classes)
             if letterbox and len(lab):
-                iw, ih = _image_size(p)
-                s = min(width / iw, height / ih)
-                boxes.append(lab[:, 3:5] * [iw * s, ih * s])
+                ih, iw = read_bgr(p).shape[:2]
+                boxes.append(lab[:, 3:5] * network_scale(iw, ih, width, height, True))
             else:
                 boxes.append(lab[:, 3:5] * [width, height])
             bar.update(1)

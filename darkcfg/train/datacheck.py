@@ -20,11 +20,12 @@ import numpy as np
 from darkcfg.data.check import CleanCopy, DatasetCheck, Problem, check_dataset, write_clean
 from darkcfg.errors import DarkcfgError
 from darkcfg.files import write_text
+from darkcfg.infer.preprocess import network_scale
 from darkcfg.model.cfg import read_cfg
 from darkcfg.model.cfgcheck import check_cfg_heads, fix_cfg_text
 from darkcfg.model.heads import head_layers
 from darkcfg.model.network import Darknet
-from darkcfg.train.anchors import kmeans_anchors, wh_iou
+from darkcfg.train.anchors import cfg_anchors, kmeans_anchors, wh_iou
 
 PathLike = Union[str, Path]
 LOW_ANCHOR_IOU = 0.5  # below this mean best IoU the anchors are reported as a poor fit
@@ -67,13 +68,7 @@ def box_sizes(check: DatasetCheck, net_w: int, net_h: int, letterbox: bool, spli
     for e in check.images:
         if e.split != split or e.size is None or not len(e.rows):
             continue
-        iw, ih = e.size
-        if letterbox:
-            s = min(net_w / iw, net_h / ih)
-            sx, sy = iw * s, ih * s
-        else:
-            sx, sy = net_w, net_h
-        out.append(e.rows[:, 3:5] * [sx, sy])
+        out.append(e.rows[:, 3:5] * network_scale(*e.size, net_w, net_h, letterbox))
     return np.concatenate(out) if out else np.zeros((0, 2))
 
 
@@ -105,9 +100,8 @@ def check_with_cfg(check: DatasetCheck, cfg: PathLike) -> tuple[list[Problem], O
         finest = max(heads, key=lambda h: h.in_shape.w * h.in_shape.h)
         cell_w, cell_h = net_w / finest.in_shape.w, net_h / finest.in_shape.h
         _tiny(check, cell_w, cell_h, net_w, net_h, bool(model.net.letter_box), problems)
-        anchors = [a.numpy().reshape(-1, 2) for a in (h.anchor_sizes(net_w, net_h) for h in heads) if a is not None]
-        if anchors:
-            a = np.unique(np.concatenate(anchors), axis=0)
+        a = cfg_anchors(heads, net_w, net_h)
+        if a is not None:
             mean = float(wh_iou(wh, a).max(axis=1).mean())
             k = min(len(a), len(wh))
             km, km_iou = kmeans_anchors(wh, k, seed=0, restarts=3)
@@ -126,9 +120,7 @@ def _tiny(check: DatasetCheck, cell_w: float, cell_h: float, net_w: int, net_h: 
     for e in check.images:
         if e.size is None or not len(e.rows):
             continue
-        iw, ih = e.size
-        s = min(net_w / iw, net_h / ih) if letterbox else None
-        sx, sy = (iw * s, ih * s) if s else (net_w, net_h)
+        sx, sy = network_scale(*e.size, net_w, net_h, letterbox)
         small = (e.rows[:, 3] * sx < TINY_FRACTION * cell_w) & (e.rows[:, 4] * sy < TINY_FRACTION * cell_h)
         for r in e.rows[small]:
             problems.append(Problem(label_path(e.path), "box much smaller than a cell",
