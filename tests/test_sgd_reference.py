@@ -16,10 +16,11 @@ import torch
 from oracle import CFG_DIR, REF, needs_shared
 
 from darkcfg.model.network import Darknet
-from darkcfg.model.weights import load_weights
+from darkcfg.model.weights import load_weights, save_weights
 from darkcfg.train.losses import network_loss
 from darkcfg.train.optim import DarknetOptimizer
 from darkcfg.train.schedule import learning_rate
+from darkcfg.train.trainer import channels_last_weights
 
 SGD = REF / "sgd"
 
@@ -35,9 +36,12 @@ def _reference_steps() -> list[tuple[float, float]]:
     return [(float(r[3]), float(r[7])) for r in rows]  # (loss, lr_used)
 
 
-def _iterate(model: Darknet, steps: int, quirk: bool) -> list[tuple[float, float, int]]:
+def _iterate(model: Darknet, steps: int, quirk: bool, channels_last: bool = False) -> list[tuple[float, float, int]]:
     batch = np.load(SGD / "batch.npz")
     x, truths = torch.tensor(batch["input"]), torch.tensor(batch["truths"])
+    if channels_last:  # as the trainer runs on a CPU
+        channels_last_weights(model)
+        x = x.contiguous(memory_format=torch.channels_last)
     net = model.net
     images = net.mini_batch * net.subdivisions
     opt = DarknetOptimizer(model, images)
@@ -59,9 +63,10 @@ def _iterate(model: Darknet, steps: int, quirk: bool) -> list[tuple[float, float
 
 
 @needs_shared
-def test_three_iterations_land_on_reference_weights() -> None:
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_three_iterations_land_on_reference_weights(channels_last: bool, tmp_path) -> None:  # noqa: ANN001
     model = _load(0)
-    got = _iterate(model, 3, quirk=True)
+    got = _iterate(model, 3, quirk=True, channels_last=channels_last)
     ref_steps = _reference_steps()
     assert len(ref_steps) == len(got) == 3, f"steps.txt has {len(ref_steps)} steps, expected 3"
     for k, ((loss, lr, seen), (ref_loss, ref_lr)) in enumerate(zip(got, ref_steps), start=1):
@@ -75,6 +80,12 @@ def test_three_iterations_land_on_reference_weights() -> None:
         for (name, p), (_, q) in zip(model.state_dict().items(), ref.state_dict().items()):
             err = float((p - q).abs().max() / q.abs().max().clamp_min(1e-12))
             assert err < 1e-4, f"step {k}: {name} differs by {err:.2e} (relative to its largest value)"
+    if channels_last:  # the file is written in the reference's order whatever the layout in memory
+        save_weights(model, tmp_path / "cl.weights")
+        plain = _load(0)
+        plain.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
+        save_weights(plain, tmp_path / "plain.weights")
+        assert (tmp_path / "cl.weights").read_bytes() == (tmp_path / "plain.weights").read_bytes()
 
 
 @needs_shared

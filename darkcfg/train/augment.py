@@ -110,8 +110,10 @@ def crop_resize(img: np.ndarray, pleft: int, ptop: int, sw: int, sh: int, w: int
     """The crop rectangle of `img` (H, W, C uint8), outside filled with the image's mean colour, resized
     to w x h with INTER_LINEAR."""
     ih, iw = img.shape[:2]
-    mean = img.reshape(-1, img.shape[2]).mean(0)
-    canvas = np.empty((sh, sw, img.shape[2]), np.uint8)
+    c = img.shape[2]
+    # the exact per-channel mean (a float64 sum of integers); cv2.mean is ~20x numpy's mean on uint8
+    mean = np.array(cv2.mean(img)[:c]) if c <= 4 else img.reshape(-1, c).mean(0)
+    canvas = np.empty((sh, sw, c), np.uint8)
     canvas[:] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
     x0, y0 = max(0, pleft), max(0, ptop)
     x1, y1 = min(iw, pleft + sw), min(ih, ptop + sh)
@@ -125,12 +127,12 @@ def distort_hsv(img: np.ndarray, dhue: float, dsat: float, dexp: float) -> np.nd
     S *= dsat, V *= dexp, H += 179*dhue, each saturated to 0..255 like cv::Mat arithmetic."""
     if (dsat == 1 and dexp == 1 and dhue == 0) or img.shape[2] < 3:
         return img
-    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
-    hsv[..., 1] *= dsat
-    hsv[..., 2] *= dexp
-    hsv[..., 0] += 179 * dhue
-    hsv = np.clip(np.rint(hsv), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    # each channel's new value depends on its old value only: one 256-entry table per channel, computed in
+    # float32 as the per-pixel arithmetic was (and ~4x faster than it)
+    v = np.arange(256, dtype=np.float32)
+    lut = np.stack([v + 179 * dhue, v * dsat, v * dexp], 1)
+    lut = np.clip(np.rint(lut), 0, 255).astype(np.uint8).reshape(1, 256, 3)
+    return cv2.cvtColor(cv2.LUT(cv2.cvtColor(img, cv2.COLOR_RGB2HSV), lut), cv2.COLOR_HSV2RGB)
 
 
 def transform_boxes(labels: np.ndarray, dx: float, dy: float, sx: float, sy: float, flip: bool) -> np.ndarray:

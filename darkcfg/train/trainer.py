@@ -27,6 +27,7 @@ import torch
 from darkcfg.data.dataset import DataConfig, read_data_cfg
 from darkcfg.errors import DarkcfgError
 from darkcfg.files import atomic_write
+from darkcfg.memory import keep_freed_memory
 from darkcfg.model.checkpoint import read_torch_file
 from darkcfg.model.loading import load_weights_file
 from darkcfg.model.names import default_names, read_names
@@ -82,6 +83,12 @@ class TrainResult:
     bad_class: int = 0
     out_of_range: int = 0
     missing_labels: int = 0
+    # wall seconds per phase of the loop: "data" (waiting for the loader), "forward+loss", "backward",
+    # "update" (optimiser and EMA), "other" (logs, chart, checkpoints, mAP runs)
+    profile: dict = field(default_factory=dict)
+
+
+PHASES = ("data", "forward+loss", "backward", "update", "other")
 
 
 def _dist() -> tuple[int, int]:
@@ -145,6 +152,25 @@ class _SigintBlocked:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+def _loader_worker_init(_: int) -> None:
+    """One OpenCV thread per loader process: the workers already run side by side, and OpenCV's own threads
+    would take the cores from the training step's threads."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def channels_last_weights(model: Darknet) -> None:
+    """Store every convolution's weights channels-last (NHWC), in place (the same Parameter objects, so set_size's
+    cached layers and the optimiser keep them). With a channels-last input oneDNN's CPU convolutions and the
+    max-pools run without layout reorders: a yolov3-tiny training step at 224 ~1.2x faster on this CPU. Values
+    are unchanged (saved weights are written in the reference's order whatever the layout)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+
+
 class Trainer:
     """Train `opts.cfg` on `opts.data`; `run()` returns a TrainResult. See the module docstring."""
 
@@ -181,6 +207,10 @@ class Trainer:
         self.seen = int(model.header.seen)
         self.start = self.seen // self.images_per_it
         model.to(self.device)
+        self.channels_last = self.device.type == "cpu"
+        if self.channels_last:
+            channels_last_weights(model)
+            keep_freed_memory()
         if self.world > 1:  # every process starts from rank 0's tensors
             import torch.distributed as dist
 
@@ -197,6 +227,7 @@ class Trainer:
         self.backup = Path(opts.backup or self.data.backup or "backup")
         self.amp = opts.amp if opts.amp is not None else self.device.type == "cuda"
         self.last_good: Optional[Path] = None
+        self.profile = dict.fromkeys(PHASES, 0.0)
         self.reported: set[str] = set()  # skipped label rows already named
         if opts.weights and not opts.clear:
             self._load_sidecar(Path(opts.weights))
@@ -263,6 +294,7 @@ class Trainer:
         workers = max(0, self.opts.workers)
         return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                                            persistent_workers=False, prefetch_factor=4 if workers else None,
+                                           worker_init_fn=_loader_worker_init,
                                            pin_memory=self.device.type == "cuda")
 
     # -- files --------------------------------------------------------------------------------------------
@@ -358,13 +390,18 @@ class Trainer:
         snapshot = None
         t_last = time.time()
         bar = Progress(end - self.start, "train", unit="it", enabled=main and self.opts.progress)
+        t_start = time.perf_counter()
         batches = iter(loader)
         doing = ""
+        prof = self.profile = dict.fromkeys(PHASES, 0.0)
+        t_phase = time.perf_counter()
         try:
             with bar:
                 while True:
                     doing = f"loading the images of iteration {iteration + 1}"
                     batch = next(batches, None)
+                    t = time.perf_counter()
+                    prof["data"] += t - t_phase
                     if batch is None:
                         break
                     iteration += 1
@@ -380,11 +417,13 @@ class Trainer:
                             f"iteration {iteration}: the loss is {loss} (not finite): training stopped before "
                             "the update (try a lower learning_rate or a longer burn_in, and check the labels)")
                     lr = learning_rate(net, self.seen // self.images_per_it) * self.world
+                    t = time.perf_counter()
                     with _SigintBlocked():  # the update happens whole or not at all
                         self.opt.step(iteration, lr)
                         self.ema.update(iteration)
                         self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
                         completed, snapshot = iteration, None
+                    prof["update"] += time.perf_counter() - t
                     now = time.time()
                     dt, t_last = now - t_last, now
                     if main:
@@ -418,6 +457,7 @@ class Trainer:
                             self.ema.swap()
                     if main and (iteration % 10 == 0 or iteration == end):
                         self._chart()
+                    t_phase = time.perf_counter()
         except BaseException as e:
             if completed < iteration and snapshot is not None:  # stopped inside an iteration, before its update
                 self._restore(snapshot)
@@ -441,6 +481,8 @@ class Trainer:
             self.best_map
         result.skipped, result.bad_class = stats["skipped"], stats["bad_class"]
         result.out_of_range, result.missing_labels = stats["out_of_range"], stats["missing_labels"]
+        prof["other"] = max(0.0, time.perf_counter() - t_start - sum(prof.values()))
+        result.profile = dict(prof)
         if main:
             for k, what in (("skipped", "unreadable images were skipped (replaced by the next image)"),
                             ("missing_labels", "images had no label file (trained as background)"),
@@ -486,11 +528,17 @@ class Trainer:
         total = 0.0
         for s in range(net.subdivisions):
             x = images[s * mini:(s + 1) * mini].to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             t = truths[s * mini:(s + 1) * mini].to(self.device, non_blocking=True)
             self.seen += mini
+            t0 = time.perf_counter()
             with torch.autocast(self.device.type, enabled=self.amp, dtype=torch.bfloat16):
                 r = network_loss(self.model, x, t, seen=self.seen)  # bfloat16 mixed precision: no loss scaling needed
+            t1 = time.perf_counter()
             (r.loss / self.images_per_it).backward()
+            self.profile["forward+loss"] += t1 - t0
+            self.profile["backward"] += time.perf_counter() - t1
             total += r.cost
             self.last_heads = r.heads
         if self.world > 1:

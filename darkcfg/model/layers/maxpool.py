@@ -54,8 +54,21 @@ class MaxPool(DarknetLayer):
         if self.average:
             s = F.avg_pool2d(F.pad(x, self._pad), self.size, self.stride, divisor_override=1)
             return s[..., :oh, :ow] / self.count
-        y = F.max_pool2d(F.pad(x, self._pad, value=float("-inf")), self.size, self.stride)
-        return y[..., :oh, :ow]
+        return F.max_pool2d(self._max_pad(x), self.size, self.stride)
+
+    def _max_pad(self, x: Tensor) -> Tensor:
+        """x padded with -inf only as far as the windows reach: with the reference's default padding = size - 1 on
+        an input the stride divides (2x2/2 on an even size) no window reaches the padding and x is pooled as it is;
+        padding it anyway copied every pooled activation, forward and backward, about a tenth of a yolov3-tiny
+        training step."""
+        left, _, top, _ = self._pad
+        (sy, sx), k = self.stride, self.size
+        h, w = x.shape[-2:]
+        oh, ow = (h + self.padding - k) // sy + 1, (w + self.padding - k) // sx + 1
+        right, bottom = (ow - 1) * sx + k - left - w, (oh - 1) * sy + k - top - h
+        if left == top == 0 and right <= 0 and bottom <= 0:
+            return x
+        return F.pad(x, (left, max(0, right), top, max(0, bottom)), value=float("-inf"))
 
     def describe(self) -> str:
         sy, sx = self.stride
