@@ -156,9 +156,10 @@ def convert(source: str, dest: str, cfg: Optional[str]) -> None:
 @main.command(context_settings={"max_content_width": 110})
 @click.argument("cfg", type=click.Path(dir_okay=False))
 @click.argument("weights", type=click.Path(dir_okay=False), required=False)
-@click.option("-f", "--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
+@click.option("-f", "--format", "fmt", type=click.Choice(["onnx", "torchscript", "openvino"]), default="onnx",
+              show_default=True, help="openvino: an IR .xml and its .bin (pip install 'darkcfg[openvino]').")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
-              help="Output file. Default: <cfg name>.onnx or <cfg name>.torchscript.pt beside the weights.")
+              help="Output file. Default: <cfg name>.onnx, .torchscript.pt or .xml beside the weights.")
 @click.option("--dynamic-batch", is_flag=True, help="Any batch size (else the one traced, --batch).")
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size of the export.")
 @click.option("--with-decode", is_flag=True, help="Output boxes (B, N, 4) x1y1x2y2 pixels and scores (B, N, C).")
@@ -166,28 +167,40 @@ def convert(source: str, dest: str, cfg: Optional[str]) -> None:
 @click.option("--thresh", type=float, default=0.25, show_default=True, help="Score threshold of --with-nms.")
 @click.option("--nms", type=float, default=0.45, show_default=True, help="IoU threshold of --with-nms.")
 @size_option
+@click.option("--calibration", type=click.Path(exists=True), default=None, metavar="DATA|LIST|DIR",
+              help="--format openvino: quantize to int8 on these images (a .data file's valid list, an image list "
+                   "or a folder), as --precision int8 does.")
 @_friendly
 def export(cfg: str, weights: Optional[str], fmt: str, out: Optional[str], dynamic_batch: bool, batch: int,
-           with_decode: bool, with_nms: bool, thresh: float, nms: float, size: Optional[str]) -> None:
-    """Export CFG with WEIGHTS (default weights/<cfg name>.weights) to ONNX or TorchScript.
+           with_decode: bool, with_nms: bool, thresh: float, nms: float, size: Optional[str],
+           calibration: Optional[str]) -> None:
+    """Export CFG with WEIGHTS (default weights/<cfg name>.weights) to ONNX, TorchScript or OpenVINO IR.
 
     \b
     darkcfg export cfg/yolov4-tiny.cfg yolov4-tiny.weights --format onnx --dynamic-batch --with-nms
     darkcfg export cfg/yolov3-tiny.cfg --format torchscript --size 320
+    darkcfg export cfg/yolov3-tiny.cfg --format openvino --dynamic-batch --calibration obj.data   # int8
     """
     from darkcfg.export import export as export_model
     from darkcfg.model.loading import load_trained
 
     model = load_trained(cfg, weights, _parse_size(size))
     stem = Path(cfg).name.split(".")[0]
-    suffix = ".onnx" if fmt == "onnx" else ".torchscript.pt"
+    suffix = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "openvino": ".xml"}[fmt]
     dest = Path(out) if out else Path(weights or cfg).with_name(stem + suffix)
+    if calibration and fmt != "openvino":
+        raise click.UsageError("--calibration quantizes OpenVINO exports: add --format openvino")
+    images = ()
+    if calibration:
+        from darkcfg.infer.openvino import calibration_images
+
+        images = calibration_images(calibration)
     try:
-        export_model(model, dest, fmt, dynamic_batch, with_decode, with_nms, thresh, nms, batch)
+        dest = export_model(model, dest, fmt, dynamic_batch, with_decode, with_nms, thresh, nms, batch, images)
     except (RuntimeError, ValueError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
-    click.echo(f"{cfg} -> {dest} ({fmt}, input images {'N' if dynamic_batch else batch}x{model.net.channels}x"
-               f"{model.net.height}x{model.net.width})")
+    click.echo(f"{cfg} -> {dest} ({fmt}{', int8' if images else ''}, input images "
+               f"{'N' if dynamic_batch else batch}x{model.net.channels}x{model.net.height}x{model.net.width})")
 
 
 runtime_option = click.option(
@@ -195,20 +208,32 @@ runtime_option = click.option(
     help="Who runs the network: PyTorch, or OpenVINO (pip install 'darkcfg[openvino]'; CPU; the converted model "
          "is cached per cfg, weights and size). Pre-processing, decode and NMS are darkcfg's either way.")
 precision_option = click.option(
-    "--precision", type=click.Choice(["fp32", "bf16", "default"]), default="fp32", show_default=True,
-    help="Arithmetic: fp32 (equal to the plain network within 1e-4), bf16, or the runtime's default (OpenVINO: "
-         "bf16 on CPUs that have it; torch: fp32).")
+    "--precision", type=click.Choice(["fp32", "bf16", "default", "int8"]), default="fp32", show_default=True,
+    help="Arithmetic: fp32 (equal to the plain network within 1e-4), bf16, the runtime's default (OpenVINO: "
+         "bf16 on CPUs that have it; torch: fp32), or int8 (OpenVINO, quantized by NNCF on --calibration images).")
+calibration_option = click.option(
+    "--calibration", type=click.Path(exists=True), default=None, metavar="DATA|LIST|DIR",
+    help="Images that calibrate --precision int8: a .data file (its valid list), an image list or a folder "
+         "(at most 300 are used, evenly spaced).")
 
 
 def _runtime_model(model: torch.nn.Module, runtime: str, precision: str, device: Optional[str], fast: bool = True,
-                   compile_: bool = False, half: Optional[bool] = None) -> torch.nn.Module:
-    """The network the pipeline runs: PyTorch's fast path (bf16 = --half) or OpenVINO."""
+                   compile_: bool = False, half: Optional[bool] = None, calibration: Optional[str] = None,
+                   letterbox: Optional[bool] = None) -> torch.nn.Module:
+    """The network the pipeline runs: PyTorch's fast path (bf16 = --half) or OpenVINO (int8: quantized on the
+    calibration images, pre-processed with `letterbox`)."""
+    if precision == "int8":
+        if runtime != "openvino":
+            raise click.UsageError("--precision int8 runs on OpenVINO: add --runtime openvino")
+        if not calibration:
+            raise click.UsageError("--precision int8 needs --calibration (a .data file, an image list or a folder)")
     if runtime == "openvino":
         if device not in (None, "cpu"):
             raise click.UsageError("--runtime openvino runs on the CPU: leave --device out")
-        from darkcfg.infer.openvino import OpenVinoModel
+        from darkcfg.infer.openvino import OpenVinoModel, calibration_images
 
-        return OpenVinoModel(model, precision)
+        images = calibration_images(calibration) if precision == "int8" and calibration else ()
+        return OpenVinoModel(model, precision, calibration=images, letterbox=letterbox)
     from darkcfg.infer.fast import prepare_for_inference
 
     if precision == "bf16":
@@ -273,6 +298,7 @@ def _device(name: Optional[str]) -> str:
               help="float16 autocast (bfloat16 on a CPU). Default: on with a GPU (with CUDA graphs), off on a CPU.")
 @runtime_option
 @precision_option
+@calibration_option
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the detections (errors and the summary only).")
 @_friendly
 def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Optional[str], thresh: float,
@@ -280,7 +306,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
            overwrite: bool, ext_output: bool, json_port: int, mjpeg_port: int, mjpeg_quality: int, show: bool,
            no_drop: bool, retries: int, max_frames: Optional[int], batch: int, device: Optional[str],
            size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], runtime: str, precision: str,
-           quiet: bool) -> None:
+           calibration: Optional[str], quiet: bool) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
@@ -308,8 +334,8 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     model = load(cfg, size=_parse_size(size))
     class_names = names_for(model, names)  # checked before the weights are read
     load_trained_weights(model, cfg, weights)
-    det = Detector(_runtime_model(model, runtime, precision, device, fast, compile_, half), class_names, thresh,
-                   nms, letterbox, batch)
+    det = Detector(_runtime_model(model, runtime, precision, device, fast, compile_, half, calibration, letterbox),
+                   class_names, thresh, nms, letterbox, batch)
     from darkcfg.infer.pipeline import LiveOutputs
     from darkcfg.infer.sources import LiveOptions
 
@@ -344,9 +370,13 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
               help="Largest request body accepted (413 above).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N. Default: cuda when available.")
 @size_option
+@runtime_option
+@precision_option
+@calibration_option
 @_friendly
 def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, port: int, thresh: float, nms: float,
-          batch: int, batch_wait_ms: float, max_mb: float, device: Optional[str], size: Optional[str]) -> None:
+          batch: int, batch_wait_ms: float, max_mb: float, device: Optional[str], size: Optional[str], runtime: str,
+          precision: str, calibration: Optional[str]) -> None:
     """Serve detection over HTTP: POST an image to /detect (raw body or multipart; ?thresh=&nms=&ext=1) for the
     JSON `detect --json` writes; GET /health. Concurrent requests are batched.
 
@@ -354,7 +384,6 @@ def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, por
     darkcfg serve cfg/yolov4-tiny.cfg --port 8080
     curl --data-binary @dog.jpg 'http://127.0.0.1:8080/detect?thresh=0.3'
     """
-    from darkcfg.infer.fast import prepare_for_inference
     from darkcfg.infer.pipeline import Detector
     from darkcfg.infer.serve import make_server
     from darkcfg.model.loading import load, load_trained_weights
@@ -363,7 +392,8 @@ def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, por
     model = load(cfg, size=_parse_size(size))
     class_names = names_for(model, names)
     load_trained_weights(model, cfg, weights)
-    det = Detector(prepare_for_inference(model.to(_device(device))), class_names, thresh, nms, None, batch)
+    det = Detector(_runtime_model(model, runtime, precision, device, calibration=calibration), class_names, thresh,
+                   nms, None, batch)
     try:
         server = make_server(det, host, port, batch, batch_wait_ms / 1000, int(max_mb * 1024 * 1024))
     except OSError as e:
@@ -476,10 +506,12 @@ def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every
 @size_option
 @runtime_option
 @precision_option
+@calibration_option
 @_friendly
 def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points: int, thresh: float,
          names: Optional[str], coco: bool, plots: Optional[str], coco_gt: Optional[str], report: Optional[str],
-         batch: int, device: Optional[str], size: Optional[str], runtime: str, precision: str) -> None:
+         batch: int, device: Optional[str], size: Optional[str], runtime: str, precision: str,
+         calibration: Optional[str]) -> None:
     """mAP of CFG + WEIGHTS on the `valid` list of DATA, printed as `darknet detector map` prints it.
 
     Labels are found by Darknet's rule (images/ -> labels/, JPEGImages/ -> labels/, extension -> .txt);
@@ -491,7 +523,7 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
 
     model = load_trained(cfg, weights, _parse_size(size), _device(device))
     if runtime != "torch" or precision != "fp32":  # the default stays the plain network: the reference's numbers
-        model = _runtime_model(model, runtime, precision, device)
+        model = _runtime_model(model, runtime, precision, device, calibration=calibration or data)
     run = run_map(data, model, names, iou_thresh, thresh, points, batch, coco, coco_gt, plots, report=report)
     click.echo("\n".join(map_lines(run.result, run.names)))
     if run.plots:

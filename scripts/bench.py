@@ -12,8 +12,9 @@ still spinning, slow the next), medians printed with their ratio to OpenCV DNN. 
 - fast: `InferenceModel` (batch-norm folded, channels-last) - what `darkcfg detect` runs by default;
 - compiled: fast + torch.compile (inductor, frozen weights) - `darkcfg detect --compile`;
 - bf16: compiled with bfloat16 autocast - `darkcfg detect --compile --half` (not bit-exact);
-- openvino / openvino-default: `darkcfg detect --runtime openvino` (`--precision fp32` / `default`: OpenVINO's
-  own choice, bf16 on CPUs that have it), the same pipeline on OpenVINO's kernels;
+- openvino / openvino-default / openvino-int8: `darkcfg detect --runtime openvino` (`--precision fp32` / `default`:
+  OpenVINO's own choice, bf16 on CPUs that have it / `int8`: NNCF's post-training quantization, calibrated here on
+  ../shared/images or, without them, on 8 generated images), the same pipeline on OpenVINO's kernels;
 - ort, ov-fp32, ov-default: darkcfg's ONNX export (`darkcfg export`, dynamic batch) run by ONNX Runtime and by
   OpenVINO itself (f32 precision hint, and its default), as a user would run them outside darkcfg;
 - OpenCV DNN: cv2.dnn.readNetFromDarknet, DNN_BACKEND_OPENCV, the same thread count.
@@ -84,6 +85,21 @@ PAUSE_S = 0.05  # between timed calls, untimed: torch's OpenMP workers spin-wait
 # and slowed the OpenCV DNN call right after by up to 25 % on these 2 cores (and OpenCV's pool likewise)
 
 
+def calibration_set(tmp: Path) -> list[str]:
+    """Images for the int8 mode: the shared test images when ../shared is beside the checkout, else 8 generated
+    ones (random weights make the values meaningless either way; this is about speed)."""
+    shared = sorted((REPO.parent / "shared" / "images").glob("*.jpg"))
+    if shared:
+        return [str(p) for p in shared]
+    rng = torch.Generator().manual_seed(0)
+    paths = []
+    for k in range(8):
+        p = tmp / f"calib{k}.png"
+        cv2.imwrite(str(p), (torch.rand(480, 640, 3, generator=rng) * 255).byte().numpy())
+        paths.append(str(p))
+    return paths
+
+
 def timed(fn) -> float:  # noqa: ANN001
     time.sleep(PAUSE_S)
     t = time.perf_counter()
@@ -138,12 +154,9 @@ def bench_model(name: str, size: int, tmp: Path, repeats: int, batches: list[int
         runners["compiled"] = InferenceModel(model, compile=True)
     if "bf16" in modes:
         runners["bf16"] = InferenceModel(model, compile=True, half=True)
-    if "openvino" in modes or "openvino-default" in modes:
-        from darkcfg.infer.openvino import OpenVinoModel
-
-        for mode, precision in (("openvino", "fp32"), ("openvino-default", "default")):
-            if mode in modes:
-                runners[mode] = OpenVinoModel(model, precision, cache=tmp / "ovcache")
+    for mode in modes:
+        if mode.startswith("openvino"):
+            runners[mode] = _runner(mode, model, name, size, tmp)
     if {"ort", "ov-fp32", "ov-default"} & set(modes):
         runners.update(onnx_runners(model, tmp / f"{name}.onnx", modes))
     build = time.perf_counter() - t0
@@ -178,10 +191,12 @@ def _runner(mode: str, model: darkcfg.Darknet, name: str, size: int, tmp: Path):
         return lambda x: model(x)
     if mode in ("fast", "compiled", "bf16"):
         return InferenceModel(model, compile=mode != "fast", half=mode == "bf16")
-    if mode in ("openvino", "openvino-default"):
+    if mode.startswith("openvino"):
         from darkcfg.infer.openvino import OpenVinoModel
 
-        return OpenVinoModel(model, "fp32" if mode == "openvino" else "default", cache=tmp / "ovcache")
+        precision = {"openvino": "fp32", "openvino-default": "default", "openvino-int8": "int8"}[mode]
+        return OpenVinoModel(model, precision, cache=tmp / "ovcache",
+                             calibration=calibration_set(tmp) if precision == "int8" else ())
     if mode in ("ort", "ov-fp32", "ov-default"):
         return onnx_runners(model, tmp / f"{name}-{mode}.onnx", [mode])[mode]
     net = cv2.dnn.readNetFromDarknet(str(cfg_at(name, size, tmp)), str(tmp / f"{name}.weights"))
@@ -331,8 +346,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--models", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--modes", nargs="+", default=["eager", "fast", "compiled", "bf16"],
-                    choices=["eager", "fast", "compiled", "bf16", "openvino", "openvino-default", "ort", "ov-fp32",
-                             "ov-default"])
+                    choices=["eager", "fast", "compiled", "bf16", "openvino", "openvino-default", "openvino-int8",
+                             "ort", "ov-fp32", "ov-default"])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--quick", action="store_true", help="2 repeats, batch 1 only")
     ap.add_argument("--isolate", action="store_true",

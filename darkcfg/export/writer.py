@@ -1,8 +1,8 @@
-"""`darkcfg export`: a Darknet network as an ONNX or TorchScript file that runs without darkcfg.
+"""`darkcfg export`: a Darknet network as an ONNX, TorchScript or OpenVINO IR file that runs without darkcfg.
 
 The input is `images` (batch, channels, height, width) at the cfg's size, RGB in [0, 1] as darkcfg's
 pre-processing gives it; the outputs are those of `ExportModel` (export/graph.py). With `dynamic_batch` the
-batch size is free. The file is written atomically.
+batch size is free. The file is written atomically (OpenVINO: the .bin, then the .xml that names it).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import io
 import logging
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -21,7 +21,7 @@ from darkcfg.export.nms import nms_onnx
 from darkcfg.files import atomic_write
 from darkcfg.model.network import Darknet
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "openvino")
 
 
 def output_names(m: ExportModel, heads: int) -> list[str]:
@@ -34,11 +34,13 @@ def output_names(m: ExportModel, heads: int) -> list[str]:
 
 def export(model: Darknet, path: Union[str, Path], fmt: str = "onnx", dynamic_batch: bool = False,
            with_decode: bool = False, with_nms: bool = False, thresh: float = 0.25, nms: float = 0.45,
-           batch: int = 1) -> Path:
-    """Write `model` (on the CPU, float32) to `path` as ONNX or TorchScript; returns the path.
+           batch: int = 1, calibration: Sequence[str] = (), letterbox: Optional[bool] = None) -> Path:
+    """Write `model` (on the CPU, float32) to `path` as ONNX, TorchScript or OpenVINO IR (path: the .xml, its .bin
+    beside it); returns the path.
 
     The input is `images` (batch, channels, height, width) at the cfg's size, RGB in [0, 1] as darkcfg's
-    pre-processing gives it. The file is written atomically.
+    pre-processing gives it. The file is written atomically. OpenVINO with `calibration` images: int8, quantized
+    by NNCF on them as `--runtime openvino --precision int8` is (pre-processed with `letterbox`, default the cfg's).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -51,6 +53,13 @@ def export(model: Darknet, path: Union[str, Path], fmt: str = "onnx", dynamic_ba
     x = torch.rand(max(batch, 2 if dynamic_batch else 1), model.net.channels, model.net.height, model.net.width)
     path = Path(path)
     names = output_names(m, len(model.output_layers))
+    if fmt == "openvino":
+        if with_nms:
+            raise DarkcfgError("--with-nms is not exported to OpenVINO (its NMS op is darkcfg's own): export the "
+                               "decoded boxes (--with-decode) and run NMS after, or use ONNX")
+        return _write_openvino(model, m, x, path, names, dynamic_batch, calibration, letterbox)
+    if calibration:
+        raise DarkcfgError("calibration images quantize OpenVINO exports only (--format openvino)")
     if fmt == "torchscript":
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings on shape checks: the shapes are fixed by the cfg
@@ -78,4 +87,43 @@ def export(model: Darknet, path: Union[str, Path], fmt: str = "onnx", dynamic_ba
         finally:
             logging.disable(logging.NOTSET)
     atomic_write(path, lambda fh: fh.write(prog.model_proto.SerializeToString()))
+    return path
+
+
+def _write_openvino(model: Darknet, m: ExportModel, x: torch.Tensor, path: Path, names: list[str], dynamic_batch: bool,
+                    calibration: Sequence[str], letterbox: Optional[bool]) -> Path:
+    """`m` converted by openvino.convert_model, inputs and outputs named as in the ONNX export, int8 when there are
+    calibration images; the IR written beside `path`, then moved into place .bin first."""
+    import os
+    import shutil
+    import tempfile
+
+    from darkcfg.infer.openvino import _import_openvino, calibration_inputs, decompose_mish, quantize
+
+    ov = _import_openvino()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ov_model = ov.convert_model(m, example_input=x)
+    ov_model.inputs[0].get_tensor().set_names({"images"})
+    for out, name in zip(ov_model.outputs, names):
+        out.get_tensor().set_names({name})
+    c, h, w = x.shape[1:]
+    ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([-1, c, h, w])})
+    if calibration:
+        lb = bool(model.net.letter_box) if letterbox is None else bool(letterbox)
+        ov_model = decompose_mish(quantize(ov_model, calibration_inputs(model, calibration, lb)))
+    if not dynamic_batch:
+        ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([x.shape[0], c, h, w])})
+    path = path if path.suffix == ".xml" else path.with_suffix(".xml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.stem}-"))
+    try:
+        ov.save_model(ov_model, str(tmp / path.name), compress_to_fp16=False)
+        mask = os.umask(0)
+        os.umask(mask)
+        for f in (path.with_suffix(".bin"), path):
+            os.chmod(tmp / f.name, 0o666 & ~mask)  # as open() would create it
+            os.replace(tmp / f.name, f)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
