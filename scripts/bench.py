@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import torch
@@ -211,6 +212,9 @@ def _runner(mode: str, model: darkcfg.Darknet, name: str, size: int, tmp: Path):
 
 def worker(name: str, size: int, mode: str, tmp: Path) -> None:
     """`--worker`: one runtime in its own process; reads `run B` lines, answers each with one call's seconds."""
+    import warnings
+
+    warnings.simplefilter("ignore")  # random weights overflow in NNCF's calibration statistics: speed only here
     model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), str(tmp / f"{name}.weights"), size=size).eval()
     fn = _runner(mode, model, name, size, tmp)
     print("ready", flush=True)
@@ -229,7 +233,7 @@ def worker(name: str, size: int, mode: str, tmp: Path) -> None:
 
 
 def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[int], modes: list[str],
-                   threads: int) -> dict:
+                   threads: int, batch_repeats: Optional[int] = None) -> dict:
     """As bench_model, but every runtime (OpenCV's too) in its own process with passive OpenMP waiting, so that
     no runtime's thread pool competes with the one being timed; the calls are still interleaved."""
     import os
@@ -260,7 +264,7 @@ def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[
             for mode in procs:
                 res["compile_s"][f"{mode}@{b}"] = call(mode, b)
             times: dict[str, list[float]] = {k: [] for k in procs}
-            for _ in range(repeats):
+            for _ in range(repeats if b == 1 or batch_repeats is None else batch_repeats):
                 for mode in procs:
                     times[mode].append(call(mode, b) / b)
             res[b] = {k: 1000 * statistics.median(v) for k, v in times.items()}
@@ -349,6 +353,7 @@ def main() -> int:
                     choices=["eager", "fast", "compiled", "bf16", "openvino", "openvino-default", "openvino-int8",
                              "ort", "ov-fp32", "ov-default"])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--batch-repeats", type=int, default=None, help="repeats for batches above 1 (--isolate)")
     ap.add_argument("--quick", action="store_true", help="2 repeats, batch 1 only")
     ap.add_argument("--isolate", action="store_true",
                     help="each runtime in its own process (passive OpenMP waiting), still interleaved")
@@ -378,18 +383,20 @@ def main() -> int:
     except (OSError, StopIteration):
         pass
     versions = f"torch {torch.__version__}, OpenCV {cv2.__version__}"
-    for mod in ("openvino", "onnxruntime"):
+    for mod in ("openvino", "onnxruntime", "nncf"):
         try:
             versions += f", {mod} {__import__(mod).__version__}"
         except ImportError:
             pass
     print(f"{cpu} ({flags}); {a.threads} threads (every runtime); {versions}; medians of {a.repeats} interleaved "
-          f"runs{', each runtime in its own process' if a.isolate else ''}", flush=True)
+          f"runs{f' ({a.batch_repeats} above batch 1)' if a.batch_repeats and a.isolate else ''}"
+          f"{', each runtime in its own process' if a.isolate else ''}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as d:
         for name in a.models:
             if a.isolate:
-                results[name] = bench_isolated(name, SIZES[name], Path(d), a.repeats, a.batches, a.modes, a.threads)
+                results[name] = bench_isolated(name, SIZES[name], Path(d), a.repeats, a.batches, a.modes, a.threads,
+                                               a.batch_repeats)
             else:
                 results[name] = bench_model(name, SIZES[name], Path(d), a.repeats, a.batches, a.modes)
     cols = a.modes + ["opencv"]

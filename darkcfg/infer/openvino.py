@@ -120,6 +120,10 @@ class OpenVinoModel(DarknetView, nn.Module):
                 ov_model = quantize(ov_model, calibration_inputs(self.darknet, calibration, lb))
                 self._save(ov, ov_model, qxml.parent, qxml.name)
                 self.cached = False
+            if any(op.get_type_name() == "Mish" for op in ov_model.get_ops()):
+                warnings.warn(f"{model.cfg_file}: int8 with mish: OpenVINO cannot fuse mish into quantized "
+                              "convolutions, so it runs as separate operations (on the yolov4-csp tested, slower than "
+                              "--precision default)", stacklevel=2)
             ov_model = decompose_mish(ov_model)
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
                   "CACHE_DIR": str(root / "blobs")}
