@@ -254,9 +254,13 @@ def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[
     def call(mode: str, b: int) -> float:
         time.sleep(PAUSE_S)
         p = procs[mode]
-        p.stdin.write(f"run {b}\n")  # type: ignore[union-attr]
-        p.stdin.flush()  # type: ignore[union-attr]
-        return float(p.stdout.readline())  # type: ignore[union-attr]
+        try:
+            p.stdin.write(f"run {b}\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+            return float(p.stdout.readline())  # type: ignore[union-attr]
+        except (BrokenPipeError, ValueError):
+            raise SystemExit(f"{name} batch {b}: the {mode} process died (exit status {p.wait()}; -9: out of memory "
+                             f"with {len(procs)} runtimes resident: run fewer --modes)") from None
 
     res: dict = {"gflop": model.bflops, "compile_s": {}}
     try:
@@ -271,7 +275,10 @@ def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[
             print(f"  {name} batch {b}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in res[b].items()), flush=True)
     finally:
         for p in procs.values():
-            p.stdin.close()  # type: ignore[union-attr]
+            try:
+                p.stdin.close()  # type: ignore[union-attr]
+            except BrokenPipeError:
+                pass
             p.wait()
     return res
 

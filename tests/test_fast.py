@@ -15,7 +15,7 @@ from oracle import CFG_DIR, REF, SHARED, needs_shared, randomize, shared_cfgs
 
 import darkcfg
 from darkcfg.infer.fast import InferenceModel, fold_batchnorm, prepare_for_inference
-from darkcfg.infer.memory import keep_freed_memory
+from darkcfg.memory import keep_freed_memory
 
 
 @needs_shared

@@ -8,7 +8,7 @@ from oracle import REPO
 
 PACKAGE = REPO / "darkcfg"
 
-# stage -> the stages its modules may import (besides the base modules: errors, files, progress)
+# stage -> the stages its modules may import (besides the base modules: errors, files, memory, progress)
 ALLOWED = {
     "base": set(),
     "model": {"model"},
@@ -18,7 +18,7 @@ ALLOWED = {
     "train": {"model", "data", "infer", "eval", "train"},
     "export": {"model", "infer", "export"},
 }
-BASE = {"errors", "files", "progress"}
+BASE = {"errors", "files", "memory", "progress"}
 # ways of asking "what kind of head is this layer?" that the head interface replaces
 TYPE_TESTS = (r'ltype (==|in) [(]?"(yolo|Gaussian_yolo|region|detection)', r"OUTPUT_TYPES", r"\.gaussian\b",
               r"isinstance\([^)]*(Yolo|Region)")

@@ -49,8 +49,13 @@ def _opts(shapes: Path, tmp: Path, **kw) -> TrainOptions:
 def test_loss_falls_and_checkpoints_load(shapes: Path, tmp_path: Path) -> None:
     losses = []
     opts = _opts(shapes, tmp_path, max_batches=30, workers=1, on_iteration=lambda it, loss: losses.append(loss))
+    t0 = time.perf_counter()
     r = Trainer(opts).run()
+    wall = time.perf_counter() - t0
     assert r.iteration == 30 and r.seen == 120
+    # the loop's phases (bench_train.py --profile prints them): each measured, together within the run's time
+    assert set(r.profile) == {"data", "forward+loss", "backward", "update", "other"}
+    assert r.profile["forward+loss"] > 0 and r.profile["backward"] > 0 and sum(r.profile.values()) <= wall
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:3]) / 3, losses
     b = tmp_path / "b"
     for name in ("last", "final"):

@@ -9,7 +9,7 @@
 - runs under `torch.inference_mode`;
 - optionally (`compile=True`) hands the forward to `torch.compile` (inductor, frozen weights: constant
   folding, fused activations, its own convolution choices). The first call per input shape compiles.
-- on a CPU, keeps freed memory in the process (`darkcfg.infer.memory.keep_freed_memory`), so each forward
+- on a CPU, keeps freed memory in the process (`darkcfg.memory.keep_freed_memory`), so each forward
   reuses the last one's activation buffers instead of page-faulting fresh ones in;
 - optionally (`half=True`, GPU) runs in float16 autocast (bfloat16 on a CPU), and with `cuda_graphs=True`
   replays a captured CUDA graph per input shape.
@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from darkcfg.infer.memory import keep_freed_memory, release_free_memory
+from darkcfg.memory import keep_freed_memory, release_free_memory
 from darkcfg.model.activations import ACTIVATIONS, INPLACE_ACTIVATIONS
 from darkcfg.model.layers.convolutional import Convolutional
 from darkcfg.model.network import Darknet

@@ -41,15 +41,15 @@ CALIBRATION_IMAGES = 300  # NNCF's default subset: images beyond it are sampled 
 
 def calibration_images(source: str) -> list[str]:
     """The images `--calibration` names: a .data file (its valid list, else train), a list file or a folder."""
-    from darkcfg.data.dataset import read_data_cfg
-    from darkcfg.train.batches import image_paths
+    from darkcfg.data.dataset import read_data_cfg, read_list
+    from darkcfg.data.images import list_images
 
     p = Path(source)
     if p.suffix == ".data" and p.is_file():
         source = read_data_cfg(p).valid_list()
     if not Path(source).exists():
         raise DarkcfgError(f"{source}: no such calibration list or folder")
-    paths = image_paths(source)
+    paths = list_images(source) if Path(source).is_dir() else read_list(source)
     if not paths:
         raise DarkcfgError(f"{source}: no calibration images listed")
     if len(paths) > CALIBRATION_IMAGES:

@@ -152,14 +152,6 @@ class _SigintBlocked:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def _loader_worker_init(_: int) -> None:
-    """One OpenCV thread per loader process: the workers already run side by side, and OpenCV's own threads
-    would take the cores from the training step's threads."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def channels_last_weights(model: Darknet) -> None:
     """Store every convolution's weights channels-last (NHWC), in place (the same Parameter objects, so set_size's
     cached layers and the optimiser keep them). With a channels-last input oneDNN's CPU convolutions and the
@@ -294,7 +286,6 @@ class Trainer:
         workers = max(0, self.opts.workers)
         return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                                            persistent_workers=False, prefetch_factor=4 if workers else None,
-                                           worker_init_fn=_loader_worker_init,
                                            pin_memory=self.device.type == "cuda")
 
     # -- files --------------------------------------------------------------------------------------------
