@@ -93,12 +93,8 @@ def export(model: Darknet, path: Union[str, Path], fmt: str = "onnx", dynamic_ba
 def _write_openvino(model: Darknet, m: ExportModel, x: torch.Tensor, path: Path, names: list[str], dynamic_batch: bool,
                     calibration: Sequence[str], letterbox: Optional[bool]) -> Path:
     """`m` converted by openvino.convert_model, inputs and outputs named as in the ONNX export, int8 when there are
-    calibration images; the IR written beside `path`, then moved into place .bin first."""
-    import os
-    import shutil
-    import tempfile
-
-    from darkcfg.infer.openvino import _import_openvino, calibration_inputs, decompose_mish, quantize
+    calibration images; the IR written by `save_ir`."""
+    from darkcfg.infer.openvino import _import_openvino, calibration_inputs, decompose_mish, quantize, save_ir
 
     ov = _import_openvino()
     with torch.no_grad(), warnings.catch_warnings():
@@ -110,20 +106,7 @@ def _write_openvino(model: Darknet, m: ExportModel, x: torch.Tensor, path: Path,
     c, h, w = x.shape[1:]
     ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([-1, c, h, w])})
     if calibration:
-        lb = bool(model.net.letter_box) if letterbox is None else bool(letterbox)
-        ov_model = decompose_mish(quantize(ov_model, calibration_inputs(model, calibration, lb)))
+        ov_model = decompose_mish(quantize(ov_model, calibration_inputs(model, calibration, letterbox)))
     if not dynamic_batch:
         ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([x.shape[0], c, h, w])})
-    path = path if path.suffix == ".xml" else path.with_suffix(".xml")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.stem}-"))
-    try:
-        ov.save_model(ov_model, str(tmp / path.name), compress_to_fp16=False)
-        mask = os.umask(0)
-        os.umask(mask)
-        for f in (path.with_suffix(".bin"), path):
-            os.chmod(tmp / f.name, 0o666 & ~mask)  # as open() would create it
-            os.replace(tmp / f.name, f)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return save_ir(ov_model, path if path.suffix == ".xml" else path.with_suffix(".xml"))

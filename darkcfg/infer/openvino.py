@@ -109,7 +109,7 @@ class OpenVinoModel(DarknetView, nn.Module):
             self.cached = True
         else:
             ov_model = self._convert(ov)
-            self._save(ov, ov_model, folder)
+            save_ir(ov_model, xml)
             self.cached = False
         if precision == "int8":
             lb = bool(model.net.letter_box) if letterbox is None else bool(letterbox)
@@ -118,7 +118,7 @@ class OpenVinoModel(DarknetView, nn.Module):
                 ov_model = core.read_model(str(qxml))
             else:
                 ov_model = quantize(ov_model, calibration_inputs(self.darknet, calibration, lb))
-                self._save(ov, ov_model, qxml.parent, qxml.name)
+                save_ir(ov_model, qxml)
                 self.cached = False
             if any(op.get_type_name() == "Mish" for op in ov_model.get_ops()):
                 warnings.warn(f"{model.cfg_file}: int8 with mish: OpenVINO cannot fuse mish into quantized "
@@ -141,27 +141,6 @@ class OpenVinoModel(DarknetView, nn.Module):
         ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([-1, c, h, w])})
         return ov_model
 
-    @staticmethod
-    def _save(ov, ov_model, folder: Path, name: str = "model.xml") -> None:  # noqa: ANN001
-        """Write the IR (name and its .bin) into a temporary folder beside `folder`, then move it into place:
-        the whole folder when it is new (atomic), else the .bin and then the .xml (a reader looks for the .xml)."""
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-        try:
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folder is private; the cache is made as any folder
-            ov.save_model(ov_model, str(tmp / name), compress_to_fp16=False)  # keep float32 weights
-            if not folder.exists():
-                try:
-                    os.rename(tmp, folder)
-                except OSError:  # another process wrote it first
-                    pass
-            else:
-                xml = Path(name)
-                os.replace(tmp / xml.with_suffix(".bin"), folder / xml.with_suffix(".bin"))
-                os.replace(tmp / xml, folder / xml)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
     @torch.inference_mode()
     def forward(self, x: Tensor) -> list[Tensor]:
         """x (B, C, H, W) float32 -> the heads' outputs, as `Darknet.forward` gives them."""
@@ -171,15 +150,26 @@ class OpenVinoModel(DarknetView, nn.Module):
         return [torch.from_numpy(np.array(out[o])) for o in self.compiled.outputs]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def save_ir(ov_model, xml: Path) -> Path:  # noqa: ANN001 - openvino.Model
+    """Write `ov_model` as OpenVINO IR `xml` and its .bin (float32 weights kept): into a temporary folder beside it,
+    then moved into place .bin first, so that a reader, who looks for the .xml, never finds half of one. The files
+    are created as open() creates files (the umask's mode)."""
+    import openvino as ov
+
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=xml.parent, prefix=f".{xml.stem}-"))
+    try:
+        ov.save_model(ov_model, str(tmp / xml.name), compress_to_fp16=False)
+        for f in (xml.with_suffix(".bin"), xml):
+            os.replace(tmp / f.name, f)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return xml
 
 
-def calibration_inputs(model: Darknet, paths: Sequence[str], letterbox: bool) -> list[np.ndarray]:
+def calibration_inputs(model: Darknet, paths: Sequence[str], letterbox: Optional[bool]) -> list[np.ndarray]:
     """Each image as detection feeds it to `model`: read, converted to the cfg's channels, resized or letterboxed
-    to the network size -> (1, C, H, W) float32."""
+    (None: as the cfg says) to the network size -> (1, C, H, W) float32."""
     from darkcfg.infer.pipeline import Detector
     from darkcfg.progress import Progress
 
