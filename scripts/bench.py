@@ -125,12 +125,12 @@ def onnx_runners(model: darkcfg.Darknet, path: Path, modes: list[str]) -> dict:
         out["ort"] = lambda x: sess.run(None, {name: x.numpy()})
     for mode, hint in (("ov-fp32", "f32"), ("ov-default", None)):
         if mode in modes:
-            import openvino as ov
+            from darkcfg.infer.openvino import compile_cpu
 
             config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
             if hint:
                 config["INFERENCE_PRECISION_HINT"] = hint
-            compiled = ov.Core().compile_model(str(path), "CPU", config)
+            compiled = compile_cpu(path, config)
             out[mode] = lambda x, c=compiled: c(x.numpy())
     return out
 

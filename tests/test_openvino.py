@@ -3,6 +3,9 @@ tolerance, `detect` and `map` print what the torch runtime prints, the converted
 what it cannot run is refused in one line."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -14,7 +17,7 @@ from darkcfg.errors import DarkcfgError
 
 openvino = pytest.importorskip("openvino")
 
-from darkcfg.infer.openvino import OpenVinoModel  # noqa: E402
+from darkcfg.infer.openvino import OpenVinoModel, compile_cpu  # noqa: E402
 
 CFG, WEIGHTS = REPO / "cfg" / "yolov3-tiny.cfg", REPO / "weights" / "yolov3-tiny.weights"
 SAMPLE = REPO / "darkcfg" / "assets" / "grace_hopper.jpg"
@@ -130,7 +133,7 @@ def test_mish_written_out_equals_mish():
     assert any(op.get_type_name() == "Mish" for op in ov_model.get_ops())
     ov_model = decompose_mish(ov_model)
     assert not any(op.get_type_name() == "Mish" for op in ov_model.get_ops())
-    got = openvino.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x.numpy())[0]
+    got = compile_cpu(ov_model, {"INFERENCE_PRECISION_HINT": "f32"})(x.numpy())[0]
     assert torch.allclose(torch.from_numpy(got), torch.nn.functional.mish(x), rtol=1e-5, atol=1e-6)
 
 
@@ -143,7 +146,7 @@ def test_export_openvino_runs_outside_darkcfg(tmp_path):
                                   "--dynamic-batch", "-o", str(tmp_path / "y.xml")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "y.bin").is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-    compiled = openvino.Core().compile_model(str(tmp_path / "y.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = compile_cpu(tmp_path / "y.xml", {"INFERENCE_PRECISION_HINT": "f32"})
     assert compiled.inputs[0].get_any_name() == "images"
     outs = compiled(x.numpy())
     for k, want in enumerate(ref):
@@ -157,7 +160,36 @@ def test_export_openvino_runs_outside_darkcfg(tmp_path):
     assert r.exit_code == 0 and "int8" in r.output, r.output
     q = openvino.Core().read_model(str(tmp_path / "q.xml"))
     assert any(op.get_type_name() == "FakeQuantize" for op in q.get_ops())
-    assert openvino.Core().compile_model(q, "CPU")(x[:1].numpy())[0].shape == ref[0][:1].shape
+    assert compile_cpu(q)(x[:1].numpy())[0].shape == ref[0][:1].shape
+
+
+SIGNAL_STACK_SCRIPT = """
+import ctypes, faulthandler, gc, signal, subprocess, sys
+import numpy as np, openvino.opset13 as ops, openvino as ov
+from darkcfg.infer.openvino import compile_cpu, _StackT
+
+faulthandler.enable()  # as pytest does: Python's handlers then run on its signal stack
+signal.signal(signal.SIGCHLD, lambda *a: None)  # as torch's DataLoader does
+p = ops.parameter([1, 3, 8, 8], np.float32)
+a = compile_cpu(ov.Model([ops.relu(p)], [p]))
+b = compile_cpu(ov.Model([ops.relu(p)], [p]))
+del a; gc.collect()
+del b; gc.collect()  # freed out of order
+ss = _StackT()
+ctypes.CDLL(None).sigaltstack(None, ctypes.byref(ss))
+spans = [[int(v, 16) for v in line.split()[0].split("-")] for line in open("/proc/self/maps")]
+assert any(lo <= ss.ss_sp < hi for lo, hi in spans), "the signal stack is unmapped"
+subprocess.run([sys.executable, "-c", "pass"], check=True)  # its SIGCHLD is handled on that stack
+print("alive")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack, /proc")
+def test_freed_runtimes_leave_a_live_signal_stack():
+    """OpenVINO's CPU plugin swaps the thread's signal stack; freed out of order, it left the thread on unmapped
+    memory and the next SIGCHLD killed the process (SIGSEGV in the training tests run after these)."""
+    out = subprocess.run([sys.executable, "-c", SIGNAL_STACK_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "alive" in out.stdout, (out.returncode, out.stderr[-2000:])
 
 
 def test_what_it_cannot_run_is_one_line():

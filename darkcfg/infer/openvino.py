@@ -14,17 +14,21 @@ default ~/.cache/darkcfg, under openvino/), the int8 one also per calibration se
 blobs beside them, so a second start skips the conversion, the calibration and most of the compilation.
 
 It reads like a `Darknet` to the pipeline (`DarknetView`, like `InferenceModel`). Networks with recurrent state are
-refused (the converted graph cannot carry it).
+refused (the converted graph cannot carry it). Everything here compiles through `compile_cpu`, which keeps the
+calling thread's signal stack (`kept_signal_stack`).
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -55,6 +59,43 @@ def calibration_images(source: str) -> list[str]:
     if len(paths) > CALIBRATION_IMAGES:
         paths = [paths[round(k * (len(paths) - 1) / (CALIBRATION_IMAGES - 1))] for k in range(CALIBRATION_IMAGES)]
     return paths
+
+
+class _StackT(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def kept_signal_stack() -> Iterator[None]:
+    """Run the block, then give the calling thread back the signal stack (sigaltstack) it had before.
+
+    OpenVINO's CPU plugin, on CPUs with AMX (whose state makes signal frames large), gives the thread that creates
+    it a signal stack of its own (mmap'd) and, when that plugin instance is destroyed, puts back the one it found
+    and unmaps its own. Two instances destroyed out of order (two `Core`s freed by the garbage collector) therefore
+    leave the thread on an unmapped signal stack, and the next signal handled there (SIGCHLD when a subprocess
+    ends; Python's handlers run on the signal stack) kills the process with SIGSEGV: the test suite crashed that
+    way in training tests run after the OpenVINO ones. Putting the previous stack back at once means every
+    instance restores a live stack."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = _StackT()
+    if libc.sigaltstack(None, ctypes.byref(before)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(before), None)
+
+
+def compile_cpu(model, config: Optional[dict] = None):  # noqa: ANN001, ANN201 - openvino.Model or IR path, CompiledModel
+    """`model` (an `openvino.Model` or an IR's .xml path) compiled for the CPU by a new `Core` with `config`,
+    the calling thread's signal stack kept (`kept_signal_stack`)."""
+    ov = _import_openvino()
+    with kept_signal_stack():
+        return ov.Core().compile_model(model if not isinstance(model, Path) else str(model), "CPU", config or {})
 
 
 def cache_root() -> Path:
@@ -129,7 +170,7 @@ class OpenVinoModel(DarknetView, nn.Module):
                   "CACHE_DIR": str(root / "blobs")}
         if PRECISIONS[precision] is not None:
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
-        self.compiled = core.compile_model(ov_model, "CPU", config)
+        self.compiled = compile_cpu(ov_model, config)
         self._request = self.compiled.create_infer_request()
 
     def _convert(self, ov):  # noqa: ANN001, ANN202
@@ -204,8 +245,9 @@ def quantize(ov_model, inputs: Sequence[np.ndarray]):  # noqa: ANN001, ANN201 - 
     except ImportError:
         raise DarkcfgError("precision int8 needs the nncf package: pip install 'darkcfg[openvino]'") from None
     heads = [op.get_friendly_name() for op in head_convolutions(ov_model)]
-    return nncf.quantize(ov_model, nncf.Dataset(list(inputs)), preset=nncf.QuantizationPreset.MIXED,
-                         subset_size=len(inputs), ignored_scope=nncf.IgnoredScope(names=heads, validate=False))
+    with kept_signal_stack():  # NNCF compiles the model to collect statistics
+        return nncf.quantize(ov_model, nncf.Dataset(list(inputs)), preset=nncf.QuantizationPreset.MIXED,
+                             subset_size=len(inputs), ignored_scope=nncf.IgnoredScope(names=heads, validate=False))
 
 
 def head_convolutions(ov_model) -> list:  # noqa: ANN001
