@@ -145,31 +145,39 @@ class OpenVinoModel(DarknetView, nn.Module):
         root = Path(cache) if cache is not None else cache_root()
         folder = root / model_key(model)
         xml = folder / "model.xml"
-        core = ov.Core()
         self.cached = xml.is_file()
         if not self.cached:
             save_ir(self._convert(ov), xml)
-        ov_model = core.read_model(str(xml))  # its weights mapped from the file, not held in memory again
+        self._ir = xml
         if precision == "int8":
             lb = bool(model.net.letter_box) if letterbox is None else bool(letterbox)
-            qxml = folder / f"int8-{calibration_key(calibration, lb)}.xml"
-            if not qxml.is_file():
-                save_ir(quantize(ov_model, calibration_inputs(self.darknet, calibration, lb)), qxml)
+            self._ir = folder / f"int8-{calibration_key(calibration, lb)}.xml"
+            if not self._ir.is_file():
+                save_ir(quantize(self._read(xml), calibration_inputs(self.darknet, calibration, lb)), self._ir)
                 self.cached = False
-            ov_model = core.read_model(str(qxml))
-            if any(op.get_type_name() == "Mish" for op in ov_model.get_ops()):
-                warnings.warn(f"{model.cfg_file}: int8 with mish: OpenVINO cannot fuse mish into quantized "
-                              "convolutions, so it runs as separate operations (on the yolov4-csp tested, slower than "
-                              "--precision default)", stacklevel=2)
-            ov_model = decompose_mish(ov_model)
         self._config = {"INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
                         "CACHE_DIR": str(root / "blobs")}
         if PRECISIONS[precision] is not None:
             self._config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
-        self._ov_model = ov_model
-        self.compiled = compile_cpu(ov_model, {**self._config, "PERFORMANCE_HINT": "LATENCY"})
+        ov_model = self._read(self._ir)
+        if any(op.get_type_name() == "Mish" for op in ov_model.get_ops()) and precision == "int8":
+            warnings.warn(f"{model.cfg_file}: int8 with mish: OpenVINO cannot fuse mish into quantized "
+                          "convolutions, so it runs as separate operations (on the yolov4-csp tested, slower than "
+                          "--precision default)", stacklevel=2)
+        self.compiled = compile_cpu(self._compilable(ov_model), {**self._config, "PERFORMANCE_HINT": "LATENCY"})
         self._request = self.compiled.create_infer_request()
         self._queue = None  # batches: _batch_queue
+
+    @staticmethod
+    def _read(xml: Path):  # noqa: ANN205 - openvino.Model
+        """The IR `xml`, its weights read into memory: mapped from the file (OpenVINO's default), the pages the
+        compiled model still reads could be evicted under memory pressure and read back from disk mid-forward."""
+        core = _import_openvino().Core()
+        core.set_property({"ENABLE_MMAP": False})
+        return core.read_model(str(xml))
+
+    def _compilable(self, ov_model):  # noqa: ANN001, ANN202 - openvino.Model
+        return decompose_mish(ov_model) if self.precision == "int8" else ov_model
 
     def _convert(self, ov):  # noqa: ANN001, ANN202
         c, h, w = self.darknet.input_shape
@@ -187,7 +195,8 @@ class OpenVinoModel(DarknetView, nn.Module):
         at batch 1), yolov4-csp 512 282 against 365 (334)."""
         if self._queue is None:
             ov = _import_openvino()
-            compiled = compile_cpu(self._ov_model, {**self._config, "PERFORMANCE_HINT": "THROUGHPUT"})
+            config = {**self._config, "PERFORMANCE_HINT": "THROUGHPUT"}
+            compiled = compile_cpu(self._compilable(self._read(self._ir)), config)
             self._queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         return self._queue
 
