@@ -147,18 +147,11 @@ def bench_model(name: str, size: int, tmp: Path, repeats: int, batches: list[int
     outs = net.getUnconnectedOutLayersNames()
     runners = {}
     t0 = time.perf_counter()
-    if "eager" in modes:
-        runners["eager"] = lambda x: model(x)
-    if "fast" in modes:
-        runners["fast"] = InferenceModel(model)
-    if "compiled" in modes:
-        runners["compiled"] = InferenceModel(model, compile=True)
-    if "bf16" in modes:
-        runners["bf16"] = InferenceModel(model, compile=True, half=True)
+    onnx_modes = {"ort", "ov-fp32", "ov-default"} & set(modes)
     for mode in modes:
-        if mode.startswith("openvino"):
+        if mode not in onnx_modes:
             runners[mode] = _runner(mode, model, name, size, tmp)
-    if {"ort", "ov-fp32", "ov-default"} & set(modes):
+    if onnx_modes:  # one export for all of them
         runners.update(onnx_runners(model, tmp / f"{name}.onnx", modes))
     build = time.perf_counter() - t0
     res: dict = {"gflop": model.bflops, "compile_s": {}}

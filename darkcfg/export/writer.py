@@ -92,21 +92,16 @@ def export(model: Darknet, path: Union[str, Path], fmt: str = "onnx", dynamic_ba
 
 def _write_openvino(model: Darknet, m: ExportModel, x: torch.Tensor, path: Path, names: list[str], dynamic_batch: bool,
                     calibration: Sequence[str], letterbox: Optional[bool]) -> Path:
-    """`m` converted by openvino.convert_model, inputs and outputs named as in the ONNX export, int8 when there are
-    calibration images; the IR written by `save_ir`."""
-    from darkcfg.infer.openvino import _import_openvino, calibration_inputs, decompose_mish, quantize, save_ir
+    """`m` converted by `convert` (infer/openvino.py), inputs and outputs named as in the ONNX export, int8 when
+    there are calibration images; the IR written by `save_ir`."""
+    from darkcfg.infer.openvino import calibration_inputs, convert, decompose_mish, quantize, save_ir
 
-    ov = _import_openvino()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ov_model = ov.convert_model(m, example_input=x)
+    ov_model = convert(m, x)
     ov_model.inputs[0].get_tensor().set_names({"images"})
     for out, name in zip(ov_model.outputs, names):
         out.get_tensor().set_names({name})
-    c, h, w = x.shape[1:]
-    ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([-1, c, h, w])})
     if calibration:
         ov_model = decompose_mish(quantize(ov_model, calibration_inputs(model, calibration, letterbox)))
     if not dynamic_batch:
-        ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([x.shape[0], c, h, w])})
+        ov_model.reshape(list(x.shape))
     return save_ir(ov_model, path if path.suffix == ".xml" else path.with_suffix(".xml"))

@@ -99,6 +99,16 @@ def compile_cpu(model, config: Optional[dict] = None):  # noqa: ANN001, ANN201 -
         return ov.Core().compile_model(model if not isinstance(model, Path) else str(model), "CPU", config or {})
 
 
+def convert(module: nn.Module, example: Tensor):  # noqa: ANN201 - openvino.Model
+    """`module` traced on `example` (B, C, H, W) by openvino.convert_model, with a free batch size."""
+    ov = _import_openvino()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings on the input check: the shape is fixed by the cfg
+        ov_model = ov.convert_model(module, example_input=example)
+    ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([-1, *example.shape[1:]])})
+    return ov_model
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("DARKCFG_CACHE") or Path.home() / ".cache" / "darkcfg") / "openvino"
 
@@ -138,7 +148,7 @@ class OpenVinoModel(DarknetView, nn.Module):
         if precision == "int8" and not calibration:
             raise DarkcfgError("precision int8 needs calibration images (--calibration: a .data file, an image list "
                                "or a folder)")
-        ov = _import_openvino()
+        _import_openvino()  # its absence said before any work
         self.darknet = model.eval()
         self.precision = precision
         self._dummy = nn.Parameter(torch.zeros(0), requires_grad=False)  # device and dtype for the pipeline
@@ -147,7 +157,8 @@ class OpenVinoModel(DarknetView, nn.Module):
         xml = folder / "model.xml"
         self.cached = xml.is_file()
         if not self.cached:
-            save_ir(self._convert(ov), xml)
+            graph = InferenceModel(self.darknet, channels_last=False).darknet.eval()  # a copy, batch-norm folded
+            save_ir(convert(graph, torch.zeros(1, *model.input_shape)), xml)
         self._ir = xml
         if precision == "int8":
             lb = bool(model.net.letter_box) if letterbox is None else bool(letterbox)
@@ -160,7 +171,7 @@ class OpenVinoModel(DarknetView, nn.Module):
         if PRECISIONS[precision] is not None:
             self._config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
         ov_model = self._read(self._ir)
-        if any(op.get_type_name() == "Mish" for op in ov_model.get_ops()) and precision == "int8":
+        if precision == "int8" and any(op.get_type_name() == "Mish" for op in ov_model.get_ops()):
             warnings.warn(f"{model.cfg_file}: int8 with mish: OpenVINO cannot fuse mish into quantized "
                           "convolutions, so it runs as separate operations (on the yolov4-csp tested, slower than "
                           "--precision default)", stacklevel=2)
@@ -178,15 +189,6 @@ class OpenVinoModel(DarknetView, nn.Module):
 
     def _compilable(self, ov_model):  # noqa: ANN001, ANN202 - openvino.Model
         return decompose_mish(ov_model) if self.precision == "int8" else ov_model
-
-    def _convert(self, ov):  # noqa: ANN001, ANN202
-        c, h, w = self.darknet.input_shape
-        graph = InferenceModel(self.darknet, channels_last=False).darknet.eval()  # a copy, batch-norm folded
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings on the input check: the shape is fixed by the cfg
-            ov_model = ov.convert_model(graph, example_input=torch.zeros(1, c, h, w))
-        ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([-1, c, h, w])})
-        return ov_model
 
     def _batch_queue(self):  # noqa: ANN202 - openvino.AsyncInferQueue
         """Requests for batches, compiled on first use with OpenVINO's throughput hint (several streams sharing the
@@ -228,8 +230,7 @@ def save_ir(ov_model, xml: Path) -> Path:  # noqa: ANN001 - openvino.Model
     """Write `ov_model` as OpenVINO IR `xml` and its .bin (float32 weights kept): into a temporary folder beside it,
     then moved into place .bin first, so that a reader, who looks for the .xml, never finds half of one. The files
     are created as open() creates files (the umask's mode)."""
-    import openvino as ov
-
+    ov = _import_openvino()
     xml.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=xml.parent, prefix=f".{xml.stem}-"))
     try:
