@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,6 +120,160 @@ def test_int8_is_cached_per_calibration_set_and_map_calibrates_on_its_data(tmp_p
                                   "--precision", "int8"])
     assert r.exit_code == 0, r.output
     assert " mean average precision (mAP@0.50)" in r.stdout
+
+
+HEADS_CFG = """[net]
+width=32
+height=32
+channels=3
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+[convolutional]
+filters=18
+size=1
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=1
+num=3
+scale_x_y=1.05
+[route]
+layers=-3
+[convolutional]
+filters=18
+size=1
+activation=logistic
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=1
+num=3
+new_coords=1
+scale_x_y=2.0
+[route]
+layers=-6
+[convolutional]
+filters=22
+size=1
+activation=linear
+[Gaussian_yolo]
+mask=0,1
+anchors=10,14, 23,27
+classes=2
+num=2
+[route]
+layers=-9
+[convolutional]
+filters=18
+size=1
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=1
+num=3
+[route]
+layers=-2
+"""
+
+
+def test_fused_heads_equal_the_heads():
+    """The graph OpenVINO gets: each [yolo] / [Gaussian_yolo] and its [convolutional] as one layer of per-channel
+    operations (logistic entries split from the rest, scale_x_y, new_coords), equal to the plain network; a
+    convolution whose output another layer reads (the last head's) stays as it is."""
+    from darkcfg.infer.fast import InferenceModel
+    from darkcfg.infer.openvino import fuse_heads
+
+    torch.manual_seed(0)
+    model = darkcfg.Darknet(HEADS_CFG, "heads.cfg").eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        graph = InferenceModel(model, channels_last=False).darknet.eval()  # batch-norm folded, as converted
+        folded = graph(x)
+        assert fuse_heads(graph) == 3
+        got = graph(x)
+    assert len(got) == len(ref) == 4
+    for o, f in zip(got, folded):
+        assert o.shape == f.shape and float((o - f).abs().max() / f.abs().max()) < 1e-6
+    ov = OpenVinoModel(model)(x)
+    for o, r in zip(ov, ref):
+        assert float((o - r).abs().max() / r.abs().max()) < 1e-4
+
+
+MISH_CFG = """[net]
+width=64
+height=64
+channels=3
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=2
+pad=1
+activation=mish
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=2
+pad=1
+activation=mish
+[convolutional]
+filters=18
+size=1
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=1
+num=3
+"""
+
+
+def _convolutions_with_mish(m) -> int:
+    """The compiled convolutions that took a Mish into their own kernel (OpenVINO's run-time graph)."""
+    info = [op.get_rt_info() for op in m.compiled.get_runtime_model().get_ops()]
+    return sum(i["layerType"].astype(str) == "Convolution" and "mish" in i["originalLayersNames"].astype(str).lower()
+               for i in info)
+
+
+def test_int8_keeps_mish_fused_and_writes_it_out_where_openvino_refuses(monkeypatch, recwarn):
+    """int8 compiles the quantized model as it is (each Mish fused into its quantized convolution); where OpenVINO
+    refuses that (openvinotoolkit/openvino#20716, simulated here), it warns and compiles it with Mish written out.
+    Both give fp32's heads within int8's error."""
+    import darkcfg.infer.openvino as ovr
+
+    torch.manual_seed(0)
+    model = darkcfg.Darknet(MISH_CFG, "mish.cfg").eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)[0]
+    fused = OpenVinoModel(model, "int8", calibration=[str(SAMPLE)] * 2)
+    assert not fused._mish_written_out and not [w for w in recwarn if "Mish" in str(w.message)]
+    assert _convolutions_with_mish(fused) == 2
+    real = ovr.compile_cpu
+
+    def refusing(m, config=None):
+        if not isinstance(m, Path) and any(op.get_type_name() == "Mish" for op in m.get_ops()):
+            raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:117: could not append an elementwise "
+                               "post-op")
+        return real(m, config)
+
+    monkeypatch.setattr(ovr, "compile_cpu", refusing)
+    with pytest.warns(UserWarning, match="Mish is written out"):
+        out = OpenVinoModel(model, "int8", calibration=[str(SAMPLE)] * 2)
+    assert out._mish_written_out and _convolutions_with_mish(out) == 0
+    assert len(out(torch.cat([x, x]))[0]) == 2  # the batch compile takes the written-out form too
+    for m in (fused, out):
+        got = m(x)[0]
+        assert float((got - ref).abs().max() / ref.abs().max()) < 0.1
 
 
 def test_mish_written_out_equals_mish():

@@ -92,16 +92,22 @@ def export(model: Darknet, path: Union[str, Path], fmt: str = "onnx", dynamic_ba
 
 def _write_openvino(model: Darknet, m: ExportModel, x: torch.Tensor, path: Path, names: list[str], dynamic_batch: bool,
                     calibration: Sequence[str], letterbox: Optional[bool]) -> Path:
-    """`m` converted by `convert` (infer/openvino.py), inputs and outputs named as in the ONNX export, int8 when
-    there are calibration images; the IR written by `save_ir`."""
-    from darkcfg.infer.openvino import calibration_inputs, convert, decompose_mish, quantize, save_ir
+    """`m` converted by `convert` (infer/openvino.py), its heads fused (`fuse_heads`), inputs and outputs named as
+    in the ONNX export, int8 when there are calibration images; the IR written by `save_ir`."""
+    from darkcfg.infer import openvino as ov
 
-    ov_model = convert(m, x)
+    ov.fuse_heads(m.net)  # the graph darkcfg's OpenVINO runtime runs (a decode keeps the head layers it took)
+    ov_model = ov.convert(m, x)
     ov_model.inputs[0].get_tensor().set_names({"images"})
     for out, name in zip(ov_model.outputs, names):
         out.get_tensor().set_names({name})
     if calibration:
-        ov_model = decompose_mish(quantize(ov_model, calibration_inputs(model, calibration, letterbox)))
+        ov_model = ov.quantize(ov_model, ov.calibration_inputs(model, calibration, letterbox))
+        try:  # as the runtime does (OpenVinoModel._compile): Mish written out only where OpenVINO refuses it fused
+            ov.compile_cpu(ov_model)
+        except RuntimeError as e:  # any other refusal is the reader's CPU's business: the IR is written as it is
+            if ov.refuses_fused_mish(e):
+                ov_model = ov.decompose_mish(ov_model)
     if not dynamic_batch:
         ov_model.reshape(list(x.shape))
-    return save_ir(ov_model, path if path.suffix == ".xml" else path.with_suffix(".xml"))
+    return ov.save_ir(ov_model, path if path.suffix == ".xml" else path.with_suffix(".xml"))

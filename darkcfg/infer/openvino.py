@@ -2,15 +2,17 @@
 `pip install 'darkcfg[openvino]'`): where OpenVINO's CPU kernels are faster than PyTorch's, the detection
 pipeline keeps everything else (pre-processing, decode through the heads, NMS, printing) unchanged.
 
-`OpenVinoModel(model)` converts the inference fast path's network (a copy with batch-norm folded, returning the
-heads' raw outputs) with `openvino.convert_model`, with a dynamic batch, and compiles it for the CPU
+`OpenVinoModel(model)` converts the inference fast path's network (a copy with batch-norm folded, each [yolo] head
+and its convolution made one layer of per-channel operations that OpenVINO fuses into the convolution: `fuse_heads`;
+returning the heads' outputs) with `openvino.convert_model`, with a dynamic batch, and compiles it for the CPU
 with the latency hint and torch's thread count (batches: with the throughput hint, image by image on
 several streams: `_batch_queue`). `precision`: "fp32" (INFERENCE_PRECISION_HINT f32: results
 equal the plain network's within the fast path's tolerance), "bf16", "default" (OpenVINO's own choice: bf16
 on CPUs with AMX or avx512_bf16), or "int8": post-training quantization by NNCF (`pip install 'darkcfg[openvino]'`
 installs it) calibrated on `calibration` images (a .data file's valid list, an image list or a folder:
 `calibration_images`), pre-processed as detection pre-processes them; the rest of the graph runs at OpenVINO's
-default precision. The converted model is cached on disk per cfg text, weights and input size (`$DARKCFG_CACHE`,
+default precision, each activation (Mish included) fused into its quantized convolution (`OpenVinoModel._compile`
+has the fallback where OpenVINO refuses that). The converted model is cached on disk per cfg text, weights and input size (`$DARKCFG_CACHE`,
 default ~/.cache/darkcfg, under openvino/), the int8 one also per calibration set, and OpenVINO caches its compiled
 blobs beside them, so a second start skips the conversion, the calibration and most of the compilation.
 
@@ -41,6 +43,7 @@ from darkcfg.infer.fast import DarknetView, InferenceModel
 from darkcfg.model.network import Darknet
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16", "default": None, "int8": None}
+GRAPH_FORM = "fused-heads"  # in the cache key: IRs converted before the heads were fused are not reused
 CALIBRATION_IMAGES = 300  # NNCF's default subset: images beyond it are sampled evenly
 
 
@@ -109,6 +112,31 @@ def convert(module: nn.Module, example: Tensor):  # noqa: ANN201 - openvino.Mode
     return ov_model
 
 
+class _Done(nn.Module):
+    """A head whose work the layer before it does (`fuse_heads`): passes that layer's output on."""
+
+    def forward(self, x: Tensor, outputs: list) -> Tensor:
+        return x
+
+
+def fuse_heads(net: Darknet) -> int:
+    """In place: every detection head that has a fused form with the [convolutional] before it (`fused_with`:
+    [yolo], [Gaussian_yolo]) becomes that form, the head itself a pass-through; the outputs stay equal. Only where
+    nothing else reads the convolution's output. Returns the number of heads fused."""
+    layers = net.layers
+    read = {s for m in layers for s in m.sources}
+    n = 0
+    for i in range(1, len(layers)):
+        fused = getattr(layers[i], "fused_with", None)
+        if fused is None or i - 1 in read or i - 1 in net.output_layers:
+            continue
+        layer = fused(layers[i - 1])
+        if layer is not None:
+            layers[i - 1], layers[i] = layer, _Done()
+            n += 1
+    return n
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("DARKCFG_CACHE") or Path.home() / ".cache" / "darkcfg") / "openvino"
 
@@ -116,6 +144,7 @@ def cache_root() -> Path:
 def model_key(model: Darknet) -> str:
     """A digest of what the converted graph depends on: the cfg text, the input size and every weight."""
     h = hashlib.sha256()
+    h.update(GRAPH_FORM.encode())
     h.update(model.cfg_text.encode())
     h.update(f"{model.net.width}x{model.net.height}x{model.net.channels}".encode())
     for name, t in sorted(model.state_dict().items()):
@@ -158,6 +187,7 @@ class OpenVinoModel(DarknetView, nn.Module):
         self.cached = xml.is_file()
         if not self.cached:
             graph = InferenceModel(self.darknet, channels_last=False).darknet.eval()  # a copy, batch-norm folded
+            fuse_heads(graph)
             save_ir(convert(graph, torch.zeros(1, *model.input_shape)), xml)
         self._ir = xml
         if precision == "int8":
@@ -170,12 +200,8 @@ class OpenVinoModel(DarknetView, nn.Module):
                         "CACHE_DIR": str(root / "blobs")}
         if PRECISIONS[precision] is not None:
             self._config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
-        ov_model = self._read(self._ir)
-        if precision == "int8" and any(op.get_type_name() == "Mish" for op in ov_model.get_ops()):
-            warnings.warn(f"{model.cfg_file}: int8 with mish: OpenVINO cannot fuse mish into quantized "
-                          "convolutions, so it runs as separate operations (on the yolov4-csp tested, slower than "
-                          "--precision default)", stacklevel=2)
-        self.compiled = compile_cpu(self._compilable(ov_model), {**self._config, "PERFORMANCE_HINT": "LATENCY"})
+        self._mish_written_out = False  # set when OpenVINO refused the quantized model as it is (_compile)
+        self.compiled = self._compile("LATENCY")
         self._request = self.compiled.create_infer_request()
         self._queue = None  # batches: _batch_queue
 
@@ -187,8 +213,21 @@ class OpenVinoModel(DarknetView, nn.Module):
         core.set_property({"ENABLE_MMAP": False})
         return core.read_model(str(xml))
 
-    def _compilable(self, ov_model):  # noqa: ANN001, ANN202 - openvino.Model
-        return decompose_mish(ov_model) if self.precision == "int8" else ov_model
+    def _compile(self, hint: str):  # noqa: ANN202 - openvino.CompiledModel
+        """The IR compiled with `hint` (LATENCY or THROUGHPUT). An int8 model OpenVINO refuses as it is
+        (`refuses_fused_mish`) is compiled again with its Mish written out (`decompose_mish`), with a warning: it
+        then runs unfused, slower."""
+        config = {**self._config, "PERFORMANCE_HINT": hint}
+        if not self._mish_written_out:
+            try:
+                return compile_cpu(self._read(self._ir), config)
+            except RuntimeError as e:
+                if self.precision != "int8" or not refuses_fused_mish(e):
+                    raise
+            self._mish_written_out = True
+            warnings.warn(f"{self.darknet.cfg_file}: int8: OpenVINO could not fuse an operation into a quantized "
+                          "convolution; Mish is written out and runs unfused (slower)", stacklevel=3)
+        return compile_cpu(decompose_mish(self._read(self._ir)), config)
 
     def _batch_queue(self):  # noqa: ANN202 - openvino.AsyncInferQueue
         """Requests for batches, compiled on first use with OpenVINO's throughput hint (several streams sharing the
@@ -197,8 +236,7 @@ class OpenVinoModel(DarknetView, nn.Module):
         at batch 1), yolov4-csp 512 282 against 365 (334)."""
         if self._queue is None:
             ov = _import_openvino()
-            config = {**self._config, "PERFORMANCE_HINT": "THROUGHPUT"}
-            compiled = compile_cpu(self._compilable(self._read(self._ir)), config)
+            compiled = self._compile("THROUGHPUT")
             self._queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         return self._queue
 
@@ -304,12 +342,19 @@ def head_convolutions(ov_model) -> list:  # noqa: ANN001
     return found
 
 
+def refuses_fused_mish(error: Exception) -> bool:
+    """Whether `error` is OpenVINO's CPU plugin refusing an operation it fused into a quantized convolution ("could
+    not append an elementwise post-op", openvinotoolkit/openvino#20716: there, a quantization range that is not
+    finite). On the AMX machine of the README's table every quantized model compiled with Mish fused; this is the
+    fallback for the others."""
+    return "could not append an elementwise post-op" in str(error)
+
+
 def decompose_mish(ov_model):  # noqa: ANN001, ANN201 - openvino.Model
     """Mish written out as x * n / (n + 2) with n = e^u (e^u + 2), u = min(x, 20): equal to x * tanh(softplus(x))
-    without cancellation, and x above 20 as the reference's softplus threshold gives. OpenVINO 2026.4's CPU plugin
-    cannot compile a quantized convolution followed by its own Mish op ("could not append an elementwise
-    post-op", openvinotoolkit/openvino#20716); this form is not fused back into Mish and compiles. Applied to
-    quantized models only."""
+    without cancellation, and x above 20 as the reference's softplus threshold gives. This form is not fused back
+    into Mish (nor into the convolution before it): for quantized models OpenVINO refuses as they are
+    (`refuses_fused_mish`)."""
     import openvino.opset13 as ops
 
     mish = [op for op in ov_model.get_ops() if op.get_type_name() == "Mish"]
