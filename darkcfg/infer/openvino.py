@@ -12,9 +12,10 @@ on CPUs with AMX or avx512_bf16), or "int8": post-training quantization by NNCF 
 installs it) calibrated on `calibration` images (a .data file's valid list, an image list or a folder:
 `calibration_images`), pre-processed as detection pre-processes them; the rest of the graph runs at OpenVINO's
 default precision, each activation (Mish included) fused into its quantized convolution (`OpenVinoModel._compile`
-has the fallback where OpenVINO refuses that). The converted model is cached on disk per cfg text, weights and input size (`$DARKCFG_CACHE`,
-default ~/.cache/darkcfg, under openvino/), the int8 one also per calibration set, and OpenVINO caches its compiled
-blobs beside them, so a second start skips the conversion, the calibration and most of the compilation.
+has the fallback where OpenVINO refuses that). The converted model is cached on disk per cfg text, weights and
+input size (`$DARKCFG_CACHE`, default ~/.cache/darkcfg, under openvino/), the int8 one also per calibration set,
+and OpenVINO caches its compiled blobs beside them, so a second start skips the conversion, the calibration and
+most of the compilation.
 
 It reads like a `Darknet` to the pipeline (`DarknetView`, like `InferenceModel`). Networks with recurrent state are
 refused (the converted graph cannot carry it). Everything here compiles through `compile_cpu`, which keeps the
@@ -43,7 +44,7 @@ from darkcfg.infer.fast import DarknetView, InferenceModel
 from darkcfg.model.network import Darknet
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16", "default": None, "int8": None}
-GRAPH_FORM = "fused-heads"  # in the cache key: IRs converted before the heads were fused are not reused
+GRAPH_FORM = "fused-heads, split groups"  # in the cache key: IRs converted in an older form are not reused
 CALIBRATION_IMAGES = 300  # NNCF's default subset: images beyond it are sampled evenly
 
 
