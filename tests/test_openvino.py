@@ -122,65 +122,19 @@ def test_int8_is_cached_per_calibration_set_and_map_calibrates_on_its_data(tmp_p
     assert " mean average precision (mAP@0.50)" in r.stdout
 
 
-HEADS_CFG = """[net]
-width=32
-height=32
-channels=3
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=2
-pad=1
-activation=leaky
-[convolutional]
-filters=18
-size=1
-activation=linear
-[yolo]
-mask=0,1,2
-anchors=10,14, 23,27, 37,58
-classes=1
-num=3
-scale_x_y=1.05
-[route]
-layers=-3
-[convolutional]
-filters=18
-size=1
-activation=logistic
-[yolo]
-mask=0,1,2
-anchors=10,14, 23,27, 37,58
-classes=1
-num=3
-new_coords=1
-scale_x_y=2.0
-[route]
-layers=-6
-[convolutional]
-filters=22
-size=1
-activation=linear
-[Gaussian_yolo]
-mask=0,1
-anchors=10,14, 23,27
-classes=2
-num=2
-[route]
-layers=-9
-[convolutional]
-filters=18
-size=1
-activation=linear
-[yolo]
-mask=0,1,2
-anchors=10,14, 23,27, 37,58
-classes=1
-num=3
-[route]
-layers=-2
-"""
+def _conv(filters: int, size: int, activation: str, bn: bool = False) -> str:
+    """A [convolutional] section: with bn, stride 2 and batch-norm; else stride 1, no padding."""
+    more = "stride=2\npad=1\nbatch_normalize=1\n" if bn else ""
+    return f"[convolutional]\n{more}filters={filters}\nsize={size}\nactivation={activation}\n"
+
+
+YOLO3 = "[yolo]\nmask=0,1,2\nanchors=10,14, 23,27, 37,58\nclasses=1\nnum=3\n"
+# heads of every fused kind (logistic + scale_x_y, new_coords, Gaussian) and one whose conv another layer reads
+HEADS_CFG = ("[net]\nwidth=32\nheight=32\nchannels=3\n" + _conv(8, 3, "leaky", bn=True)
+             + _conv(18, 1, "linear") + YOLO3 + "scale_x_y=1.05\n[route]\nlayers=-3\n"
+             + _conv(18, 1, "logistic") + YOLO3 + "new_coords=1\nscale_x_y=2.0\n[route]\nlayers=-6\n"
+             + _conv(22, 1, "linear") + "[Gaussian_yolo]\nmask=0,1\nanchors=10,14, 23,27\nclasses=2\nnum=2\n"
+             + "[route]\nlayers=-9\n" + _conv(18, 1, "linear") + YOLO3 + "[route]\nlayers=-2\n")
 
 
 def test_fused_heads_equal_the_heads():
@@ -207,34 +161,8 @@ def test_fused_heads_equal_the_heads():
         assert float((o - r).abs().max() / r.abs().max()) < 1e-4
 
 
-MISH_CFG = """[net]
-width=64
-height=64
-channels=3
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=2
-pad=1
-activation=mish
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-stride=2
-pad=1
-activation=mish
-[convolutional]
-filters=18
-size=1
-activation=linear
-[yolo]
-mask=0,1,2
-anchors=10,14, 23,27, 37,58
-classes=1
-num=3
-"""
+MISH_CFG = ("[net]\nwidth=64\nheight=64\nchannels=3\n" + _conv(16, 3, "mish", bn=True) + _conv(32, 3, "mish", bn=True)
+            + _conv(18, 1, "linear") + YOLO3)
 
 
 def _convolutions_with_mish(m) -> int:
