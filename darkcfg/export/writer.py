@@ -102,12 +102,7 @@ def _write_openvino(model: Darknet, m: ExportModel, x: torch.Tensor, path: Path,
     for out, name in zip(ov_model.outputs, names):
         out.get_tensor().set_names({name})
     if calibration:
-        ov_model = ov.quantize(ov_model, ov.calibration_inputs(model, calibration, letterbox))
-        try:  # as the runtime does (OpenVinoModel._compile): Mish written out only where OpenVINO refuses it fused
-            ov.compile_cpu(ov_model)
-        except RuntimeError as e:  # any other refusal is the reader's CPU's business: the IR is written as it is
-            if ov.refuses_fused_mish(e):
-                ov_model = ov.decompose_mish(ov_model)
+        ov_model = ov.quantize(ov_model, ov.calibration_inputs(model, calibration, letterbox), model.cfg_file)
     if not dynamic_batch:
         ov_model.reshape(list(x.shape))
     return ov.save_ir(ov_model, path if path.suffix == ".xml" else path.with_suffix(".xml"))

@@ -11,8 +11,8 @@ equal the plain network's within the fast path's tolerance), "bf16", "default" (
 on CPUs with AMX or avx512_bf16), or "int8": post-training quantization by NNCF (`pip install 'darkcfg[openvino]'`
 installs it) calibrated on `calibration` images (a .data file's valid list, an image list or a folder:
 `calibration_images`), pre-processed as detection pre-processes them; the rest of the graph runs at OpenVINO's
-default precision, each activation (Mish included) fused into its quantized convolution (`OpenVinoModel._compile`
-has the fallback where OpenVINO refuses that). The converted model is cached on disk per cfg text, weights and
+default precision, each activation (Mish included) fused into its quantized convolution (`quantize` has the
+fallback where OpenVINO refuses that). The converted model is cached on disk per cfg text, weights and
 input size (`$DARKCFG_CACHE`, default ~/.cache/darkcfg, under openvino/), the int8 one also per calibration set,
 and OpenVINO caches its compiled blobs beside them, so a second start skips the conversion, the calibration and
 most of the compilation.
@@ -129,7 +129,7 @@ def fuse_heads(net: Darknet) -> int:
     n = 0
     for i in range(1, len(layers)):
         fused = getattr(layers[i], "fused_with", None)
-        if fused is None or i - 1 in read or i - 1 in net.output_layers:
+        if fused is None or i - 1 in read:
             continue
         layer = fused(layers[i - 1])
         if layer is not None:
@@ -195,13 +195,13 @@ class OpenVinoModel(DarknetView, nn.Module):
             lb = bool(model.net.letter_box) if letterbox is None else bool(letterbox)
             self._ir = folder / f"int8-{calibration_key(calibration, lb)}.xml"
             if not self._ir.is_file():
-                save_ir(quantize(self._read(xml), calibration_inputs(self.darknet, calibration, lb)), self._ir)
+                save_ir(quantize(self._read(xml), calibration_inputs(self.darknet, calibration, lb), model.cfg_file),
+                        self._ir)
                 self.cached = False
         self._config = {"INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
                         "CACHE_DIR": str(root / "blobs")}
         if PRECISIONS[precision] is not None:
             self._config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
-        self._mish_written_out = False  # set when OpenVINO refused the quantized model as it is (_compile)
         self.compiled = self._compile("LATENCY")
         self._request = self.compiled.create_infer_request()
         self._queue = None  # batches: _batch_queue
@@ -215,20 +215,8 @@ class OpenVinoModel(DarknetView, nn.Module):
         return core.read_model(str(xml))
 
     def _compile(self, hint: str):  # noqa: ANN202 - openvino.CompiledModel
-        """The IR compiled with `hint` (LATENCY or THROUGHPUT). An int8 model OpenVINO refuses as it is
-        (`refuses_fused_mish`) is compiled again with its Mish written out (`decompose_mish`), with a warning: it
-        then runs unfused, slower."""
-        config = {**self._config, "PERFORMANCE_HINT": hint}
-        if not self._mish_written_out:
-            try:
-                return compile_cpu(self._read(self._ir), config)
-            except RuntimeError as e:
-                if self.precision != "int8" or not refuses_fused_mish(e):
-                    raise
-            self._mish_written_out = True
-            warnings.warn(f"{self.darknet.cfg_file}: int8: OpenVINO could not fuse an operation into a quantized "
-                          "convolution; Mish is written out and runs unfused (slower)", stacklevel=3)
-        return compile_cpu(decompose_mish(self._read(self._ir)), config)
+        """The IR compiled with `hint` (LATENCY or THROUGHPUT)."""
+        return compile_cpu(self._read(self._ir), {**self._config, "PERFORMANCE_HINT": hint})
 
     def _batch_queue(self):  # noqa: ANN202 - openvino.AsyncInferQueue
         """Requests for batches, compiled on first use with OpenVINO's throughput hint (several streams sharing the
@@ -308,19 +296,22 @@ def calibration_key(paths: Sequence[str], letterbox: bool) -> str:
     return h.hexdigest()[:16]
 
 
-def quantize(ov_model, inputs: Sequence[np.ndarray]):  # noqa: ANN001, ANN201 - openvino.Model
+def quantize(ov_model, inputs: Sequence[np.ndarray], name: str = "model"):  # noqa: ANN001, ANN201 - openvino.Model
     """NNCF's post-training quantization of `ov_model` on `inputs` (each (1, C, H, W) float32): the MIXED preset
     (symmetric weights, asymmetric activations, as leaky and mish outputs are not symmetric) with fast bias
     correction; the heads' output convolutions stay unquantized (they write the boxes and scores: quantizing them
-    cost yolov4-tiny 0.09 mAP points more on the shapes set, -0.29 against -0.20 in the README's table then)."""
+    cost yolov4-tiny 0.09 mAP points more on the shapes set, -0.29 against -0.20 in the README's table then).
+    The result is what the runtime caches and export writes, so it is made compilable here, once
+    (`mish_written_out_if_refused`; `name`, the cfg file, in its warning)."""
     try:
         import nncf
     except ImportError:
         raise DarkcfgError("precision int8 needs the nncf package: pip install 'darkcfg[openvino]'") from None
     heads = [op.get_friendly_name() for op in head_convolutions(ov_model)]
     with kept_signal_stack():  # NNCF compiles the model to collect statistics
-        return nncf.quantize(ov_model, nncf.Dataset(list(inputs)), preset=nncf.QuantizationPreset.MIXED,
-                             subset_size=len(inputs), ignored_scope=nncf.IgnoredScope(names=heads, validate=False))
+        q = nncf.quantize(ov_model, nncf.Dataset(list(inputs)), preset=nncf.QuantizationPreset.MIXED,
+                          subset_size=len(inputs), ignored_scope=nncf.IgnoredScope(names=heads, validate=False))
+    return mish_written_out_if_refused(q, name)
 
 
 def head_convolutions(ov_model) -> list:  # noqa: ANN001
@@ -343,19 +334,28 @@ def head_convolutions(ov_model) -> list:  # noqa: ANN001
     return found
 
 
-def refuses_fused_mish(error: Exception) -> bool:
-    """Whether `error` is OpenVINO's CPU plugin refusing an operation it fused into a quantized convolution ("could
-    not append an elementwise post-op", openvinotoolkit/openvino#20716: there, a quantization range that is not
-    finite). On the AMX machine of the README's table every quantized model compiled with Mish fused; this is the
-    fallback for the others."""
-    return "could not append an elementwise post-op" in str(error)
+def mish_written_out_if_refused(q, name: str = "model"):  # noqa: ANN001, ANN201 - openvino.Model
+    """The quantized model `q` as it is where OpenVINO's CPU plugin compiles it (each Mish fused into its quantized
+    convolution); where the plugin refuses an operation it fused into one ("could not append an elementwise
+    post-op", openvinotoolkit/openvino#20716: there, a quantization range that is not finite), `q` with its Mish
+    written out (`decompose_mish`: it then runs unfused, slower), with a warning naming `name`. On the AMX machine
+    of the README's table every quantized model compiled with Mish fused."""
+    try:
+        compile_cpu(q)
+    except RuntimeError as e:
+        if "could not append an elementwise post-op" not in str(e):
+            raise
+        warnings.warn(f"{name}: int8: OpenVINO could not fuse an operation into a quantized convolution; Mish is "
+                      "written out and runs unfused (slower)", stacklevel=4)
+        return decompose_mish(q)
+    return q
 
 
 def decompose_mish(ov_model):  # noqa: ANN001, ANN201 - openvino.Model
     """Mish written out as x * n / (n + 2) with n = e^u (e^u + 2), u = min(x, 20): equal to x * tanh(softplus(x))
     without cancellation, and x above 20 as the reference's softplus threshold gives. This form is not fused back
     into Mish (nor into the convolution before it): for quantized models OpenVINO refuses as they are
-    (`refuses_fused_mish`)."""
+    (`mish_written_out_if_refused`)."""
     import openvino.opset13 as ops
 
     mish = [op for op in ov_model.get_ops() if op.get_type_name() == "Mish"]
