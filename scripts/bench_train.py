@@ -4,14 +4,21 @@
 
     python scripts/bench_train.py [--out DIR] [--iterations 600] [--size 128] [--batch 16] [--device cpu|cuda]
         [--cfg cfg/yolov4-tiny.cfg] [--partial N] [--fixed-size] [--amp] [--no-map] [--profile]
+        [--reference PATH/TO/darknet [--reference-iterations 30]]
 
 Two runs this project reports (README, "Training"):
 - from scratch: yolov4-tiny.cfg adapted to the set's 3 classes (as a Darknet user adapts a cfg), 128 x 128,
   600 iterations, with four mAP runs: speed and the accuracy reached.
-- fine-tuning speed, against the reference's 8.6 images/s on this CPU: `--cfg cfg/yolov3-tiny.cfg --size 224
-  --partial 15 --fixed-size --iterations 100 --no-map --profile`: yolov3-tiny from `darkcfg partial` of the shipped
+- fine-tuning speed against the reference's: `--cfg cfg/yolov3-tiny.cfg --size 224 --partial 15 --fixed-size
+  --iterations 100 --no-map --profile --reference PATH/TO/darknet`: yolov3-tiny from `darkcfg partial` of the shipped
   weights at layer 15, batch 16, at 224 x 224 throughout (`--fixed-size` writes random=0 into the adapted cfg: with
   random=1 the reference trains its last 100 iterations, here all of them, at the largest multi-scale size, 352).
+
+--reference runs a darknet binary you built (`darknet detector train DATA CFG WEIGHTS -dont_show -nomap`) on the
+same set, cfg ([net] set to the same batch, size and schedule: OUT/<cfg>-reference.cfg), weights and host, before
+and after darkcfg's run (a ratio in one run: the host's speed moves between hours), and prints both rates and
+their ratio. Its rate is from the seconds it prints per iteration, after its third; a NaN loss it prints is
+reported.
 
 The schedule is the cfg's with burn_in and steps shortened to the run (given as [net] overrides, the cfg is not
 changed): burn_in=100 (10 with --no-map), steps at 80 % and 90 % of the iterations. The images/s figure counts
@@ -32,13 +39,14 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from darkcfg.train.trainer import Trainer, TrainOptions  # noqa: E402
+from darkcfg.train.trainer import Trainer, TrainOptions, override_net  # noqa: E402
 
 KINDS = (("convolution", ("convolution",)), ("batch norm", ("batch_norm",)),
          ("activation", ("leaky_relu", "mish", "silu", "sigmoid", "tanh", "relu", "softplus")),
@@ -81,6 +89,42 @@ def op_profile(opts: TrainOptions, steps: int = 5) -> None:
         print(f"  {kind:32s} {ms:7.1f} ms  {ms / total * 100:5.1f} %")
 
 
+REFERENCE_LINE = re.compile(r"^\s*(\d+): (\S+), \S+ avg loss, \S+ rate, ([0-9.]+) seconds, (\d+) images")
+REFERENCE_BUILD = (" Used AVX", " Used FMA & AVX2", " OpenCV isn't used", " GPU isn't used", "OpenCV version")
+
+
+class ReferenceRun(NamedTuple):
+    rate: float  # training images/s over its iterations after the third
+    build: list[str]  # the build lines it printed: AVX, OpenCV
+    nan_at: Optional[int]  # the first iteration whose loss it printed as NaN
+
+
+def reference_rate(darknet: Path, data: Path, cfg: Path, weights: Optional[Path], opts: TrainOptions,
+                   iterations: int, log: Path) -> ReferenceRun:
+    """Train the reference binary `darknet` for `iterations` iterations on the same data, cfg (its [net] set to
+    darkcfg's batch, size and schedule) and weights, and read its per-iteration lines. Runs the binary directly, no
+    shell; its output goes to `log`."""
+    ref_cfg = cfg.with_name(f"{cfg.stem}-reference.cfg")
+    net = {**opts.overrides, "batch": str(opts.batch), "subdivisions": "1", "width": str(opts.size[0]),
+           "height": str(opts.size[1]), "max_batches": str(iterations)}
+    ref_cfg.write_text(override_net(cfg.read_text(), net))
+    backup = data.parent / "reference-backup"
+    backup.mkdir(exist_ok=True)
+    ref_data = data.with_name(f"{data.stem}-reference.data")
+    ref_data.write_text(re.sub(r"(?m)^backup\s*=.*$", f"backup = {backup}/", data.read_text()))
+    cmd = [str(darknet), "detector", "train", str(ref_data), str(ref_cfg)] + ([str(weights)] if weights else [])
+    with open(log, "w") as f:
+        done = subprocess.run(cmd + ["-dont_show", "-nomap"], stdout=f, stderr=subprocess.STDOUT, cwd=data.parent)
+    text = log.read_text(errors="replace")
+    rows = [m for m in (REFERENCE_LINE.match(line) for line in text.splitlines()) if m]
+    if done.returncode or len(rows) < 4:
+        raise SystemExit(f"{darknet}: exit status {done.returncode}, {len(rows)} iteration lines; see {log}")
+    seconds = sum(float(m[3]) for m in rows[3:])
+    build = [line.strip() for line in text.splitlines() if line.startswith(REFERENCE_BUILD)]
+    nan_at = next((int(m[1]) for m in rows if "nan" in m[2].lower()), None)
+    return ReferenceRun((int(rows[-1][4]) - int(rows[2][4])) / seconds, build, nan_at)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "darkcfg-bench-train"))
@@ -96,6 +140,8 @@ def main() -> int:
     ap.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (darkcfg train --amp)")
     ap.add_argument("--no-map", action="store_true", help="no mAP runs (speed only)")
     ap.add_argument("--profile", action="store_true", help="print where the time goes")
+    ap.add_argument("--reference", type=Path, help="a darknet binary: its rate on the same run, before and after")
+    ap.add_argument("--reference-iterations", type=int, default=30)
     a = ap.parse_args()
     out = Path(a.out) / f"{Path(a.cfg).stem}-{a.size}"
     cfg = out / f"{Path(a.cfg).stem}-shapes.cfg"
@@ -123,6 +169,13 @@ def main() -> int:
                         overrides={"burn_in": "10" if a.no_map else "100", "steps": f"{int(n * .8)},{int(n * .9)}",
                                    "scales": ".1,.1"})
     print(f"machine: {machine()}")
+    ref: list[float] = []
+    if a.reference:
+        run = reference_rate(a.reference, out / "shapes.data", cfg, weights, opts, a.reference_iterations,
+                             out / "reference-1.log")
+        ref.append(run.rate)
+        print(f"reference {a.reference} ({', '.join(run.build)}): {run.rate:.1f} training images/s"
+              f"{f'; its loss was NaN from iteration {run.nan_at}' if run.nan_at else ''}")
     t0 = time.time()
     r = Trainer(opts).run()
     wall = time.time() - t0
@@ -139,6 +192,14 @@ def main() -> int:
               f"chart: {out / 'backup' / 'chart.png'}")
     else:
         print(f"final avg loss {r.avg_loss:.3f}")
+    if a.reference:
+        run = reference_rate(a.reference, out / "shapes.data", cfg, weights, opts, a.reference_iterations,
+                             out / "reference-2.log")
+        ref.append(run.rate)
+        mean = statistics.mean(ref)
+        print(f"reference before and after: {ref[0]:.1f} and {ref[1]:.1f} training images/s"
+              f"{f' (the second run: NaN from iteration {run.nan_at})' if run.nan_at else ''}; darkcfg / reference: "
+              f"**{steady / mean:.1f}x** ({steady:.1f} / {mean:.1f})")
     if a.profile:
         its = max(1, r.iteration)
         print(f"the loop's phases over all {its} iterations (ms per iteration):")

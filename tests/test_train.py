@@ -5,6 +5,7 @@ iteration, a NaN loss stops with the last good checkpoint named, Ctrl-C saves `_
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -466,3 +467,32 @@ coord_scale=5
     assert r.iteration == 40
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:3]) / 3, losses
     assert "Detection Avg IOU" in (tmp_path / "b" / "v1.log").read_text()
+
+
+def test_bench_train_times_the_reference_from_its_own_iteration_lines(shapes: Path, tmp_path: Path) -> None:
+    """scripts/bench_train.py --reference: the binary gets the same data, weights and a cfg whose [net] has darkcfg's
+    batch, size and schedule; its rate comes from the per-iteration line detector.c's train_detector prints
+    (" %d: %f, %f avg loss, %f rate, %lf seconds, %d images, %f hours left"), after the third iteration."""
+    spec = importlib.util.spec_from_file_location("bench_train", REPO / "scripts" / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lines = [" Used AVX ", " OpenCV isn't used - data augmentation will be slow "] + [
+        f"\n {i}: {'-nan' if i == 5 else '5.1'}, 6.2 avg loss, 0.001000 rate, {9.0 if i <= 3 else 4.0:f} seconds, "
+        f"{16 * i} images, 0.1 hours left" for i in range(1, 7)]
+    printed = "\n".join(lines)
+    fake = tmp_path / "darknet"
+    fake.write_text(f"#!{sys.executable}\nimport json, pathlib, sys\n"
+                    f"pathlib.Path('args.json').write_text(json.dumps(sys.argv[1:]))\nprint({printed!r})\n")
+    fake.chmod(0o755)
+    data, cfg = Path(_data(shapes, tmp_path)), tmp_path / "c.cfg"
+    cfg.write_text((shapes / "yolov4-tiny-shapes.cfg").read_text())
+    opts = _opts(shapes, tmp_path, batch=16, size=(96, 64))
+    run = bench.reference_rate(fake, data, cfg, tmp_path / "w.conv", opts, 6, tmp_path / "ref.log")
+    assert run.rate == pytest.approx(48 / 12) and run.nan_at == 5  # iterations 4-6: 48 images in 12 s
+    assert run.build == ["Used AVX", "OpenCV isn't used - data augmentation will be slow"]
+    args = json.loads((tmp_path / "args.json").read_text())
+    ref_cfg, ref_data = tmp_path / "c-reference.cfg", tmp_path / "s-reference.data"
+    assert args == ["detector", "train", str(ref_data), str(ref_cfg), str(tmp_path / "w.conv"), "-dont_show", "-nomap"]
+    net = Darknet(ref_cfg.read_text(), str(ref_cfg)).net
+    assert (net.batch, net.subdivisions, net.width, net.height, net.max_batches, net.burn_in) == (16, 1, 96, 64, 6, 4)
+    assert f"backup = {tmp_path / 'reference-backup'}/" in ref_data.read_text()
