@@ -161,6 +161,31 @@ def test_fused_heads_equal_the_heads():
         assert float((o - r).abs().max() / r.abs().max()) < 1e-4
 
 
+GROUPS_CFG = ("[net]\nwidth=32\nheight=32\nchannels=3\n" + _conv(16, 3, "leaky", bn=True)
+              + "[route]\nlayers=-1\ngroups=2\ngroup_id=1\n" + _conv(8, 1, "leaky") + "[route]\nlayers=-1,-3\n"
+              + _conv(18, 1, "linear") + YOLO3)
+
+
+def test_route_groups_are_slices_except_in_graphs_to_quantize():
+    """A [route] group reaches OpenVINO as a slice (its Split kernel took ~10 % of yolov4-tiny in fp32), and as one
+    piece of a split in graphs NNCF quantizes (a slice got a quantizer of its own there); both equal the plain
+    network within their precision's tolerance."""
+    torch.manual_seed(0)
+    model = darkcfg.Darknet(GROUPS_CFG, "groups.cfg").eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)[0]
+
+    def splits(m) -> int:
+        return sum(op.get_type_name() in ("Split", "VariadicSplit") for op in OpenVinoModel._read(m._ir).get_ops())
+
+    fp32, int8 = OpenVinoModel(model), OpenVinoModel(model, "int8", calibration=[str(SAMPLE)] * 2)
+    assert splits(fp32) == 0 and splits(int8) == 1
+    for m, tolerance in ((fp32, 1e-4), (int8, 0.1)):
+        got = m(x)[0]
+        assert float((got - ref).abs().max() / ref.abs().max()) < tolerance
+
+
 MISH_CFG = ("[net]\nwidth=64\nheight=64\nchannels=3\n" + _conv(16, 3, "mish", bn=True) + _conv(32, 3, "mish", bn=True)
             + _conv(18, 1, "linear") + YOLO3)
 

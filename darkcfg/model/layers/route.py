@@ -18,14 +18,25 @@ class Route(DarknetLayer):
         out_c = sum(s.c for s in shapes) // groups
         super().__init__(in_shape, Shape(out_c, first.h, first.w), sources)
         self.groups, self.group_id = groups, group_id  # per input: channels [group_id*C/groups, (group_id+1)*C/groups)
+        # How a traced graph takes a group; in torch both are the same view. A slice by default: OpenVINO copies it
+        # in ~0.1 ms on yolov4-tiny, where its Split kernel took 4 ms of 42 in fp32. One piece of a split into
+        # `groups` parts with `as_split` (set for graphs to be quantized, infer/openvino.py `split_groups`): NNCF
+        # then quantizes the producer's output once, where a slice got a quantizer of its own with layout reorders
+        # around it (int8 yolov4-tiny: ~2 ms of its 10).
+        self.as_split = False
 
     def forward(self, x: Tensor, outputs: list) -> Tensor:
-        # a group is taken as one piece of a split into `groups` equal parts, not as a slice: the same view, but
-        # a converted graph then has a Split, through which NNCF quantizes the producer's output once (int8
-        # yolov4-tiny: a slice got a quantizer of its own, with layout reorders around it, ~1 ms of its 10)
-        parts = [outputs[idx] if self.groups == 1 else outputs[idx].chunk(self.groups, 1)[self.group_id]
-                 for idx in self.sources]
+        parts = [self._group(outputs[idx]) for idx in self.sources]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def _group(self, t: Tensor) -> Tensor:
+        """This layer's group of the channels of t (B, C, H, W) -> (B, C/groups, H, W)."""
+        if self.groups == 1:
+            return t
+        if self.as_split:
+            return t.chunk(self.groups, 1)[self.group_id]
+        c = t.shape[1] // self.groups
+        return t.narrow(1, c * self.group_id, c)
 
     def describe(self) -> str:
         src = " ".join(str(s) for s in self.sources)
