@@ -166,21 +166,28 @@ GROUPS_CFG = ("[net]\nwidth=32\nheight=32\nchannels=3\n" + _conv(16, 3, "leaky",
               + _conv(18, 1, "linear") + YOLO3)
 
 
+def _random_net(cfg: str, size: int) -> tuple[darkcfg.Darknet, torch.Tensor, torch.Tensor]:
+    """A network of `cfg` text with seeded random weights, an input (1, 3, size, size) and its first head's output."""
+    torch.manual_seed(0)
+    model = darkcfg.Darknet(cfg, "test.cfg").eval()
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        return model, x, model(x)[0]
+
+
+def _ir_ops(m: OpenVinoModel) -> list[str]:
+    """The operation types of the IR the runtime `m` compiled."""
+    return [op.get_type_name() for op in OpenVinoModel._read(m._ir).get_ops()]
+
+
 def test_route_groups_are_slices_except_in_graphs_to_quantize():
     """A [route] group reaches OpenVINO as a slice (its Split kernel took ~10 % of yolov4-tiny in fp32), and as one
     piece of a split in graphs NNCF quantizes (a slice got a quantizer of its own there); both equal the plain
     network within their precision's tolerance."""
-    torch.manual_seed(0)
-    model = darkcfg.Darknet(GROUPS_CFG, "groups.cfg").eval()
-    x = torch.rand(1, 3, 32, 32)
-    with torch.no_grad():
-        ref = model(x)[0]
-
-    def splits(m) -> int:
-        return sum(op.get_type_name() in ("Split", "VariadicSplit") for op in OpenVinoModel._read(m._ir).get_ops())
-
+    model, x, ref = _random_net(GROUPS_CFG, 32)
     fp32, int8 = OpenVinoModel(model), OpenVinoModel(model, "int8", calibration=[str(SAMPLE)] * 2)
-    assert splits(fp32) == 0 and splits(int8) == 1
+    splits = [sum(t in ("Split", "VariadicSplit") for t in _ir_ops(m)) for m in (fp32, int8)]
+    assert splits == [0, 1]
     for m, tolerance in ((fp32, 1e-4), (int8, 0.1)):
         got = m(x)[0]
         assert float((got - ref).abs().max() / ref.abs().max()) < tolerance
@@ -203,14 +210,10 @@ def test_int8_keeps_mish_fused_and_writes_it_out_where_openvino_refuses(monkeypa
     the model cached and compiled. Both give fp32's heads within int8's error."""
     import darkcfg.infer.openvino as ovr
 
-    torch.manual_seed(0)
-    model = darkcfg.Darknet(MISH_CFG, "mish.cfg").eval()
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        ref = model(x)[0]
+    model, x, ref = _random_net(MISH_CFG, 64)
 
     def has_mish(m) -> bool:
-        return any(op.get_type_name() == "Mish" for op in OpenVinoModel._read(m._ir).get_ops())
+        return "Mish" in _ir_ops(m)
 
     fused = OpenVinoModel(model, "int8", calibration=[str(SAMPLE)] * 2)
     assert has_mish(fused) and not [w for w in recwarn if "Mish" in str(w.message)]
