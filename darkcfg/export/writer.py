@@ -92,14 +92,12 @@ def export(model: Darknet, path: Union[str, Path], fmt: str = "onnx", dynamic_ba
 
 def _write_openvino(model: Darknet, m: ExportModel, x: torch.Tensor, path: Path, names: list[str], dynamic_batch: bool,
                     calibration: Sequence[str], letterbox: Optional[bool]) -> Path:
-    """`m` converted by `convert` (infer/openvino.py), its heads fused (`fuse_heads`), inputs and outputs named as
-    in the ONNX export, int8 when there are calibration images (then with [route] groups as splits: `split_groups`);
-    the IR written by `save_ir`."""
+    """`m` converted by `convert` (infer/openvino.py) in the form darkcfg's OpenVINO runtime runs (`graph_form`),
+    inputs and outputs named as in the ONNX export, int8 when there are calibration images; the IR written by
+    `save_ir`."""
     from darkcfg.infer import openvino as ov
 
-    ov.fuse_heads(m.net)  # the graph darkcfg's OpenVINO runtime runs (a decode keeps the head layers it took)
-    if calibration:
-        ov.split_groups(m.net)
+    ov.graph_form(m.net, bool(calibration))  # a decode keeps the head layers it took at construction
     ov_model = ov.convert(m, x)
     ov_model.inputs[0].get_tensor().set_names({"images"})
     for out, name in zip(ov_model.outputs, names):

@@ -11,7 +11,7 @@ equal the plain network's within the fast path's tolerance), "bf16", "default" (
 on CPUs with AMX or avx512_bf16), or "int8": post-training quantization by NNCF (`pip install 'darkcfg[openvino]'`
 installs it) calibrated on `calibration` images (a .data file's valid list, an image list or a folder:
 `calibration_images`), pre-processed as detection pre-processes them, on a graph whose [route] groups are
-splits (`split_groups`; the others take them by slices); the rest of the graph runs at OpenVINO's
+splits (`graph_form`; the others take them by slices); the rest of the graph runs at OpenVINO's
 default precision, each activation (Mish included) fused into its quantized convolution (`quantize` has the
 fallback where OpenVINO refuses that). The converted model is cached on disk per cfg text, weights and
 input size (`$DARKCFG_CACHE`, default ~/.cache/darkcfg, under openvino/), the int8 one also per calibration set,
@@ -140,13 +140,15 @@ def fuse_heads(net: Darknet) -> int:
     return n
 
 
-def split_groups(net: Darknet) -> int:
-    """In place, for a graph to be quantized: every [route] with groups takes its group as one piece of a channel
-    split (`Route.as_split`: NNCF then quantizes the producer's output once). Returns the number of such routes."""
-    routes = [m for m in net.layers if isinstance(m, Route) and m.groups > 1]
-    for m in routes:
-        m.as_split = True
-    return len(routes)
+def graph_form(net: Darknet, quantized: bool) -> Darknet:
+    """In place, and returned: `net` in the form OpenVINO gets (GRAPH_FORM, the runtime's and export's alike): the
+    heads fused (`fuse_heads`); in a graph to be quantized, every [route] group taken as one piece of a channel split
+    (`Route.as_split`: NNCF then quantizes the producer's output once), elsewhere as a slice."""
+    fuse_heads(net)
+    for m in net.layers:
+        if isinstance(m, Route):
+            m.as_split = quantized
+    return net
 
 
 def cache_root() -> Path:
@@ -195,18 +197,19 @@ class OpenVinoModel(DarknetView, nn.Module):
         self._dummy = nn.Parameter(torch.zeros(0), requires_grad=False)  # device and dtype for the pipeline
         root = Path(cache) if cache is not None else cache_root()
         folder = root / model_key(model)
-        xml = folder / "model.xml"
-        self.cached = xml.is_file()
-        if not self.cached:
-            save_ir(convert(self._graph(), torch.zeros(1, *model.input_shape)), xml)
-        self._ir = xml
-        if precision == "int8":
+        quantized = precision == "int8"
+        if quantized:
             lb = bool(model.net.letter_box) if letterbox is None else bool(letterbox)
             self._ir = folder / f"int8-{calibration_key(calibration, lb)}.xml"
-            if not self._ir.is_file():
-                graph = convert(self._graph(quantized=True), torch.zeros(1, *model.input_shape))
-                save_ir(quantize(graph, calibration_inputs(self.darknet, calibration, lb), model.cfg_file), self._ir)
-                self.cached = False
+        else:
+            self._ir = folder / "model.xml"
+        self.cached = self._ir.is_file()
+        if not self.cached:
+            graph = InferenceModel(self.darknet, channels_last=False).darknet.eval()  # a copy, batch-norm folded
+            ov_model = convert(graph_form(graph, quantized), torch.zeros(1, *model.input_shape))
+            if quantized:
+                ov_model = quantize(ov_model, calibration_inputs(self.darknet, calibration, lb), model.cfg_file)
+            save_ir(ov_model, self._ir)
         self._config = {"INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
                         "CACHE_DIR": str(root / "blobs")}
         if PRECISIONS[precision] is not None:
@@ -214,15 +217,6 @@ class OpenVinoModel(DarknetView, nn.Module):
         self.compiled = self._compile("LATENCY")
         self._request = self.compiled.create_infer_request()
         self._queue = None  # batches: _batch_queue
-
-    def _graph(self, quantized: bool = False) -> Darknet:
-        """The network as OpenVINO gets it: a copy with batch-norm folded and the heads fused (`fuse_heads`); to be
-        quantized, with [route] groups taken by a split (`split_groups`)."""
-        graph = InferenceModel(self.darknet, channels_last=False).darknet.eval()
-        fuse_heads(graph)
-        if quantized:
-            split_groups(graph)
-        return graph
 
     @staticmethod
     def _read(xml: Path):  # noqa: ANN205 - openvino.Model

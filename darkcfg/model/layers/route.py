@@ -20,7 +20,7 @@ class Route(DarknetLayer):
         self.groups, self.group_id = groups, group_id  # per input: channels [group_id*C/groups, (group_id+1)*C/groups)
         # How a traced graph takes a group; in torch both are the same view. A slice by default: OpenVINO copies it
         # in ~0.1 ms on yolov4-tiny, where its Split kernel took 4 ms of 42 in fp32. One piece of a split into
-        # `groups` parts with `as_split` (set for graphs to be quantized, infer/openvino.py `split_groups`): NNCF
+        # `groups` parts with `as_split` (set for graphs to be quantized, infer/openvino.py `graph_form`): NNCF
         # then quantizes the producer's output once, where a slice got a quantizer of its own with layout reorders
         # around it (int8 yolov4-tiny: ~2 ms of its 10).
         self.as_split = False
