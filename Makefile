@@ -24,12 +24,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# the README's speed figures; yolov4-p5 at batch 8 with all nine runtimes resident does not fit in 24 GiB
+# the README's speed figures, each runtime in three rounds of new processes; yolov4-p5 at batch 8 with all nine
+# runtimes resident does not fit in 24 GiB
 MODES = fast compiled openvino openvino-default openvino-int8 ort ov-fp32 ov-default
 bench: $(STAMP)
-	$(PY) scripts/bench.py --isolate --repeats 5 --batch-repeats 3 --models yolov4-tiny yolov4-csp --modes $(MODES)
-	$(PY) scripts/bench.py --isolate --repeats 5 --batches 1 --models yolov4-p5 --modes $(MODES)
-	$(PY) scripts/bench.py --isolate --repeats 3 --models yolov4-p5 --modes fast openvino openvino-default
+	$(PY) scripts/bench.py --isolate --rounds 3 --repeats 3 --batch-repeats 2 --models yolov4-tiny yolov4-csp \
+		--modes $(MODES)
+	$(PY) scripts/bench.py --isolate --rounds 3 --repeats 2 --batches 1 --models yolov4-p5 --modes $(MODES)
+	$(PY) scripts/bench.py --isolate --rounds 3 --repeats 2 --batch-repeats 1 --models yolov4-p5 --modes fast openvino \
+		openvino-default ov-fp32 ov-default
 	$(PY) scripts/bench_detect.py
 
 lint: $(STAMP)
