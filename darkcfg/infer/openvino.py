@@ -237,8 +237,10 @@ class OpenVinoModel(DarknetView, nn.Module):
     def _batch_queue(self):  # noqa: ANN202 - openvino.AsyncInferQueue
         """Requests for batches, compiled on first use with OpenVINO's throughput hint (several streams sharing the
         threads): a batch runs image by image, the streams in parallel. On the 2-core machine of the README's
-        table, yolov4-tiny 416 at batch 8 took 33 ms per image this way against 43 as one batch-8 request (and 35
-        at batch 1), yolov4-csp 512 282 against 365 (334)."""
+        table, in fp32: yolov4-csp 512 at batch 8 took 383 ms per image this way against 437 for OpenVINO on the
+        ONNX export as one batch-8 request (`make bench`); yolov4-tiny 416 is level either way (25.8, 38.5 and
+        34.2 ms against 28.0, 38.8 and 35.2 in three interleaved runs), and batch-2 or batch-4 requests on the
+        streams were not consistently faster (30.9-36.9 ms)."""
         if self._queue is None:
             ov = _import_openvino()
             compiled = self._compile("THROUGHPUT")
