@@ -229,6 +229,19 @@ def worker(name: str, size: int, mode: str, tmp: Path) -> None:
             print(time.perf_counter() - t, flush=True)
 
 
+def _call(procs: dict, mode: str, b: int, name: str) -> float:
+    """One timed call of batch `b` in `mode`'s worker process (after the untimed pause) -> its seconds."""
+    time.sleep(PAUSE_S)
+    p = procs[mode]
+    try:
+        p.stdin.write(f"run {b}\n")
+        p.stdin.flush()
+        return float(p.stdout.readline())
+    except (BrokenPipeError, ValueError):
+        raise SystemExit(f"{name} batch {b}: the {mode} process died (exit status {p.wait()}; -9: out of memory "
+                         f"with {len(procs)} runtimes resident: run fewer --modes)") from None
+
+
 def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[int], modes: list[str],
                    threads: int, batch_repeats: Optional[int] = None, rounds: int = 1) -> dict:
     """As bench_model, but every runtime (OpenCV's too) in its own process with passive OpenMP waiting, so that
@@ -246,6 +259,9 @@ def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[
     save_weights(model, tmp / f"{name}.weights")
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", KMP_BLOCKTIME="0")
     res: dict = {"gflop": model.bflops, "compile_s": {}, "rounds": {b: [] for b in batches}}
+    reps = {b: repeats if b == 1 or batch_repeats is None else batch_repeats for b in batches}
+    # the timed calls' batch sizes, interleaved (3 and 2 repeats: 1, 8, 1, 8, 1): their ratio within the same minutes
+    schedule = [b for i in range(max(reps.values())) for b in batches if i < reps[b]]
     for r in range(rounds):
         procs = {}
         for mode in modes + ["opencv"]:
@@ -255,30 +271,16 @@ def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[
                 pass
             procs[mode] = p
 
-        def call(mode: str, b: int, procs: dict = procs) -> float:
-            time.sleep(PAUSE_S)
-            p = procs[mode]
-            try:
-                p.stdin.write(f"run {b}\n")  # type: ignore[union-attr]
-                p.stdin.flush()  # type: ignore[union-attr]
-                return float(p.stdout.readline())  # type: ignore[union-attr]
-            except (BrokenPipeError, ValueError):
-                raise SystemExit(f"{name} batch {b}: the {mode} process died (exit status {p.wait()}; -9: out of "
-                                 f"memory with {len(procs)} runtimes resident: run fewer --modes)") from None
-
         try:
             for b in batches:
                 for mode in procs:  # the first call compiles; timed in the first round's new processes only
-                    first = call(mode, b)
+                    first = _call(procs, mode, b, name)
                     if r == 0:
                         res["compile_s"][f"{mode}@{b}"] = first
-            reps = {b: repeats if b == 1 or batch_repeats is None else batch_repeats for b in batches}
             times = {b: {k: [] for k in procs} for b in batches}
-            for i in range(max(reps.values())):  # batch sizes interleaved too: their ratio within the same minutes
-                for b in batches:
-                    if i < reps[b]:
-                        for mode in procs:
-                            times[b][mode].append(call(mode, b) / b)
+            for b in schedule:
+                for mode in procs:
+                    times[b][mode].append(_call(procs, mode, b, name) / b)
             for b in batches:
                 medians = {k: 1000 * statistics.median(v) for k, v in times[b].items()}
                 res["rounds"][b].append(medians)
@@ -298,7 +300,8 @@ def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[
 
 EXACT = ("eager", "fast", "compiled", "openvino")  # darkcfg's modes that equal the plain network (fp32)
 REDUCED = ("bf16", "openvino-default", "openvino-int8")  # darkcfg's reduced-precision modes
-AGAINST = {"ov-fp32": EXACT, "ov-default": REDUCED}  # OpenVINO on darkcfg's ONNX: the runtime to beat
+# OpenVINO on darkcfg's ONNX, the runtime to beat -> (what darkcfg's side is called, its modes)
+AGAINST = {"ov-fp32": ("exact", EXACT), "ov-default": ("reduced-precision", REDUCED)}
 
 
 def target_lines(name: str, res: dict, batches: list[int]) -> list[str]:
@@ -308,15 +311,14 @@ def target_lines(name: str, res: dict, batches: list[int]) -> list[str]:
     lines = []
     for b in batches:
         rounds = res.get("rounds", {}).get(b) or [res[b]]
-        for other, ours in AGAINST.items():
+        for other, (kind, ours) in AGAINST.items():
             mine = [k for k in ours if k in rounds[0]]
             if other not in rounds[0] or not mine:
                 continue
             ratios = [min(m[k] for k in mine) / m[other] for m in rounds]
             best = min(mine, key=lambda k: res[b][k])
-            lines.append(f"{name} batch {b}: darkcfg's fastest {'exact' if ours is EXACT else 'reduced-precision'} "
-                         f"mode / {other}: {statistics.median(ratios):.2f} (rounds: "
-                         f"{', '.join(f'{x:.2f}' for x in ratios)}; fastest overall: {best})")
+            lines.append(f"{name} batch {b}: darkcfg's fastest {kind} mode / {other}: {statistics.median(ratios):.2f} "
+                         f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; fastest overall: {best})")
     return lines
 
 
