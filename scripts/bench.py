@@ -264,14 +264,13 @@ def bench_isolated(name: str, size: int, tmp: Path, repeats: int, batches: list[
     schedule = [b for i in range(max(reps.values())) for b in batches if i < reps[b]]
     for r in range(rounds):
         procs = {}
-        for mode in modes + ["opencv"]:
-            p = subprocess.Popen([sys.executable, __file__, "--worker", name, str(size), mode, str(tmp), "--threads",
-                                  str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-            while (line := p.stdout.readline()) and line.strip() != "ready":  # type: ignore[union-attr]
-                pass
-            procs[mode] = p
-
-        try:
+        try:  # the workers already started are closed however a later one's start ends
+            for mode in modes + ["opencv"]:
+                procs[mode] = p = subprocess.Popen(
+                    [sys.executable, __file__, "--worker", name, str(size), mode, str(tmp), "--threads", str(threads)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                while (line := p.stdout.readline()) and line.strip() != "ready":  # type: ignore[union-attr]
+                    pass
             for b in batches:
                 for mode in procs:  # the first call compiles; timed in the first round's new processes only
                     first = _call(procs, mode, b, name)
