@@ -46,7 +46,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from darkcfg.train.trainer import Trainer, TrainOptions, override_net  # noqa: E402
+from darkcfg.model.cfg import edit_cfg_text  # noqa: E402
+from darkcfg.train.trainer import Trainer, TrainOptions  # noqa: E402
 
 KINDS = (("convolution", ("convolution",)), ("batch norm", ("batch_norm",)),
          ("activation", ("leaky_relu", "mish", "silu", "sigmoid", "tanh", "relu", "softplus")),
@@ -107,7 +108,7 @@ def reference_rate(darknet: Path, data: Path, cfg: Path, weights: Optional[Path]
     ref_cfg = cfg.with_name(f"{cfg.stem}-reference.cfg")
     net = {**opts.overrides, "batch": str(opts.batch), "subdivisions": "1", "width": str(opts.size[0]),
            "height": str(opts.size[1]), "max_batches": str(iterations)}
-    ref_cfg.write_text(override_net(cfg.read_text(), net))
+    ref_cfg.write_text(edit_cfg_text(cfg.read_text(), str(cfg), {(0, k): v for k, v in net.items()}))
     backup = data.parent / "reference-backup"
     backup.mkdir(exist_ok=True)
     ref_data = data.with_name(f"{data.stem}-reference.data")

@@ -8,7 +8,7 @@ from oracle import REPO
 
 PACKAGE = REPO / "darkcfg"
 
-# stage -> the stages its modules may import (besides the base modules: errors, files, memory, progress)
+# stage -> the stages its modules may import (besides the base modules: errors, files, memory, progress, registry)
 ALLOWED = {
     "base": set(),
     "model": {"model"},
@@ -18,10 +18,12 @@ ALLOWED = {
     "train": {"model", "data", "infer", "eval", "train"},
     "export": {"model", "infer", "export"},
 }
-BASE = {"errors", "files", "memory", "progress"}
+BASE = {"errors", "files", "memory", "progress", "registry"}
 # ways of asking "what kind of head is this layer?" that the head interface replaces
 TYPE_TESTS = (r'ltype (==|in) [(]?"(yolo|Gaussian_yolo|region|detection)', r"OUTPUT_TYPES", r"\.gaussian\b",
-              r"isinstance\([^)]*(Yolo|Region)")
+              r"isinstance\([^)]*(Yolo|Region)",
+              # a head's section name as a string literal (`sec.type in ("yolo", ...)`, a list of head types)
+              r"""(?<!command\()["'](yolo|Gaussian_yolo|region|detection)["']""")
 TOP = {"__init__", "__main__", "cli"}  # the facade and the command line sit above every stage
 
 

@@ -182,3 +182,28 @@ def report_unused(sections: list[Section]) -> None:
     for sec in sections:
         for opt in sec.unused():
             sec.warn(f"unused option '{opt.key}={opt.value}'", opt.line)
+
+
+def edit_cfg_text(text: str, file: str, edits: dict[tuple[int, str], str]) -> str:
+    """The cfg text with options set: `edits` maps (section position, key) -> value, the position counting
+    sections in file order from 0 ([net] is 0, layer i is i + 1). The option's first line (the one the reference
+    reads) is replaced; a missing option is added right after its section's header. Every other line, comments
+    and line endings included, stays as it was; the file itself is never changed."""
+    sections = parse_cfg_text(text, file)
+    replace: dict[int, str] = {}
+    insert: dict[int, list[str]] = {}
+    for (pos, key), value in edits.items():
+        if not 0 <= pos < len(sections):
+            raise CfgError(f"{file}: no section {pos} to set {key}={value} in (the cfg has {len(sections)})")
+        sec = sections[pos]
+        opt = next((o for o in sec.options if o.key == key), None)
+        if opt is not None:
+            replace[opt.line] = f"{key}={value}"
+        else:
+            insert.setdefault(sec.line, []).append(f"{key}={value}")
+    out = []
+    for n, line in enumerate(text.splitlines(keepends=True), 1):
+        end = "\r\n" if line.endswith("\r\n") else "\n"
+        out.append(replace[n] + end if n in replace else line if line.endswith(("\n", "\r")) else line + "\n")
+        out += [added + end for added in insert.get(n, [])]
+    return "".join(out)

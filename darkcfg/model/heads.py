@@ -10,7 +10,11 @@ A head is a layer whose output holds boxes ([yolo], [Gaussian_yolo], [region]). 
 - its output as planes (`planes`: (B, n, E, H, W), a view) and which entry selects a candidate box
   (`objectness_entry`; None: every cell and anchor is a detection, as [region]'s);
 - `decode`: entries -> boxes relative to the network input, objectness and class probabilities, in torch.
-  Detection (infer/decode.py), the losses (train/losses/) and export (export/graph.py) all call it.
+  Detection (infer/decode.py), the losses (train/losses/) and export (export/graph.py) all call it;
+- and, before anything is built (a cfg whose filters do not match cannot be built), what its section asks of
+  the layer before it for a class count (`expected_input`) and what is wrong with the section itself
+  (`section_problems`: masks, anchors): `darkcfg.model.cfgcheck` asks the head classes through the layer
+  registry. `section_anchors` is the one reading of `anchors=` (with the reference's fill).
 
 `NMS_KINDS` is the one list of `nms_kind` values: a head accepts a subset, and NMS implements all of them.
 Adding a head type: its layer file in `layers/` (subclassing `DetectionHead`), its loss file in
@@ -19,12 +23,13 @@ Adding a head type: its layer file in `layers/` (subclassing `DetectionHead`), i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Union
+from typing import ClassVar, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
 
 from darkcfg.errors import DarkcfgError
+from darkcfg.model.cfg import Section
 from darkcfg.model.layers._base import DarknetLayer
 
 # nms_kind value -> the criterion box.c suppresses with (box.c:do_nms_sort / diounms_sort)
@@ -34,6 +39,44 @@ NMS_KINDS: dict[str, str] = {
     "diounms": "diou_beta",  # diounms_sort: box_diounms with beta_nms
     "cornersnms": "iou",  # diounms_sort's CORNERS_NMS ([Gaussian_yolo]): box_iou; its box merging is commented out
 }
+
+
+class InputSpec(NamedTuple):
+    """What a head section needs of the layer before it: one of the section types `layers`, whose option `key`
+    holds `value` (e.g. a [convolutional] with filters=255)."""
+
+    layers: tuple[str, ...]
+    key: str
+    value: int
+
+
+class SectionProblem(NamedTuple):
+    """Something wrong with a head's section: its line, a kind, the message, whether building would stop."""
+
+    line: int
+    kind: str
+    message: str
+    blocking: bool = True
+
+
+def _anchor_shortfall(sec: Section, num: int) -> Optional[SectionProblem]:
+    opt = sec.find("anchors")
+    if opt is None:
+        return None
+    count = len(sec.floats("anchors") or [])
+    if count >= 2 * num:
+        return None
+    return SectionProblem(opt.line, "cfg anchors", f"anchors has {count} values, expected 2*num = {2 * num}; the "
+                          "rest are 0.5, as the reference fills them", blocking=False)
+
+
+def section_anchors(sec: Section, num: int) -> list[float]:
+    """`anchors=` of a head section as the reference reads it: 2*num values, those missing filled with .5 (its
+    default bias), with a warning naming the line when some are."""
+    short = _anchor_shortfall(sec, num)
+    if short is not None:
+        sec.warn(short.message, short.line)
+    return ((sec.floats("anchors", []) or []) + [0.5] * (2 * num))[: 2 * num]
 
 
 class CellIndex(NamedTuple):
@@ -87,6 +130,7 @@ class DetectionHead(DarknetLayer):
     `slot_anchors`, and implement `planes` and `decode`."""
 
     is_head = True
+    default_classes: ClassVar[int] = 20  # classes= when the section has none
     n: int
     entries: int
     classes: int
@@ -98,6 +142,22 @@ class DetectionHead(DarknetLayer):
     jitter: float = 0.2
     resize: float = 1.0
     random: float = 0.0
+
+    @classmethod
+    def expected_input(cls, sec: Section, classes: int) -> InputSpec:
+        """What this head's section needs of the layer before it when it has `classes` classes."""
+        raise NotImplementedError
+
+    @classmethod
+    def section_problems(cls, sec: Section) -> list[SectionProblem]:
+        """What is wrong with the section on its own (not against its neighbours): none by default."""
+        return []
+
+    @classmethod
+    def anchor_problems(cls, sec: Section) -> list[SectionProblem]:
+        """For heads with anchors: too few `anchors=` values for `num` (a warning: the reference fills them)."""
+        short = _anchor_shortfall(sec, sec.int("num", 1) or 1)
+        return [short] if short is not None else []
 
     @property
     def anchors(self) -> Tensor:

@@ -28,6 +28,7 @@ from darkcfg.data.dataset import DataConfig, read_data_cfg
 from darkcfg.errors import DarkcfgError
 from darkcfg.files import atomic_write
 from darkcfg.memory import keep_freed_memory
+from darkcfg.model.cfg import edit_cfg_text, read_cfg
 from darkcfg.model.checkpoint import read_torch_file
 from darkcfg.model.loading import load_weights_file
 from darkcfg.model.names import default_names, read_names
@@ -102,24 +103,6 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def override_net(text: str, overrides: dict[str, str]) -> str:
-    """The cfg text with [net] keys set (replaced where present, else added); the file is not changed."""
-    if not overrides:
-        return text
-    lines = text.splitlines()
-    start = next((k for k, line in enumerate(lines) if line.strip().startswith("[")), None)
-    if start is None:
-        raise TrainError("the cfg has no [net] section")
-    end = next((k for k in range(start + 1, len(lines)) if lines[k].strip().startswith("[")), len(lines))
-    todo = dict(overrides)
-    for k in range(start + 1, end):
-        key = lines[k].split("=", 1)[0].strip()
-        if "=" in lines[k] and not lines[k].lstrip().startswith(("#", ";")) and key in todo:
-            lines[k] = f"{key}={todo.pop(key)}"
-    lines[end:end] = [f"{key}={value}" for key, value in todo.items()]
-    return "\n".join(lines) + "\n"
-
-
 def state_path(weights: Path) -> Path:
     """The sidecar of a checkpoint: x_last.weights -> x_last.state.pt."""
     return weights.with_name(weights.stem + ".state.pt")
@@ -172,11 +155,10 @@ class Trainer:
         self.device = torch.device(opts.device if opts.device != "cuda" or self.world == 1 else
                                    f"cuda:{int(os.environ.get('LOCAL_RANK', self.rank))}")
         self.data = self._data_config(opts.data)
-        from darkcfg.model.cfg import read_cfg
-
         text, name = read_cfg(opts.cfg)
         torch.manual_seed(opts.seed)  # the reference's random initialisation, reproducible with --seed
-        model = Darknet(override_net(text, opts.overrides), name, opts.size, warn_unused=self.rank == 0)
+        text = edit_cfg_text(text, name, {(0, key): value for key, value in opts.overrides.items()})
+        model = Darknet(text, name, opts.size, warn_unused=self.rank == 0)
         net = model.net
         if opts.batch:
             net.batch = opts.batch

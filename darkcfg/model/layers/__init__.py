@@ -3,6 +3,6 @@ registry imports them all on the first lookup (`_registry.get_builder`), so addi
 from __future__ import annotations
 
 from darkcfg.model.layers._base import Blob, BuildContext, DarknetLayer, Shape
-from darkcfg.model.layers._registry import get_builder, register, section_types
+from darkcfg.model.layers._registry import get_builder, layer_class, register, section_types
 
-__all__ = ["Blob", "BuildContext", "DarknetLayer", "Shape", "get_builder", "register", "section_types"]
+__all__ = ["Blob", "BuildContext", "DarknetLayer", "Shape", "get_builder", "layer_class", "register", "section_types"]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from darkcfg.model.cfg import Section
-from darkcfg.model.heads import CellIndex, Decoded, DetectionHead
+from darkcfg.model.heads import CellIndex, Decoded, DetectionHead, InputSpec
 from darkcfg.model.layers._base import BuildContext, Shape
 from darkcfg.model.layers._registry import register
 
@@ -23,6 +23,7 @@ class Detection(DetectionHead):
     ltype = "detection"
     objectness_entry = 4
     undo_letterbox = False  # get_detection_detections: no correction
+    default_classes = 1
 
     def __init__(self, in_shape: Shape, classes: int = 1, n: int = 1, side: int = 7, coords: int = 4,
                  rescore: bool = False, softmax: bool = False, sqrt: bool = False, forced: bool = False,
@@ -35,6 +36,12 @@ class Detection(DetectionHead):
         self.coord_scale, self.object_scale = coord_scale, object_scale
         self.noobject_scale, self.class_scale = noobject_scale, class_scale
         self.register_buffer("slot_anchors", torch.zeros(n, 2), persistent=False)  # YOLOv1 has no anchors
+
+    @classmethod
+    def expected_input(cls, sec: Section, classes: int) -> InputSpec:
+        """A [connected] with output = side*side*((1 + coords)*num + classes)."""
+        side, num, coords = sec.int("side", 7) or 7, sec.int("num", 1) or 1, sec.int("coords", 1) or 0
+        return InputSpec(("connected", "conn"), "output", side * side * ((1 + coords) * num + classes))
 
     def anchor_sizes(self, net_w: int, net_h: int) -> None:
         return None  # YOLOv1 predicts sizes directly
@@ -75,7 +82,7 @@ class Detection(DetectionHead):
         return "Detection Layer"
 
 
-@register("detection")
+@register("detection", layer=Detection)
 def build(sec: Section, ctx: BuildContext) -> Detection:
     coords = sec.int("coords", 1)
     classes = ctx.positive("classes", sec.int("classes", 1))

@@ -29,7 +29,15 @@ import torch
 from torch import Tensor
 
 from darkcfg.model.cfg import Section
-from darkcfg.model.heads import CellIndex, Decoded, DetectionHead, exp_scaled
+from darkcfg.model.heads import (
+    CellIndex,
+    Decoded,
+    DetectionHead,
+    InputSpec,
+    SectionProblem,
+    exp_scaled,
+    section_anchors,
+)
 from darkcfg.model.layers._base import BuildContext, Shape
 from darkcfg.model.layers._registry import register
 
@@ -161,6 +169,16 @@ class Region(DetectionHead):
         self.register_buffer("slot_anchors", torch.tensor(params.anchors, dtype=torch.float32).view(-1, 2),
                              persistent=False)
 
+    @classmethod
+    def expected_input(cls, sec: Section, classes: int) -> InputSpec:
+        """A [convolutional] with filters = num x (coords + 1 + classes)."""
+        return InputSpec(("convolutional", "conv"), "filters",
+                         (sec.int("num", 1) or 1) * ((sec.int("coords", 4) or 4) + 1 + classes))
+
+    @classmethod
+    def section_problems(cls, sec: Section) -> list[SectionProblem]:
+        return cls.anchor_problems(sec)
+
     def anchor_sizes(self, net_w: int, net_h: int) -> Tensor:
         """The anchors (grid cells) in network-input pixels."""
         return self.slot_anchors * self.slot_anchors.new_tensor([net_w / self.in_shape.w, net_h / self.in_shape.h])
@@ -216,7 +234,7 @@ class Region(DetectionHead):
         return "detection"
 
 
-@register("region")
+@register("region", layer=Region)
 def build(sec: Section, ctx: BuildContext) -> Region:
     p = RegionParams()
     p.coords = sec.int("coords", 4)
@@ -254,12 +272,7 @@ def build(sec: Section, ctx: BuildContext) -> Region:
         bad = [v for v in p.map if not 0 <= v < p.classes]
         if bad:
             raise sec.error(f"map={sec.str('map')}: class {bad[0]} is not in 0..{p.classes - 1}")
-    anchors = sec.floats("anchors", [])
-    if anchors and len(anchors) < 2 * p.num:
-        opt = sec.find("anchors")
-        sec.warn(f"anchors has {len(anchors)} values, expected 2*num = {2 * p.num}; the rest are 0.5, as the "
-                 "reference fills them", opt.line if opt else None)
-    p.anchors = (anchors + [0.5] * (2 * p.num))[: 2 * p.num]
+    p.anchors = section_anchors(sec, p.num)
     expected = p.num * (p.coords + 1 + p.classes)
     if ctx.input.c != expected or min(ctx.input) <= 0:
         raise sec.error(f"the layer before has filters={ctx.input.c}, expected {expected} = "

@@ -17,7 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from darkcfg.model.cfg import Section
-from darkcfg.model.heads import NMS_KINDS, CellIndex, Decoded, DetectionHead, exp_scaled
+from darkcfg.model.heads import (
+    NMS_KINDS,
+    CellIndex,
+    Decoded,
+    DetectionHead,
+    InputSpec,
+    SectionProblem,
+    exp_scaled,
+    section_anchors,
+)
 from darkcfg.model.layers._base import BuildContext, Shape
 from darkcfg.model.layers._registry import register
 
@@ -97,6 +106,18 @@ class Yolo(DetectionHead):
         # (n, 2) anchor w, h in input pixels of this layer's mask (not a parameter: not in .weights)
         a = torch.tensor(params.anchors, dtype=torch.float32).view(-1, 2)[params.mask]
         self.register_buffer("slot_anchors", a, persistent=False)
+
+    @classmethod
+    def expected_input(cls, sec: Section, classes: int) -> InputSpec:
+        """A [convolutional] with filters = (5 + classes) x the anchors in mask (9 + classes: Gaussian)."""
+        num = sec.int("num", 1) or 1
+        mask = sec.ints("mask") or list(range(num))
+        return InputSpec(("convolutional", "conv"), "filters", ((9 if cls.gaussian else 5) + classes) * len(mask))
+
+    @classmethod
+    def section_problems(cls, sec: Section) -> list[SectionProblem]:
+        bad = _mask_problem(sec, sec.int("num", 1) or 1, sec.ints("mask"))
+        return ([bad] if bad else []) + cls.anchor_problems(sec)
 
     def sigmoid_entries(self) -> list[int]:
         """Entries forward_yolo_layer applies the logistic to (none with new_coords: its conv already did)."""
@@ -237,6 +258,16 @@ class GaussianYolo(Yolo):
         return Decoded(x, y, w, h, obj, p)
 
 
+def _mask_problem(sec: Section, num: int, mask: Optional[list[int]]) -> Optional[SectionProblem]:
+    """A mask index outside 0..num-1 (the reference would read past its anchors)."""
+    bad = [m for m in (mask or []) if not 0 <= m < num]
+    if not bad:
+        return None
+    opt = sec.find("mask")
+    return SectionProblem(opt.line if opt else sec.line, "cfg mask", f"mask={','.join(map(str, mask or []))}: "
+                          f"index {bad[0]} out of range 0..{num - 1} (num={num})")
+
+
 def parse_head_params(sec: Section, gaussian: bool = False) -> YoloParams:
     p = YoloParams()
     p.classes = sec.int("classes", 20)
@@ -245,9 +276,9 @@ def parse_head_params(sec: Section, gaussian: bool = False) -> YoloParams:
         raise sec.error(f"classes={p.classes}, num={p.num}: expected positive values")
     p.mask = sec.ints("mask", list(range(p.num)))
     p.max_boxes = sec.int("max", 200)
-    bad = [m for m in p.mask if not 0 <= m < p.num]
+    bad = _mask_problem(sec, p.num, p.mask)
     if bad:
-        raise sec.error(f"mask={','.join(map(str, p.mask))}: index {bad[0]} out of range 0..{p.num - 1} (num={p.num})")
+        raise sec.error(bad.message, bad.line)
     if not gaussian:
         p.show_details = sec.int("show_details", 1)
     p.max_delta = sec.float("max_delta", math.inf)
@@ -299,13 +330,7 @@ def parse_head_params(sec: Section, gaussian: bool = False) -> YoloParams:
         sec.float("track_ciou_norm", 0.01)
     if sec.str("map") is not None:
         raise sec.error("option 'map' (class map file) is not supported by darkcfg")
-    anchors = sec.floats("anchors", [])
-    if anchors and len(anchors) < 2 * p.num:
-        opt = sec.find("anchors")
-        sec.warn(f"anchors has {len(anchors)} values, expected 2*num = {2 * p.num}; the rest are 0.5, as the "
-                 "reference fills them", opt.line if opt else None)
-    p.anchors = (anchors + [0.5] * (2 * p.num))[: 2 * p.num]  # reference default bias .5
-
+    p.anchors = section_anchors(sec, p.num)
     return p
 
 
@@ -325,11 +350,11 @@ def _build(sec: Section, ctx: BuildContext, gaussian: bool) -> Yolo:
     return (GaussianYolo if gaussian else Yolo)(ctx.input, p)
 
 
-@register("yolo")
+@register("yolo", layer=Yolo)
 def build_yolo(sec: Section, ctx: BuildContext) -> Yolo:
     return _build(sec, ctx, gaussian=False)
 
 
-@register("Gaussian_yolo")
+@register("Gaussian_yolo", layer=GaussianYolo)
 def build_gaussian_yolo(sec: Section, ctx: BuildContext) -> Yolo:
     return _build(sec, ctx, gaussian=True)

@@ -11,8 +11,6 @@ one line.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
@@ -22,6 +20,7 @@ from torch import Tensor
 from darkcfg.errors import DarkcfgError
 from darkcfg.model.heads import DetectionHead, head_layers
 from darkcfg.model.network import Darknet
+from darkcfg.registry import Registry
 
 
 class HeadLoss(Protocol):
@@ -35,8 +34,7 @@ class HeadLoss(Protocol):
 
 
 LossFn = Callable[..., HeadLoss]
-_LOSSES: dict[type, LossFn] = {}
-_discovered = False
+_LOSSES: Registry[LossFn] = Registry(__name__, lambda t: f"a loss for {t.__name__} is")
 
 
 class NotTrainableError(DarkcfgError, NotImplementedError):
@@ -45,31 +43,14 @@ class NotTrainableError(DarkcfgError, NotImplementedError):
 
 def register_loss(layer_type: type) -> Callable[[LossFn], LossFn]:
     """Register the loss of a head class (exactly that class: a subclass registers its own)."""
-
-    def wrap(fn: LossFn) -> LossFn:
-        if layer_type in _LOSSES:
-            raise RuntimeError(f"a loss for {layer_type.__name__} is registered twice")
-        _LOSSES[layer_type] = fn
-        return fn
-
-    return wrap
-
-
-def _discover() -> None:
-    global _discovered
-    if not _discovered:
-        _discovered = True
-        for mod in pkgutil.iter_modules(__path__):
-            if not mod.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{mod.name}")
+    return _LOSSES.register(layer_type)
 
 
 def loss_for(layer: DetectionHead, cfg_file: str = "") -> LossFn:
     """The registered loss of `layer`'s class; a one-line NotTrainableError when there is none."""
-    _discover()
     fn = _LOSSES.get(type(layer))
     if fn is None:
-        known = ", ".join(sorted(f"[{getattr(t, 'ltype', t.__name__)}]" for t in _LOSSES))
+        known = ", ".join(sorted(f"[{getattr(t, 'ltype', t.__name__)}]" for t in _LOSSES.keys()))
         where = f"{cfg_file}: " if cfg_file else ""
         raise NotTrainableError(f"{where}layer {layer.index} [{layer.ltype}]: training this head type is not "
                                 f"supported (darkcfg trains {known})")
