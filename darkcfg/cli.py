@@ -321,9 +321,9 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     darkcfg detect my.cfg clip.mp4 -w backup/my_best.weights -n obj.names
     darkcfg detect cfg/yolov4-tiny.cfg rtsp://cam/stream --mjpeg-port 8090 --json-port 8070 --nosave
     """
+    from darkcfg.infer.names import names_for
     from darkcfg.infer.pipeline import Detector, run_detection
     from darkcfg.model.loading import load, load_trained_weights
-    from darkcfg.model.names import names_for
 
     if sources and _is_weights_file(sources[0]):  # `detect CFG WEIGHTS IMAGE...`, as detector test takes it
         if weights:
@@ -384,10 +384,10 @@ def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, por
     darkcfg serve cfg/yolov4-tiny.cfg --port 8080
     curl --data-binary @dog.jpg 'http://127.0.0.1:8080/detect?thresh=0.3'
     """
+    from darkcfg.infer.names import names_for
     from darkcfg.infer.pipeline import Detector
     from darkcfg.infer.serve import make_server
     from darkcfg.model.loading import load, load_trained_weights
-    from darkcfg.model.names import names_for
 
     model = load(cfg, size=_parse_size(size))
     class_names = names_for(model, names)
@@ -483,7 +483,7 @@ def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every
 
 
 @main.command("map")
-@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path())
 @click.argument("cfg", type=click.Path(dir_okay=False))
 @click.argument("weights", type=click.Path(dir_okay=False), required=False)
 @click.option("--iou-thresh", "-iou_thresh", type=float, default=0.5, show_default=True,
@@ -538,7 +538,7 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
 
 
 @main.command()
-@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path())
 @click.argument("cfg", type=click.Path(dir_okay=False))
 @click.argument("weights", type=click.Path(dir_okay=False), required=False)
 @click.option("--eval", "kind", type=click.Choice(["coco", "voc"]), default=None,
@@ -637,10 +637,10 @@ def convert_coco(instances: str, images: str, out: str, name: str) -> None:
 @_friendly
 def convert_voc(annotations: str, images: str, out: str, names: Optional[str], name: str) -> None:
     """Pascal VOC XML files (ANNOTATIONS folder) -> a Darknet dataset in OUT, as voc_label.py converts them."""
-    from darkcfg.data.check import read_names_file
     from darkcfg.data.convert import voc_to_yolo
+    from darkcfg.data.names import read_names
 
-    _report_conversion(voc_to_yolo(annotations, images, out, read_names_file(names) if names else None, name))
+    _report_conversion(voc_to_yolo(annotations, images, out, read_names(names) if names else None, name))
 
 
 @data_convert.command("yolo")
@@ -652,14 +652,14 @@ def convert_voc(annotations: str, images: str, out: str, names: Optional[str], n
 @_friendly
 def convert_yolo(list_file: str, names: str, out: str, ids: Optional[str]) -> None:
     """Darknet labels of the images in LIST -> a COCO instances JSON (what `map --coco-gt` reads)."""
-    from darkcfg.data.check import read_names_file
     from darkcfg.data.convert import yolo_to_coco
+    from darkcfg.data.names import read_names
 
-    _report_conversion(yolo_to_coco(list_file, read_names_file(names), out, ids))
+    _report_conversion(yolo_to_coco(list_file, read_names(names), out, ids))
 
 
 @main.command("calc-anchors")
-@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path())
 @click.option("--num", "-num_of_clusters", "num", type=click.IntRange(1), default=None,
               help="Number of anchors. Default: the cfg's num (--cfg), else 5.")
 @click.option("--width", "-width", type=click.IntRange(1), default=None,

@@ -34,11 +34,11 @@ sys.path.insert(0, str(REPO))
 
 import darkcfg  # noqa: E402
 from darkcfg.infer.fast import prepare_for_inference  # noqa: E402
+from darkcfg.infer.names import default_names  # noqa: E402
 from darkcfg.infer.pipeline import Detector, LiveOutputs, run_detection  # noqa: E402
 from darkcfg.infer.ports import MjpegPort  # noqa: E402
 from darkcfg.infer.serve import make_server  # noqa: E402
 from darkcfg.infer.sources import LiveOptions  # noqa: E402
-from darkcfg.model.names import default_names  # noqa: E402
 
 PHOTO = REPO / "darkcfg" / "assets" / "grace_hopper.jpg"
 

@@ -21,9 +21,9 @@ from oracle import IMAGES, REF, REF_IMAGES, SHARED, needs_shared, stb_decode
 import darkcfg
 from darkcfg.cli import main
 from darkcfg.data.images import bgr_to_image
+from darkcfg.data.names import read_names
 from darkcfg.infer.formats import JsonWriter, text_lines
 from darkcfg.infer.pipeline import Detector
-from darkcfg.model.names import read_names
 
 REPO = Path(__file__).resolve().parent.parent
 DET = REF / "detect"

@@ -11,9 +11,9 @@ from oracle import REF, REF_IMAGES, SHARED, map_set, needs_shared, stb_decode
 
 import darkcfg
 from darkcfg.cli import main
+from darkcfg.data.names import read_names
 from darkcfg.eval.report import map_lines
 from darkcfg.eval.runner import compute_map
-from darkcfg.model.names import read_names
 
 WEIGHTS = SHARED / "darknet" / "weights" / "yolov3-tiny.weights"
 CFG = SHARED / "darknet" / "cfg" / "yolov3-tiny.cfg"

@@ -96,9 +96,9 @@ def test_size_aps_equal_pycocotools_summary(report):
 
 
 def _records(d):
+    from darkcfg.data.names import read_names
     from darkcfg.eval.runner import compute_map
     from darkcfg.model.loading import load_trained
-    from darkcfg.model.names import read_names
     record: list = []
     compute_map(load_trained(str(CFG), str(WEIGHTS)), [str(d / f"{n}.jpg") for n in REF_IMAGES],
                 read_names(SHARED / "darknet" / "coco.names", 80), progress=False, record=record)

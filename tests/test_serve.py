@@ -23,7 +23,7 @@ CFG, WEIGHTS = REPO / "cfg" / "yolov3-tiny.cfg", REPO / "weights" / "yolov3-tiny
 @pytest.fixture(scope="module")
 def server():
     from darkcfg.infer.fast import prepare_for_inference
-    from darkcfg.model.names import default_names
+    from darkcfg.infer.names import default_names
     model = darkcfg.load(CFG, WEIGHTS)
     det = Detector(prepare_for_inference(model), default_names(model), thresh=0.25, batch=8)  # as `darkcfg serve`
     srv = make_server(det, "127.0.0.1", 0, batch=8, batch_wait=0.02, max_bytes=2 * 1024 * 1024)

@@ -86,12 +86,12 @@ def test_checkpoints_and_chart_get_the_umask_mode(shapes: Path, tmp_path: Path) 
 def test_a_folder_trains_on_every_image_detection_reads(tmp_path: Path) -> None:
     """One list of image extensions: training reads a folder as `darkcfg detect` does."""
     from darkcfg.infer.sources import expand_sources
-    from darkcfg.train.batches import image_paths
+    from darkcfg.data.dataset import image_list
 
     for name in ("a.jpg", "b.PNG", "c.pgm", "d.webp", "e.jp2", "f.tif", "g.txt"):
         (tmp_path / name).write_bytes(b"")
     detect = [s.path for s in expand_sources([str(tmp_path)])[0]]
-    assert image_paths(str(tmp_path)) == detect and len(detect) == 6
+    assert image_list(str(tmp_path)) == detect and len(detect) == 6
 
 
 def test_resume_with_sidecar_is_exact(shapes: Path, tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
-from darkcfg.data.dataset import DataError, label_path, read_data_cfg, read_list
-from darkcfg.data.images import list_images
+from darkcfg.data.dataset import DataConfig, DataError, image_list, label_file, label_path, open_data
+from darkcfg.data.names import read_names
+from darkcfg.errors import DarkcfgError
 from darkcfg.files import write_text
 from darkcfg.progress import Progress
 
@@ -160,45 +161,41 @@ def check_label_file(path: str, classes: Optional[int], size: Optional[tuple[int
     return np.asarray(kept, np.float32).reshape(-1, 5), np.asarray(fixed, np.float32).reshape(-1, 5)
 
 
-def read_names_file(path: Optional[str]) -> list[str]:
-    if not path or not os.path.isfile(path):
-        return []
-    return [n.strip() for n in Path(path).read_text(encoding="utf-8-sig", errors="replace").splitlines() if n.strip()]
-
-
-def _lists(source: PathLike, problems: list[Problem]) -> tuple[dict[str, list[str]], Optional[int], Optional[str],
-                                                               Optional[str]]:
-    """{split: image paths}, classes, names file and .data file of a .data file or a folder of images."""
-    p = Path(source)
-    if p.is_dir():
-        names = sorted(str(q) for q in p.glob("*.names"))
-        return {"train": list_images(p)}, None, names[0] if len(names) == 1 else None, None
-    dc = read_data_cfg(p)
+def _lists(source: PathLike, classes: Optional[int],
+           problems: list[Problem]) -> tuple[dict[str, list[str]], DataConfig]:
+    """{split: image paths} of a .data file or a folder of images (`open_data`), and its DataConfig."""
+    dc = open_data(source, classes)
+    if dc.folder:
+        return {"train": image_list(source)}, dc
     splits: dict[str, list[str]] = {}
     for split, lst in (("train", dc.train), ("valid", dc.valid)):
         if lst is None:
             continue
         if split == "valid" and dc.train and os.path.abspath(lst) == os.path.abspath(dc.train):
-            problems.append(Problem(str(p), "valid is the train list", f"valid = {lst}: map would measure the "
+            problems.append(Problem(dc.file, "valid is the train list", f"valid = {lst}: map would measure the "
                                     "training images", blocking=False))
             continue
         try:
-            splits[split] = read_list(lst)
+            splits[split] = image_list(lst)
         except DataError as e:
-            problems.append(Problem(str(p), "missing list", str(e)))
-    if dc.names and not os.path.isfile(dc.names):
-        problems.append(Problem(str(p), "missing names file", f"names = {dc.names}: no such file"))
-    return splits, dc.classes, dc.names, str(p)
+            problems.append(Problem(dc.file, "missing list", str(e)))
+    return splits, dc
 
 
 def check_dataset(source: PathLike, classes: Optional[int] = None, progress: bool = True) -> DatasetCheck:
     """Read a .data file (or a folder of images with labels beside them) as train and map do and report every
     problem. `classes` overrides the .data file's (a folder has none: then the names file's count, if any)."""
     problems: list[Problem] = []
-    splits, data_classes, names_file, data_file = _lists(source, problems)
-    names = read_names_file(names_file)
-    if classes is None:
-        classes = data_classes if data_classes is not None else (len(names) or None)
+    splits, dc = _lists(source, classes, problems)
+    names_file, data_file = dc.names, None if dc.folder else dc.file
+    names: list[str] = []
+    if names_file:
+        try:
+            names = read_names(names_file)
+        except DarkcfgError as e:
+            why = str(e).split(": ", 1)[-1]
+            problems.append(Problem(dc.file, "missing names file", f"names = {names_file}: {why}"))
+    classes = dc.classes if dc.classes is not None else (len(names) or None)
     if names and classes is not None and len(names) != classes:
         problems.append(Problem(names_file or str(source), "names vs classes",
                                 f"{len(names)} names, classes={classes}"))
@@ -231,7 +228,7 @@ def _check_image(split: str, path: str, classes: Optional[int], problems: list[P
         problems.append(Problem(path, "unreadable image", f"not an image OpenCV can decode ({len(raw)} bytes)"))
         return e
     e.size = (img.shape[1], img.shape[0])
-    lp = label_path(path)
+    lp = label_file(path)
     e.has_labels = os.path.isfile(lp)
     if e.has_labels:
         e.rows, e.repaired = check_label_file(lp, classes, e.size, problems)

@@ -1,10 +1,17 @@
 """Darknet's data files: the `.data` file, list files, label paths and label files (data.c, option_list.c).
 
-- `.data`: `key = value` lines (`#` comments), read like the cfg (all whitespace removed). Keys: classes,
-  train, valid (default: train), names, backup, eval, results, difficult, saveweights, savelast.
-- A list file holds one image path per line (CR/LF stripped, as fgetl).
-- `label_path`: replace_image_to_label: `/images/{train,val}{2014,2017}/` and `/JPEGImages/` become
-  `/labels/...` (a plain `/images/` does not), and the image extension becomes `.txt`.
+Every command that takes a dataset (`train`, `map`, `valid`, `calc-anchors`, `data check`, int8 calibration)
+reads it through here, so they all accept the same things and find the same labels:
+
+- `open_data`: a `.data` file, or a folder of images (train and valid are then the folder, names its only
+  `.names` file). `.data`: `key = value` lines (`#` comments), read like the cfg (all whitespace removed).
+  Keys: classes, train, valid (default: train), names, backup, eval, results, difficult, saveweights, savelast.
+- `image_list`: a list file (one image path per line, CR/LF stripped as fgetl; a relative path that does not
+  exist from the working directory, as the reference reads it, is taken from the list's folder) or a folder.
+- `label_path`: replace_image_to_label, where the reference reads and `-save_labels` writes a label file:
+  `/images/{train,val}{2014,2017}/` and `/JPEGImages/` become `/labels/...` (a plain `/images/` does not),
+  and the image extension becomes `.txt`. `label_file`: the file darkcfg reads, that one, else the `.txt`
+  beside the image when only that exists (a layout the reference would read as unlabelled).
 - `read_labels`: read_boxes: `fscanf("%d %f %f %f %f")` until the first failure; a missing file is no
   boxes (the reference prints a note and carries on). A row whose x, y, w or h is not a number in [0, 1]
   (NaN, infinite, negative, above 1) or whose size is 0 is reported as file:line and skipped (the
@@ -22,6 +29,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from darkcfg.data.images import list_images
 from darkcfg.errors import DarkcfgError
 
 PathLike = Union[str, Path]
@@ -37,7 +45,8 @@ class DataWarning(UserWarning):
 
 @dataclass
 class DataConfig:
-    """The keys of a .data file that darkcfg reads (paths as written, relative to the working directory)."""
+    """The keys of a .data file that darkcfg reads (paths as written, relative to the working directory); for a
+    folder of images (`folder`), train and valid are the folder."""
 
     file: str
     classes: Optional[int] = None
@@ -50,6 +59,7 @@ class DataConfig:
     difficult: Optional[str] = None
     saveweights: Optional[int] = None
     savelast: int = 100
+    folder: bool = False
 
     def valid_list(self) -> str:
         """The validation list (`valid`, else `train`, as the reference)."""
@@ -86,16 +96,57 @@ def read_data_cfg(path: PathLike) -> DataConfig:
     return cfg
 
 
+def open_data(source: PathLike, classes: Optional[int] = None) -> DataConfig:
+    """A .data file, or a folder of images with their labels (module docstring); `classes` overrides the file's
+    (for a folder without one: the names file's count, if it has a names file). A DataError names the path when
+    it is neither."""
+    p = Path(source)
+    if p.is_dir():
+        names = sorted(str(q) for q in p.glob("*.names"))
+        dc = DataConfig(file=str(p), train=str(p), valid=str(p), names=names[0] if len(names) == 1 else None,
+                        folder=True)
+    elif p.is_file():
+        dc = read_data_cfg(p)
+    else:
+        raise DataError(f"{p}: no such .data file or folder of images")
+    if classes is not None:
+        dc.classes = classes
+    return dc
+
+
+def image_list(source: PathLike) -> list[str]:
+    """The images a list file names (module docstring) or the image files directly in a folder, in order."""
+    p = Path(source)
+    if p.is_dir():
+        return list_images(p)
+    out = []
+    for line in read_list(p):
+        if not os.path.isabs(line) and not os.path.exists(line) and (p.parent / line).exists():
+            line = str(p.parent / line)
+        out.append(line)
+    return out
+
+
 def read_list(path: PathLike) -> list[str]:
-    """One path per line; blank lines are skipped."""
+    """One path per line, as written; blank lines are skipped."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such list file")
     return [line.strip() for line in p.read_text(encoding="utf-8-sig", errors="replace").splitlines() if line.strip()]
 
 
+def label_file(image_path: str) -> str:
+    """The label file darkcfg reads for an image: `label_path`'s, else the .txt beside the image when only that
+    one exists (the reference's path when neither does, for messages)."""
+    p = label_path(image_path)
+    if os.path.isfile(p):
+        return p
+    beside = os.path.splitext(image_path)[0] + ".txt"
+    return beside if os.path.isfile(beside) else p
+
+
 def label_path(image_path: str) -> str:
-    """data.c:replace_image_to_label."""
+    """data.c:replace_image_to_label: where the reference reads, and `-save_labels` writes, an image's labels."""
     s = image_path
     for part in ("train2014", "val2014", "train2017", "val2017"):
         s = s.replace(f"/images/{part}/", f"/labels/{part}/").replace(f"\\images\\{part}\\", f"\\labels\\{part}\\")

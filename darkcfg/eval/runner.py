@@ -15,15 +15,15 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
-from darkcfg.data.dataset import DataConfig, DataError, label_path, read_data_cfg, read_labels, read_list
+from darkcfg.data.dataset import DataConfig, DataError, image_list, label_file, open_data, read_labels
 from darkcfg.data.images import read_bgr
 from darkcfg.eval.coco import CocoCollector, read_coco_gt
 from darkcfg.eval.metrics import MapAccumulator, MapResult
 from darkcfg.eval.report import COCO_IDS, coco_image_id, coco_result_lines, voc_result_lines
 from darkcfg.files import write_text
+from darkcfg.infer.names import names_for
 from darkcfg.infer.pipeline import Detector, Result
 from darkcfg.infer.sources import Frame, Source
-from darkcfg.model.names import names_for
 from darkcfg.progress import Progress
 
 PathLike = Union[str, Path]
@@ -51,7 +51,7 @@ def compute_map(model: torch.nn.Module, paths: Sequence[str], names: Sequence[st
                 thresh: float = 0.25, points: int = 0, batch: int = 1, difficult: Optional[Sequence[str]] = None,
                 loader: Callable[[str], np.ndarray] = read_bgr, progress: bool = True,
                 coco: Optional[CocoCollector] = None, record: Optional[list] = None) -> MapResult:
-    """validate_detector_map over `paths` (labels by label_path; `difficult` is a parallel list whose
+    """validate_detector_map over `paths` (labels by label_file; `difficult` is a parallel list whose
     labels are the difficult truths). With `coco`, the same detections and truths are collected for
     pycocotools as well; with `record` (a list), each image's (path, Detections, ImageOutcome) is appended."""
     det = Detector(model, names, MAP_THRESH, MAP_NMS, None, batch)
@@ -71,8 +71,8 @@ def acc_add(acc: MapAccumulator, r: Result, classes: int, difficult: Optional[Se
     if r.error is not None or r.detections is None:
         raise DataError(r.error or f"{r.frame.name}: cannot read")
     path = r.frame.source.path
-    truths = read_labels(label_path(path), classes)
-    dif = read_labels(label_path(difficult[index[path]]), classes) if difficult else None
+    truths = read_labels(label_file(path), classes)
+    dif = read_labels(label_file(difficult[index[path]]), classes) if difficult else None
     acc.add(r.detections, truths, dif)
     if coco is not None:
         coco.add(path, r.detections, truths)
@@ -116,9 +116,9 @@ def write_valid(model: torch.nn.Module, paths: Sequence[str], names: Sequence[st
 
 
 def validation_list(data: PathLike) -> tuple[DataConfig, list[str]]:
-    """A .data file and its validation images (each checked to exist)."""
-    dc = read_data_cfg(data)
-    paths = read_list(dc.valid_list())
+    """A .data file (or a folder of images) and its validation images (each checked to exist)."""
+    dc = open_data(data)
+    paths = image_list(dc.valid_list())
     check_paths(paths, dc.valid_list())
     return dc, paths
 
@@ -144,7 +144,7 @@ def run_map(data: PathLike, model: torch.nn.Module, names: Optional[PathLike] = 
     With `coco`/`coco_gt` also pycocotools' metrics; with `plots` a folder for pr_curves.png and
     confusion_matrix.png; with `report` a folder for the error-analysis page (darkcfg.eval.report_page)."""
     dc, paths = validation_list(data)
-    difficult = read_list(dc.difficult) if dc.difficult else None
+    difficult = image_list(dc.difficult) if dc.difficult else None
     if difficult is not None and len(difficult) != len(paths):
         raise DataError(f"{dc.difficult}: {len(difficult)} lines, expected one per image of {dc.valid_list()} "
                         f"({len(paths)})")

@@ -52,15 +52,14 @@ CALIBRATION_IMAGES = 300  # NNCF's default subset: images beyond it are sampled 
 
 def calibration_images(source: str) -> list[str]:
     """The images `--calibration` names: a .data file (its valid list, else train), a list file or a folder."""
-    from darkcfg.data.dataset import read_data_cfg, read_list
-    from darkcfg.data.images import list_images
+    from darkcfg.data.dataset import image_list, open_data
 
     p = Path(source)
     if p.suffix == ".data" and p.is_file():
-        source = read_data_cfg(p).valid_list()
+        source = open_data(p).valid_list()
     if not Path(source).exists():
         raise DarkcfgError(f"{source}: no such calibration list or folder")
-    paths = list_images(source) if Path(source).is_dir() else read_list(source)
+    paths = image_list(source)
     if not paths:
         raise DarkcfgError(f"{source}: no calibration images listed")
     if len(paths) > CALIBRATION_IMAGES:

@@ -27,12 +27,12 @@ from darkcfg.infer.decode import decode
 from darkcfg.infer.detections import Detection, Detections
 from darkcfg.infer.draw import draw_detections
 from darkcfg.infer.formats import JsonWriter, json_object, text_lines
+from darkcfg.infer.names import default_names
 from darkcfg.infer.nms import nms_sort
 from darkcfg.infer.outputs import Outputs
 from darkcfg.infer.preprocess import prepare
 from darkcfg.infer.sources import Frame, LiveOptions, Source, expand_sources, iter_frames, video_info
 from darkcfg.model.heads import last_head
-from darkcfg.model.names import default_names
 from darkcfg.model.network import Darknet
 from darkcfg.progress import Progress
 

@@ -9,7 +9,6 @@ a long video, streams through in constant memory.
 from __future__ import annotations
 
 import glob
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from darkcfg.data.dataset import read_list
+from darkcfg.data.dataset import image_list
 from darkcfg.data.images import IMAGE_EXTENSIONS, ImageError, list_images, read_bgr
 from darkcfg.infer.live import LiveReader, is_live
 
@@ -64,17 +63,6 @@ def _is_glob(arg: str) -> bool:
     return any(ch in arg for ch in "*?[")
 
 
-def _read_list(path: Path) -> list[str]:
-    """dataset.read_list; relative paths are taken from the current directory as the reference does, else
-    from the list's folder."""
-    out = []
-    for line in read_list(path):
-        if not os.path.isabs(line) and not os.path.exists(line) and (path.parent / line).exists():
-            line = str(path.parent / line)
-        out.append(line)
-    return out
-
-
 def _classify(p: str) -> Source:
     return Source(p, "video" if Path(p).suffix.lower() in VIDEO_EXTENSIONS else "image")
 
@@ -94,7 +82,7 @@ def expand_sources(args: Sequence[str]) -> tuple[list[Source], list[str]]:
             sources += [Source(f) for f in found]
         elif p.is_file():
             if p.suffix.lower() in LIST_EXTENSIONS:
-                found = _read_list(p)
+                found = image_list(p)
                 if not found:
                     errors.append(f"{arg}: list file has no paths")
                 sources += [_classify(f) for f in found]

@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from darkcfg.data.dataset import DataError, label_path, read_data_cfg, read_labels, read_list
+from darkcfg.data.dataset import DataError, image_list, label_file, open_data, read_labels
 from darkcfg.data.images import read_bgr
 from darkcfg.files import write_text
 from darkcfg.infer.preprocess import network_scale
@@ -95,14 +95,14 @@ def calc_anchors(data: Union[str, Path], num: int, width: int, height: int, seed
     s = min(W / image_w, H / image_h)); the reference's calc_anchors always stretches to W x H, which is wrong
     for letter_box=1 cfgs. current: (k, 2) anchors in pixels (a cfg's) to report their average best IoU.
     """
-    dc = read_data_cfg(data)
+    dc = open_data(data)
     if dc.train is None:
         raise DataError(f"{data}: no 'train' list")
-    paths = read_list(dc.train)
+    paths = image_list(dc.train)
     boxes = []
     with Progress(len(paths), "labels", unit="img", enabled=progress and len(paths) > 1) as bar:
         for p in paths:
-            lab = read_labels(label_path(p), dc.classes)
+            lab = read_labels(label_file(p), dc.classes)
             if letterbox and len(lab):
                 ih, iw = read_bgr(p).shape[:2]
                 boxes.append(lab[:, 3:5] * network_scale(iw, ih, width, height, True))

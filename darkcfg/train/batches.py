@@ -17,25 +17,8 @@ import cv2
 import numpy as np
 import torch
 
-from darkcfg.data.dataset import DataError, label_path, read_labels, read_list
-from darkcfg.data.images import list_images
+from darkcfg.data.dataset import DataError, label_file, read_labels
 from darkcfg.train.augment import AugmentConfig, augment_one, filter_truths, mosaic, rand_scale
-
-
-def image_paths(source: str) -> list[str]:
-    """A list file (one path per line) or a folder of images (`data.images.IMAGE_EXTENSIONS`) with their
-    .txt labels beside them."""
-    if os.path.isdir(source):
-        return list_images(source)
-    return read_list(source)
-
-
-def labels_for(path: str) -> str:
-    """The reference's label path, or the .txt beside the image when that rule finds none."""
-    p = label_path(path)
-    if os.path.isfile(p):
-        return p
-    return os.path.splitext(path)[0] + ".txt"
 
 
 @dataclass
@@ -84,7 +67,7 @@ class TrainDataset(torch.utils.data.Dataset):
                 skipped.append(path)
                 continue
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img[:, :, None]
-            lp = labels_for(path)
+            lp = label_file(path)
             return img, read_labels(lp, issues=issues), int(not os.path.isfile(lp))
         raise DataError(f"none of the {len(self.paths)} training images can be read (the first: {self.paths[0]})")
 

@@ -18,6 +18,7 @@ from typing import Optional, Union
 import numpy as np
 
 from darkcfg.data.check import CleanCopy, DatasetCheck, Problem, check_dataset, write_clean
+from darkcfg.data.dataset import label_file
 from darkcfg.errors import DarkcfgError
 from darkcfg.files import write_text
 from darkcfg.infer.preprocess import network_scale
@@ -115,15 +116,13 @@ def check_with_cfg(check: DatasetCheck, cfg: PathLike) -> tuple[list[Problem], O
 
 def _tiny(check: DatasetCheck, cell_w: float, cell_h: float, net_w: int, net_h: int, letterbox: bool,
           problems: list[Problem]) -> None:
-    from darkcfg.data.dataset import label_path
-
     for e in check.images:
         if e.size is None or not len(e.rows):
             continue
         sx, sy = network_scale(*e.size, net_w, net_h, letterbox)
         small = (e.rows[:, 3] * sx < TINY_FRACTION * cell_w) & (e.rows[:, 4] * sy < TINY_FRACTION * cell_h)
         for r in e.rows[small]:
-            problems.append(Problem(label_path(e.path), "box much smaller than a cell",
+            problems.append(Problem(label_file(e.path), "box much smaller than a cell",
                                     f"class {int(r[0])} box {r[3] * sx:.1f}x{r[4] * sy:.1f} px at the network size, "
                                     f"the finest head's cell is {cell_w:.0f}x{cell_h:.0f}", blocking=False))
 

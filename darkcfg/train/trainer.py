@@ -24,19 +24,20 @@ from typing import Callable, Optional
 
 import torch
 
-from darkcfg.data.dataset import DataConfig, read_data_cfg
+from darkcfg.data.dataset import DataConfig, DataError, image_list, open_data
+from darkcfg.data.names import read_names
 from darkcfg.errors import DarkcfgError
 from darkcfg.files import atomic_write
+from darkcfg.infer.names import default_names
 from darkcfg.memory import keep_freed_memory
 from darkcfg.model.cfg import edit_cfg_text, read_cfg
 from darkcfg.model.checkpoint import read_torch_file
 from darkcfg.model.loading import load_weights_file
-from darkcfg.model.names import default_names, read_names
 from darkcfg.model.network import Darknet
 from darkcfg.model.weights import save_weights
 from darkcfg.progress import Progress
 from darkcfg.train.augment import AugmentConfig
-from darkcfg.train.batches import Sequences, TrainDataset, TrainSampler, collate, image_paths
+from darkcfg.train.batches import Sequences, TrainDataset, TrainSampler, collate
 from darkcfg.train.losses import NotTrainableError, network_loss, trainable_heads
 from darkcfg.train.optim import EMA, DarknetOptimizer
 from darkcfg.train.schedule import learning_rate
@@ -216,25 +217,23 @@ class Trainer:
         self.random_coef = heads[-1].random
         if not self.data.train:
             raise TrainError(f"{self.data.file}: no 'train' list (train = a list file or a folder of images)")
-        self.train_paths = image_paths(self.data.train)
+        self.train_paths = image_list(self.data.train)
         if not self.train_paths:
             raise TrainError(f"{self.data.file}: train={self.data.train}: no images listed")
         self.map_names: list[str] = []
         self.valid_paths: list[str] = []
         if opts.calc_map:  # what the mAP runs read, checked before the first iteration (nothing is lost)
             self.map_names = self._map_names()
-            self.valid_paths = image_paths(self.data.valid or self.data.train)
+            self.valid_paths = image_list(self.data.valid or self.data.train)
             if not self.valid_paths:
                 raise TrainError(f"{self.data.file}: valid={self.data.valid or self.data.train}: no images listed")
 
     # -- setup ------------------------------------------------------------------------------------------
     def _data_config(self, data: str) -> DataConfig:
-        if os.path.isdir(data):  # a folder of images with labels beside them
-            return DataConfig(file=data, classes=self.opts.classes, train=data, valid=data,
-                              backup=self.opts.backup or "backup/")
-        if not os.path.isfile(data):
-            raise TrainError(f"{data}: no such .data file or folder")
-        return read_data_cfg(data)
+        try:
+            return open_data(data, self.opts.classes)
+        except DataError as e:
+            raise TrainError(str(e)) from None
 
     def _load_sidecar(self, weights: Path) -> None:
         sp = state_path(weights)
