@@ -326,8 +326,8 @@ def pipeline_cost(name: str, repeats: int) -> dict:
     with its real weights (weights/), any other cfg with `random_weights`."""
     from darkcfg.data.images import bgr_to_image
     from darkcfg.infer.decode import decode
+    from darkcfg.infer.detector import Detector
     from darkcfg.infer.draw import draw_detections
-    from darkcfg.infer.pipeline import Detector
 
     real = REPO / "weights" / f"{name}.weights"
     model = darkcfg.load(str(REPO / "cfg" / f"{name}.cfg"), str(real) if real.is_file() else None).eval()

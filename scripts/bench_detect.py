@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import darkcfg  # noqa: E402
+from darkcfg.infer.detector import Detector  # noqa: E402
 from darkcfg.infer.fast import prepare_for_inference  # noqa: E402
 from darkcfg.infer.names import default_names  # noqa: E402
-from darkcfg.infer.pipeline import Detector  # noqa: E402
 from darkcfg.infer.sources import expand_sources, iter_frames  # noqa: E402
 from darkcfg.model.loading import default_weights  # noqa: E402
 

@@ -33,10 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import darkcfg  # noqa: E402
+from darkcfg.infer.detector import Detector  # noqa: E402
 from darkcfg.infer.fast import prepare_for_inference  # noqa: E402
 from darkcfg.infer.names import default_names  # noqa: E402
-from darkcfg.infer.pipeline import Detector, LiveOutputs, run_detection  # noqa: E402
 from darkcfg.infer.ports import MjpegPort  # noqa: E402
+from darkcfg.infer.run import LiveOutputs, run_detection  # noqa: E402
 from darkcfg.infer.serve import make_server  # noqa: E402
 from darkcfg.infer.sources import LiveOptions  # noqa: E402
 

@@ -16,8 +16,8 @@ import darkcfg
 from darkcfg.cli import main
 from darkcfg.data.images import load_image
 from darkcfg.eval.coco import CocoCollector
-from darkcfg.infer.detections import Detections
-from darkcfg.infer.pipeline import Detector
+from darkcfg.infer.detections import DetectionArray
+from darkcfg.infer.detector import Detector
 
 REPO = Path(__file__).resolve().parent.parent
 CFG = REPO / "cfg" / "yolov3-tiny.cfg"
@@ -47,7 +47,7 @@ def test_collector_equals_direct_pycocotools():
         boxes = (t[:, 1:] + rng.normal(0, 0.02, (2, 4))).astype(np.float32)
         probs = np.zeros((2, 2), np.float32)
         probs[0, k % 2], probs[1, 1], probs[1, 0] = .9, .6, .2
-        col.add(f"im{k}.jpg", Detections(boxes, np.ones(2, np.float32), probs, w, h), t)
+        col.add(f"im{k}.jpg", DetectionArray(boxes, np.ones(2, np.float32), probs, w, h), t)
         # the same, written out by hand in COCO's own terms: pixel [x, y, w, h], category = class + 1
         gt_images.append({"id": k + 1, "width": w, "height": h})
         for c, cx, cy, bw, bh in t.astype(float):
@@ -191,6 +191,6 @@ def test_valid_takes_a_checkpoint_and_a_size(dataset, tmp_path):
     """`valid DATA model.pt --size 320`, as `detect` and `map` take them."""
     pt = tmp_path / "m.pt"
     assert run("convert", WEIGHTS, pt, "--cfg", CFG).exit_code == 0
-    r = run("valid", dataset / "obj.data", pt, "--size", "320", "--eval", "coco", "-o", tmp_path / "res")
+    r = run("valid", dataset / "obj.data", pt, "--size", "320", "--eval", "coco", "--out-dir", tmp_path / "res")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "res" / "coco_results.json").read_text())

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from darkcfg.cli import main
+from darkcfg.data.annotations import coco_to_yolo, voc_to_yolo, yolo_to_coco
 from darkcfg.data.check import check_dataset
-from darkcfg.data.convert import coco_to_yolo, voc_to_yolo, yolo_to_coco
 from darkcfg.data.dataset import label_path, read_labels
-from darkcfg.train.datacheck import run_check
+from darkcfg.train.preflight import run_check
 
 CFG = """[net]
 batch=2

@@ -63,7 +63,7 @@ def test_batches_give_the_same_detections_as_single_images(images):
 
 def test_outputs_json_labels_and_annotated_images(images, tmp_path):
     out = tmp_path / "pred"
-    r = run("detect", CFG, images / "a.jpg", images / "b.png", "-w", WEIGHTS, "-o", out, "--json",
+    r = run("detect", CFG, images / "a.jpg", images / "b.png", "-w", WEIGHTS, "--out-dir", out, "--json",
             tmp_path / "r.json", "--save-txt")
     assert r.exit_code == 0, r.output
     entries = json.loads((tmp_path / "r.json").read_text())
@@ -91,7 +91,7 @@ def test_video_in_video_out(tmp_path):
     for k in range(4):
         w.write(np.roll(im, 4 * k, axis=1))
     w.release()
-    r = run("detect", CFG, video, "-w", WEIGHTS, "-o", tmp_path / "out", "--json", tmp_path / "v.json")
+    r = run("detect", CFG, video, "-w", WEIGHTS, "--out-dir", tmp_path / "out", "--json", tmp_path / "v.json")
     assert r.exit_code == 0, r.output
     assert [f"{video}#{k}: Predicted" in r.stdout for k in range(4)] == [True] * 4
     entries = json.loads((tmp_path / "v.json").read_text())
@@ -175,7 +175,7 @@ def test_demo_runs_detection(tmp_path, monkeypatch):
 
 def test_stream_reads_ahead_a_bounded_number_of_frames():
     """A folder of any size runs in constant memory: frames are pulled only a few batches ahead."""
-    from darkcfg.infer.pipeline import Detector
+    from darkcfg.infer.detector import Detector
     from darkcfg.infer.sources import Frame, Source
 
     model = darkcfg.load(CFG, size=64)
@@ -204,7 +204,7 @@ def test_checkpoint_and_grey_networks(tmp_path):
     grey.write_text(CFG.read_text().replace("channels=3", "channels=1"))
     model = darkcfg.load(grey, size=96)
     assert model.detect(str(SAMPLE), thresh=0.0) is not None  # image read as grey, (1, H, W)
-    from darkcfg.infer.pipeline import Detector
+    from darkcfg.infer.detector import Detector
     assert Detector(model).to_image(cv2.imread(str(SAMPLE))).shape == (1, 600, 512)
 
 
@@ -236,7 +236,7 @@ def test_ctrl_c_on_a_video_keeps_the_frames_written(tmp_path):
         w.write(np.roll(im, k, axis=1))
     w.release()
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, "-m", "darkcfg", "detect", str(CFG), str(clip), "-o", str(out), "-q"],
+    p = subprocess.Popen([sys.executable, "-m", "darkcfg", "detect", str(CFG), str(clip), "--out-dir", str(out), "-q"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.time() + 60
     while time.time() < deadline and not any(f.stat().st_size > 20000 for f in out.glob(".clip.mp4.*")):
@@ -260,7 +260,7 @@ def test_same_named_inputs_keep_their_own_outputs(tmp_path):
     im = cv2.imread(str(SAMPLE))
     cv2.imwrite(str(tmp_path / "b" / "x.jpg"), im[:, ::-1])  # a different picture under the same name
     out = tmp_path / "out"
-    r = run("detect", CFG, tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", "-o", out, "--save-txt", "-q")
+    r = run("detect", CFG, tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", "--out-dir", out, "--save-txt", "-q")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["x.jpg", "x.txt", "x_2.jpg", "x_2.txt"]
     assert (out / "x.txt").read_text() != (out / "x_2.txt").read_text()

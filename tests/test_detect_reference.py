@@ -22,8 +22,9 @@ import darkcfg
 from darkcfg.cli import main
 from darkcfg.data.images import bgr_to_image
 from darkcfg.data.names import read_names
-from darkcfg.infer.formats import JsonWriter, text_lines
-from darkcfg.infer.pipeline import Detector
+from darkcfg.infer.detector import Detector
+from darkcfg.infer.outputs import JsonWriter
+from darkcfg.infer.printout import text_lines
 
 REPO = Path(__file__).resolve().parent.parent
 DET = REF / "detect"

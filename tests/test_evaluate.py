@@ -3,20 +3,20 @@ import numpy as np
 import pytest
 
 from darkcfg.eval.metrics import MapAccumulator, average_precision
-from darkcfg.infer.detections import Detections
+from darkcfg.infer.detections import DetectionArray
 
 f32 = np.float32
 
 
 def dets(rows, classes=2):
-    """rows: (class, prob, cx, cy, w, h) -> Detections with one class per detection."""
+    """rows: (class, prob, cx, cy, w, h) -> DetectionArray with one class per detection."""
     n = len(rows)
     probs = np.zeros((n, classes), f32)
     boxes = np.zeros((n, 4), f32)
     for k, (c, p, *b) in enumerate(rows):
         probs[k, c] = p
         boxes[k] = b
-    return Detections(boxes, np.ones(n, f32), probs, 100, 100)
+    return DetectionArray(boxes, np.ones(n, f32), probs, 100, 100)
 
 
 def truths(rows):
@@ -108,11 +108,11 @@ def test_iou_exactly_at_the_threshold_is_not_a_match():
 
 
 def test_empty_inputs():
-    r = score([(Detections.empty(2, 10, 10), truths([]))])
+    r = score([(DetectionArray.empty(2, 10, 10), truths([]))])
     assert r.map == 0 and r.detections == 0 and r.truths == 0
     assert average_precision([], [], 0) == 0.0
     with pytest.raises(ValueError, match="label class id 5"):
-        score([(Detections.empty(2, 10, 10), truths([(5, *A)]))])
+        score([(DetectionArray.empty(2, 10, 10), truths([(5, *A)]))])
 
 
 @pytest.mark.parametrize("points", [0, 11, 101])

@@ -19,7 +19,7 @@ from oracle import REPO, SHARED, needs_shared
 import darkcfg
 from darkcfg.data.images import load_image
 from darkcfg.export import export
-from darkcfg.infer.pipeline import Detector
+from darkcfg.infer.detector import Detector
 
 HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime", "onnxscript"))
 needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="onnx/onnxruntime/onnxscript not installed (pip install "

@@ -60,8 +60,8 @@ def test_command_outputs_get_the_umask_mode(tmp_path, umask):
     assert r.exit_code == 0, r.output
     r = run(main, ["convert", str(tmp_path / "m.pt"), str(tmp_path / "back.weights")])
     assert r.exit_code == 0, r.output
-    r = run(main, ["detect", str(CFG), str(SAMPLE), "--json", str(tmp_path / "r.json"), "-o", str(tmp_path / "pred"),
-                   "--save-txt", "-q"])
+    r = run(main, ["detect", str(CFG), str(SAMPLE), "-o", str(tmp_path / "r.json"), "--out-dir",
+                   str(tmp_path / "pred"), "--save-txt", "-q"])
     assert r.exit_code == 0, r.output
     r = run(main, ["export", str(CFG), "-f", "torchscript", "--size", "128", "-o", str(tmp_path / "m.ts.pt")])
     assert r.exit_code == 0, r.output

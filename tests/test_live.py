@@ -15,7 +15,8 @@ from streams import FrameServer, frames, free_port, mjpeg_parts, read_json_port
 
 import darkcfg
 from darkcfg.cli import main
-from darkcfg.infer.pipeline import Detector, LiveOutputs, run_detection
+from darkcfg.infer.detector import Detector
+from darkcfg.infer.run import LiveOutputs, run_detection
 from darkcfg.infer.sources import LiveOptions
 
 CFG, WEIGHTS = REPO / "cfg" / "yolov3-tiny.cfg", REPO / "weights" / "yolov3-tiny.weights"
@@ -180,12 +181,12 @@ def test_a_browser_shows_the_annotated_stream(detector, tmp_path):
 
 
 def _tie_colour():
-    from darkcfg.infer.detections import Detections
+    from darkcfg.infer.detections import DetectionArray
     from darkcfg.infer.draw import draw_detections
     blank = np.zeros((100, 100, 3), np.uint8)
     probs = np.zeros((1, 80), np.float32)
     probs[0, 27] = 0.9
-    d = Detections(np.array([[0.5, 0.5, 0.5, 0.5]], np.float32), np.array([0.9], np.float32), probs, 100, 100)
+    d = DetectionArray(np.array([[0.5, 0.5, 0.5, 0.5]], np.float32), np.array([0.9], np.float32), probs, 100, 100)
     d.names = [str(i) for i in range(80)]
     drawn = draw_detections(blank, d, 0.25)
     colours, counts = np.unique(drawn.reshape(-1, 3), axis=0, return_counts=True)
@@ -195,7 +196,7 @@ def _tie_colour():
 
 def _until(detector, url, port, done):
     """Detect on the stream, publishing to the MJPEG port, until the browser is done."""
-    from darkcfg.infer.pipeline import _Live
+    from darkcfg.infer.run import _Live
     from darkcfg.infer.sources import expand_sources, iter_frames
 
     found, _ = expand_sources([url])

@@ -12,7 +12,7 @@ from oracle import REF, REF_IMAGES, SHARED, map_set, needs_shared, stb_decode
 import darkcfg
 from darkcfg.cli import main
 from darkcfg.data.names import read_names
-from darkcfg.eval.report import map_lines
+from darkcfg.eval.printout import map_lines
 from darkcfg.eval.runner import compute_map
 
 WEIGHTS = SHARED / "darknet" / "weights" / "yolov3-tiny.weights"

@@ -18,6 +18,7 @@ from darkcfg.errors import DarkcfgError
 
 openvino = pytest.importorskip("openvino")
 
+from darkcfg.infer.detector import detect  # noqa: E402
 from darkcfg.infer.openvino import OpenVinoModel, compile_cpu  # noqa: E402
 
 CFG, WEIGHTS = REPO / "cfg" / "yolov3-tiny.cfg", REPO / "weights" / "yolov3-tiny.weights"
@@ -90,7 +91,7 @@ def _same_objects(fp32, other) -> float:
 def test_bf16_finds_the_same_objects_in_the_sample_photo():
     model = darkcfg.load(CFG, WEIGHTS)
     _same_objects(model.detect(str(SAMPLE), thresh=0.2),
-                  darkcfg.infer.pipeline.detect(OpenVinoModel(model, "bf16"), str(SAMPLE), thresh=0.2))
+                  detect(OpenVinoModel(model, "bf16"), str(SAMPLE), thresh=0.2))
 
 
 @needs_shared
@@ -102,7 +103,7 @@ def test_reduced_precision_finds_the_same_objects_in_the_shared_images(precision
     model = darkcfg.load(CFG, WEIGHTS)
     paths = [str(IMAGES / f"{n}.jpg") for n in REF_IMAGES]
     fp32 = model.detect(paths)
-    low = darkcfg.infer.pipeline.detect(OpenVinoModel(model, precision, calibration=paths), paths)
+    low = detect(OpenVinoModel(model, precision, calibration=paths), paths)
     worst = min(_same_objects(a, b) for a, b in zip(fp32, low))
     print(f"{precision}: worst IoU {worst:.4f}")
 
@@ -208,7 +209,7 @@ def test_int8_keeps_mish_fused_and_writes_it_out_where_openvino_refuses(monkeypa
     """int8 keeps the quantized model as it is (each Mish fused into its quantized convolution); where OpenVINO
     refuses that (openvinotoolkit/openvino#20716, simulated here), quantize warns and writes Mish out, and that is
     the model cached and compiled. Both give fp32's heads within int8's error."""
-    import darkcfg.infer.openvino as ovr
+    import darkcfg.infer.openvino.int8 as ovq
 
     model, x, ref = _random_net(MISH_CFG, 64)
 
@@ -218,7 +219,7 @@ def test_int8_keeps_mish_fused_and_writes_it_out_where_openvino_refuses(monkeypa
     fused = OpenVinoModel(model, "int8", calibration=[str(SAMPLE)] * 2)
     assert has_mish(fused) and not [w for w in recwarn if "Mish" in str(w.message)]
     assert _convolutions_with_mish(fused) == 2
-    real = ovr.compile_cpu
+    real = ovq.compile_cpu
 
     def refusing(m, config=None):
         if not isinstance(m, Path) and any(op.get_type_name() == "Mish" for op in m.get_ops()):
@@ -226,7 +227,7 @@ def test_int8_keeps_mish_fused_and_writes_it_out_where_openvino_refuses(monkeypa
                                "post-op")
         return real(m, config)
 
-    monkeypatch.setattr(ovr, "compile_cpu", refusing)
+    monkeypatch.setattr(ovq, "compile_cpu", refusing)
     with pytest.warns(UserWarning, match="Mish is written out"):
         out = OpenVinoModel(model, "int8", calibration=[str(SAMPLE)] * 2, cache=tmp_path / "refused")
     assert not has_mish(out) and _convolutions_with_mish(out) == 0
@@ -282,7 +283,7 @@ def test_export_openvino_runs_outside_darkcfg(tmp_path):
 SIGNAL_STACK_SCRIPT = """
 import ctypes, faulthandler, gc, signal, subprocess, sys
 import numpy as np, openvino.opset13 as ops, openvino as ov
-from darkcfg.infer.openvino import compile_cpu, _StackT
+from darkcfg.infer.openvino.core import compile_cpu, _StackT
 
 faulthandler.enable()  # as pytest does: Python's handlers then run on its signal stack
 signal.signal(signal.SIGCHLD, lambda *a: None)  # as torch's DataLoader does

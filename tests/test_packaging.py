@@ -41,7 +41,7 @@ def installed(tmp_path_factory) -> Path:
 
 def test_demo_runs_from_an_installed_wheel(installed, tmp_path):
     env = dict(os.environ, PYTHONPATH="")
-    r = subprocess.run([str(installed / "bin" / "darkcfg"), "demo", "-o", str(tmp_path / "pred")], cwd=tmp_path,
+    r = subprocess.run([str(installed / "bin" / "darkcfg"), "demo", "--out-dir", str(tmp_path / "pred")], cwd=tmp_path,
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "Predicted in" in r.stdout and "(left_x:" in r.stdout

@@ -349,7 +349,7 @@ def test_detect_carries_state_along_a_video_and_resets_between_sources(tmp_path)
     import cv2
     from oracle import randomize
 
-    from darkcfg.infer.pipeline import Detector
+    from darkcfg.infer.detector import Detector
     from darkcfg.infer.sources import expand_sources, iter_frames
     model = Darknet(TRACK_CFG, "track.cfg")
     randomize(model, 3)

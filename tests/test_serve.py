@@ -14,7 +14,7 @@ from oracle import IMAGES, REF_IMAGES, REPO, needs_shared
 
 import darkcfg
 from darkcfg.cli import main
-from darkcfg.infer.pipeline import Detector
+from darkcfg.infer.detector import Detector
 from darkcfg.infer.serve import make_server
 
 CFG, WEIGHTS = REPO / "cfg" / "yolov3-tiny.cfg", REPO / "weights" / "yolov3-tiny.weights"

@@ -85,8 +85,8 @@ def test_checkpoints_and_chart_get_the_umask_mode(shapes: Path, tmp_path: Path) 
 
 def test_a_folder_trains_on_every_image_detection_reads(tmp_path: Path) -> None:
     """One list of image extensions: training reads a folder as `darkcfg detect` does."""
-    from darkcfg.infer.sources import expand_sources
     from darkcfg.data.dataset import image_list
+    from darkcfg.infer.sources import expand_sources
 
     for name in ("a.jpg", "b.PNG", "c.pgm", "d.webp", "e.jp2", "f.tif", "g.txt"):
         (tmp_path / name).write_bytes(b"")

@@ -266,7 +266,7 @@ def write_clean(check: DatasetCheck, out: PathLike, classes: int, names: list[st
     its repaired label file beside it (bad rows dropped, pixel rows made relative, duplicate rows removed),
     duplicate images and images of valid that are also in train left out, a names file, list files and a
     .data file. The user's files are not changed."""
-    from darkcfg.data.convert import _link, label_line
+    from darkcfg.data.annotations import _link, label_line
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from darkcfg.eval.metrics import ImageOutcome, MapResult
-from darkcfg.infer.detections import Detections
+from darkcfg.infer.detections import DetectionArray
 from darkcfg.infer.preprocess import network_scale
 
 AREAS = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
@@ -90,7 +90,7 @@ def best_f1(precision: np.ndarray, recall: np.ndarray, scores: np.ndarray) -> tu
     return float(scores[k]), float(f1[k]), float(precision[k]), float(recall[k])
 
 
-def size_aps(images: Sequence[tuple[str, Detections]], truths: Sequence[np.ndarray], classes: int, net_w: int,
+def size_aps(images: Sequence[tuple[str, DetectionArray]], truths: Sequence[np.ndarray], classes: int, net_w: int,
              net_h: int, letterbox: bool, iou_thresh: float) -> list[SizeAP]:
     """COCOeval (bbox, IoU = iou_thresh, maxDets 100) per COCO area range, boxes at the network size."""
     from pycocotools.coco import COCO
@@ -132,7 +132,7 @@ def size_aps(images: Sequence[tuple[str, Detections]], truths: Sequence[np.ndarr
 
 
 def analyse(result: MapResult, names: Sequence[str], outcomes: Sequence[ImageOutcome],
-            images: Sequence[tuple[str, Detections]], net_w: int, net_h: int, letterbox: bool,
+            images: Sequence[tuple[str, DetectionArray]], net_w: int, net_h: int, letterbox: bool,
             sizes: Optional[list[SizeAP]] = None) -> Analysis:
     """The error analysis of a `map` run: its result, the per-image outcomes (in `images` order) and each image's
     path and detections."""

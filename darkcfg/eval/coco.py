@@ -3,7 +3,7 @@
 Ground truth is either the reference's list + label files (converted here: a label (id, cx, cy, w, h)
 relative becomes a box [x, y, w, h] in pixels of the image, category id+1, area w*h) or a COCO
 `instances_*.json` (images found by file name; class j of the network is the j-th category by id, which
-is COCO's order of coco.names). Detections are the same (detection, class) pairs `map` ranks.
+is COCO's order of coco.names). DetectionArray are the same (detection, class) pairs `map` ranks.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Optional, Union
 import numpy as np
 
 from darkcfg.errors import DarkcfgError
-from darkcfg.infer.detections import Detections
+from darkcfg.infer.detections import DetectionArray
 
 STAT_NAMES = (
     "AP @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]",
@@ -56,7 +56,7 @@ class CocoCollector:
         else:
             self.category_ids = list(range(1, len(self.names) + 1))
 
-    def add(self, path: str, dets: Detections, truths: Optional[np.ndarray] = None) -> None:
+    def add(self, path: str, dets: DetectionArray, truths: Optional[np.ndarray] = None) -> None:
         w, h = dets.width, dets.height
         if self.gt_json is not None:
             name = Path(path).name

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from darkcfg.infer.boxes import box_iou
-from darkcfg.infer.detections import Detections
+from darkcfg.infer.detections import DetectionArray
 
 F32 = np.float32
 
@@ -132,7 +132,7 @@ class MapAccumulator:
         self.images = 0
         self.confusion = np.zeros((classes + 1, classes + 1), np.int64)  # true x predicted, last = background
 
-    def add(self, dets: Detections, truths: np.ndarray, difficult: Optional[np.ndarray] = None) -> None:
+    def add(self, dets: DetectionArray, truths: np.ndarray, difficult: Optional[np.ndarray] = None) -> None:
         """dets: one image's detections after NMS; truths, difficult: (N, 5) rows (id, x, y, w, h) relative."""
         truths = np.asarray(truths, np.float32).reshape(-1, 5)
         difficult = np.zeros((0, 5), np.float32) if difficult is None else np.asarray(difficult, np.float32)
@@ -182,7 +182,7 @@ class MapAccumulator:
         self.images += 1
         self._confuse(dets, truths, iou)
 
-    def _confuse(self, dets: Detections, truths: np.ndarray, iou: np.ndarray) -> None:
+    def _confuse(self, dets: DetectionArray, truths: np.ndarray, iou: np.ndarray) -> None:
         """Confusion at the confidence threshold: each detection's best class; in order of confidence, the
         free truth of any class with the largest IoU > iou_thresh; the rest pair with background."""
         bg = self.classes

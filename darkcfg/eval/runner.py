@@ -19,10 +19,10 @@ from darkcfg.data.dataset import DataConfig, DataError, image_list, label_file, 
 from darkcfg.data.images import read_bgr
 from darkcfg.eval.coco import CocoCollector, read_coco_gt
 from darkcfg.eval.metrics import MapAccumulator, MapResult
-from darkcfg.eval.report import COCO_IDS, coco_image_id, coco_result_lines, voc_result_lines
+from darkcfg.eval.printout import COCO_IDS, coco_image_id, coco_result_lines, voc_result_lines
 from darkcfg.files import write_text
+from darkcfg.infer.detector import Detector, Result
 from darkcfg.infer.names import names_for
-from darkcfg.infer.pipeline import Detector, Result
 from darkcfg.infer.sources import Frame, Source
 from darkcfg.progress import Progress
 
@@ -53,7 +53,7 @@ def compute_map(model: torch.nn.Module, paths: Sequence[str], names: Sequence[st
                 coco: Optional[CocoCollector] = None, record: Optional[list] = None) -> MapResult:
     """validate_detector_map over `paths` (labels by label_file; `difficult` is a parallel list whose
     labels are the difficult truths). With `coco`, the same detections and truths are collected for
-    pycocotools as well; with `record` (a list), each image's (path, Detections, ImageOutcome) is appended."""
+    pycocotools as well; with `record` (a list), each image's (path, DetectionArray, ImageOutcome) is appended."""
     det = Detector(model, names, MAP_THRESH, MAP_NMS, None, batch)
     acc = MapAccumulator(det.classes, iou_thresh, thresh, record=record is not None)
     index = {p: k for k, p in enumerate(paths)}
@@ -142,7 +142,7 @@ def run_map(data: PathLike, model: torch.nn.Module, names: Optional[PathLike] = 
     """`darknet detector map DATA CFG WEIGHTS` with `model`: mAP over DATA's valid list (labels by the
     reference's rule; `difficult=` names a parallel list of difficult truths). `names` overrides names=.
     With `coco`/`coco_gt` also pycocotools' metrics; with `plots` a folder for pr_curves.png and
-    confusion_matrix.png; with `report` a folder for the error-analysis page (darkcfg.eval.report_page)."""
+    confusion_matrix.png; with `report` a folder for the error-analysis page (darkcfg.eval.html_report)."""
     dc, paths = validation_list(data)
     difficult = image_list(dc.difficult) if dc.difficult else None
     if difficult is not None and len(difficult) != len(paths):
@@ -156,8 +156,8 @@ def run_map(data: PathLike, model: torch.nn.Module, names: Optional[PathLike] = 
     run = MapRun(res, class_names)
     if report and record is not None:
         from darkcfg.eval.analysis import analyse
-        from darkcfg.eval.report import map_lines
-        from darkcfg.eval.report_page import write_report
+        from darkcfg.eval.html_report import write_report
+        from darkcfg.eval.printout import map_lines
 
         net = model.net
         run.analysis = analyse(res, class_names, [r[2] for r in record], [(r[0], r[1]) for r in record], net.width,

@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -22,6 +23,44 @@ from darkcfg.files import atomic_write
 from darkcfg.model.network import Darknet
 
 FORMATS = ("onnx", "torchscript", "openvino")
+
+
+@dataclass
+class Exported:
+    """What `export_files` wrote: the file, whether it is quantized, and the input image size it takes."""
+
+    path: Path
+    int8: bool
+    channels: int
+    height: int
+    width: int
+
+
+def export_files(cfg: Union[str, Path], weights: Optional[Union[str, Path]] = None, fmt: str = "onnx",
+                 out: Optional[Union[str, Path]] = None, size: Optional[tuple[int, int]] = None,
+                 dynamic_batch: bool = False, with_decode: bool = False, with_nms: bool = False,
+                 thresh: float = 0.25, nms: float = 0.45, batch: int = 1,
+                 calibration: Optional[str] = None) -> Exported:
+    """`darkcfg export`: the trained network of `cfg` (`load_trained`: `weights`, default the .pt's own or
+    weights/<cfg name>.weights) written by `export` to `out` (default <cfg name>.onnx, .torchscript.pt or .xml
+    beside the weights); `calibration` (a .data file, an image list or a folder) quantizes an OpenVINO export.
+    An exporter's failure is one line."""
+    from darkcfg.model.loading import load_trained
+
+    model = load_trained(cfg, weights, size)
+    stem = Path(cfg).name.split(".")[0]
+    suffix = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "openvino": ".xml"}.get(fmt, "")
+    dest = Path(out) if out else Path(weights or cfg).with_name(stem + suffix)
+    images: Sequence[str] = ()
+    if calibration:
+        from darkcfg.infer.openvino import calibration_images
+
+        images = calibration_images(calibration)
+    try:
+        dest = export(model, dest, fmt, dynamic_batch, with_decode, with_nms, thresh, nms, batch, images)
+    except (RuntimeError, ValueError) as e:
+        raise DarkcfgError(str(e).splitlines()[0]) from None
+    return Exported(dest, bool(images), model.net.channels, model.net.height, model.net.width)
 
 
 def output_names(m: ExportModel, heads: int) -> list[str]:

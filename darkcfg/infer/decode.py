@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from darkcfg.infer.detections import Detections
+from darkcfg.infer.detections import DetectionArray
 from darkcfg.infer.preprocess import letterbox_size
 from darkcfg.model.heads import CellIndex, DetectionHead, head_layers
 
@@ -102,7 +102,7 @@ def _quiet_floats(fn: Callable) -> Callable:
 
 @_quiet_floats
 def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tuple[int, int]], thresh: float,
-           letterbox: bool) -> list[Detections]:
+           letterbox: bool) -> list[DetectionArray]:
     """get_network_boxes for a batch.
 
     Args:
@@ -112,7 +112,7 @@ def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tu
         thresh: detection threshold (strict >), on objectness and on each class probability.
         letterbox: whether the inputs were letterboxed (boxes are mapped back accordingly).
     Returns:
-        B `Detections`, each with boxes relative to its original image, in the reference's order.
+        B `DetectionArray`, each with boxes relative to its original image, in the reference's order.
     """
     heads = head_layers(model)
     net_w, net_h = model.net.width, model.net.height
@@ -122,11 +122,11 @@ def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tu
     for b, (w, h) in enumerate(sizes):
         parts = [(head, _decode_head(head, p[b], net_w, net_h, thresh)) for head, p in zip(heads, planes)]
         if sum(len(d[0]) for _, d in parts) == 0:
-            result.append(Detections.empty(classes, w, h))
+            result.append(DetectionArray.empty(classes, w, h))
             continue
         boxes = np.concatenate([correct_boxes(d[0], w, h, net_w, net_h, letterbox and head.undo_letterbox)
                                 for head, d in parts])
         obj = np.concatenate([d[1] for _, d in parts])
         probs = np.concatenate([d[2] for _, d in parts])
-        result.append(Detections(boxes, obj, probs, w, h))
+        result.append(DetectionArray(boxes, obj, probs, w, h))
     return result

@@ -1,6 +1,6 @@
 """Detection records.
 
-`Detections` is Darknet's detection array for one image (what get_network_boxes fills and NMS reorders):
+`DetectionArray` is Darknet's detection array for one image (what get_network_boxes fills and NMS reorders):
 boxes in Darknet's convention, (cx, cy, w, h) relative to the original image, with per-class probabilities
 that are 0 where below the threshold or suppressed. `Detection` is one labelled box for users: a class,
 its confidence and the box in pixels (x1, y1, x2, y2), which is the convention of every public API here.
@@ -18,7 +18,7 @@ F32 = np.float32
 
 @functools.lru_cache(maxsize=8)
 def _shown_mask(names: tuple[str, ...], classes: int) -> np.ndarray:
-    """(classes,) bool: which classes Detections.shown lets through (computed once per names list)."""
+    """(classes,) bool: which classes DetectionArray.shown lets through (computed once per names list)."""
     mask = np.ones(classes, dtype=bool)
     mask[:len(names)] = [not n.startswith("dont_show") for n in names[:classes]]
     return mask
@@ -37,7 +37,7 @@ class Detection:
 
 
 @dataclass
-class Detections:
+class DetectionArray:
     """Darknet's detection array for one image.
 
     boxes (N, 4) float32 (cx, cy, w, h) relative to the image; objectness (N,) float32;
@@ -57,12 +57,12 @@ class Detections:
         return len(self.boxes)
 
     @classmethod
-    def empty(cls, classes: int, width: int, height: int) -> Detections:
+    def empty(cls, classes: int, width: int, height: int) -> DetectionArray:
         return cls(np.zeros((0, 4), F32), np.zeros(0, F32), np.zeros((0, classes), F32), width, height)
 
-    def take(self, order: np.ndarray, probs: Optional[np.ndarray] = None) -> Detections:
+    def take(self, order: np.ndarray, probs: Optional[np.ndarray] = None) -> DetectionArray:
         """The detections reordered by `order` (with replaced probabilities, already in the new order)."""
-        return Detections(self.boxes[order], self.objectness[order], self.probs[order] if probs is None else probs,
+        return DetectionArray(self.boxes[order], self.objectness[order], self.probs[order] if probs is None else probs,
                           self.width, self.height, self.source, self.frame, self.names)
 
     def name(self, class_id: int) -> str:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from darkcfg.infer.detections import Detections
+from darkcfg.infer.detections import DetectionArray
 
 _COLORS = ((1, 0, 1), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 1, 0), (1, 0, 0))
 
@@ -30,7 +30,7 @@ def class_color(class_id: int, classes: int) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
-def draw_detections(bgr: np.ndarray, dets: Detections, thresh: float) -> np.ndarray:
+def draw_detections(bgr: np.ndarray, dets: DetectionArray, thresh: float) -> np.ndarray:
     """bgr (H, W, 3) uint8 -> a copy with the boxes and labels of `dets` drawn on it."""
     import cv2
 

@@ -1,20 +1,24 @@
-"""Where `darkcfg detect` puts its results: annotated images and videos, YOLO label files, the JSON file.
+"""Every file `darkcfg detect` writes: annotated images and videos, YOLO label files, the `-out` JSON file.
 
 Every file is written to a temporary name beside its destination and renamed into place, so an
-interrupted run never leaves a truncated image, label file or video behind.
+interrupted run never leaves a truncated image, label file, video or JSON file behind. Label files beside
+the images (`--save-txt` without a folder, as `-save_labels`) never replace existing ones (a dataset's own
+labels) unless asked: `Outputs.check` refuses before anything runs.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from darkcfg.data.dataset import label_path
+from darkcfg.errors import DarkcfgError
 from darkcfg.files import AtomicFile, write_bytes, write_text
-from darkcfg.infer.detections import Detections
+from darkcfg.infer.detections import DetectionArray
 from darkcfg.infer.draw import draw_detections
-from darkcfg.infer.formats import label_lines
+from darkcfg.infer.printout import json_object, label_lines
 from darkcfg.infer.sources import Source, video_info
 
 
@@ -22,17 +26,30 @@ class Outputs:
     """Writes what the options asked for, frame by frame.
 
     out_dir: annotated images (same file name, .jpg for non-JPEG/PNG inputs) and videos (<name>.mp4);
-    save_txt: YOLO label files, into out_dir when given, else beside each image like `-save_labels`.
+    save_txt: YOLO label files, into out_dir when given, else beside each image like `-save_labels`
+    (replacing existing ones only with `overwrite`); json_path: the reference's `-out` JSON file.
     Inputs with the same file name from different folders keep their own outputs: the second one's
-    names get `_2`, the third's `_3`, and so on.
+    names get `_2`, the third's `_3`, and so on. `close()` finishes every file (also after an error).
     """
 
-    def __init__(self, out_dir: Optional[Path], save_txt: bool, thresh: float) -> None:
-        self.out_dir, self.save_txt, self.thresh = out_dir, save_txt, thresh
+    def __init__(self, out_dir: Optional[Path], save_txt: bool, thresh: float,
+                 json_path: Optional[Union[str, Path]] = None, overwrite: bool = False) -> None:
+        self.out_dir, self.save_txt, self.thresh, self.overwrite = out_dir, save_txt, thresh, overwrite
+        self._json = JsonWriter(json_path) if json_path is not None else None
         self._video: Optional[tuple[str, Any, AtomicFile]] = None  # (source path, writer, file)
         self.written: list[Path] = []
         self._stems: dict[str, str] = {}  # source path -> the stem of its outputs, unique in this run
         self._taken: set[str] = set()  # the stems in use (a set: a folder of any size stays linear)
+
+    def check(self, sources: Sequence[Source]) -> None:
+        """Before a run: refuse (one line) to replace label files beside the images without `overwrite`."""
+        if not self.save_txt or self.out_dir is not None or self.overwrite:
+            return
+        existing = [p for p in (label_path(s.path) for s in sources if s.kind == "image") if Path(p).exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise DarkcfgError(f"{existing[0]}: label file exists{more}; --save-txt beside the images would replace "
+                               "it: give --out, or --overwrite")
 
     def stem(self, src: str) -> str:
         """The file name (without extension) of `src`'s outputs: its own, or with _2, _3, ... when another
@@ -53,9 +70,11 @@ class Outputs:
         assert self.out_dir is not None
         return self.out_dir / (self.stem(src) + ext)
 
-    def add(self, source: Source, frame: Optional[int], bgr: np.ndarray, dets: Detections) -> None:
+    def add(self, source: Source, frame: Optional[int], bgr: np.ndarray, dets: DetectionArray) -> None:
         import cv2
 
+        if self._json is not None:
+            self._json.add(dets, source.path)
         if self.save_txt and source.kind == "image":
             dest = (self.out_dir / (self.stem(source.path) + ".txt")) if self.out_dir else Path(label_path(source.path))
             text = "".join(line + "\n" for line in label_lines(dets, self.thresh))
@@ -98,4 +117,40 @@ class Outputs:
             self._video = None
 
     def close(self) -> None:
-        self.finish_video()
+        """Finish the video being written and the JSON file (an empty `[...]` when no frame came)."""
+        try:
+            self.finish_video()
+        finally:
+            if self._json is not None:
+                self._json.close()
+                self.written.append(self._json.path)
+                self._json = None
+
+
+class JsonWriter:
+    """Writes the `-out` JSON file as the reference does ("[\\n", entries joined by ", \\n", "\\n]") to a
+    temporary file beside `path`, renamed over it on close, so a crash never leaves a half-written file."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.path = Path(path)
+        self._f = AtomicFile(self.path, text=True)
+        self._f.file.write("[\n")  # type: ignore[union-attr]
+        self.count = 0
+
+    def add(self, dets: DetectionArray, filename: str) -> None:
+        if self.count:
+            self._f.file.write(", \n")  # type: ignore[union-attr]
+        self.count += 1
+        self._f.file.write(json_object(dets, self.count, filename))  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self._f.done:
+            return
+        self._f.file.write("\n]")  # type: ignore[union-attr]
+        self._f.commit()
+
+    def __enter__(self) -> JsonWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

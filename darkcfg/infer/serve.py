@@ -30,9 +30,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from darkcfg.infer.detections import Detections
-from darkcfg.infer.formats import json_number, json_object
-from darkcfg.infer.pipeline import Detector
+from darkcfg.infer.detections import DetectionArray
+from darkcfg.infer.detector import Detector
+from darkcfg.infer.printout import json_number, json_object
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -65,7 +65,7 @@ class Batcher:
         self._thread = threading.Thread(target=self._run, name="serve batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, bgr: np.ndarray, thresh: float, nms: float) -> Detections:
+    def submit(self, bgr: np.ndarray, thresh: float, nms: float) -> DetectionArray:
         job = _Job(bgr, thresh, nms, Future())
         self._queue.put(job)
         return job.future.result()
@@ -137,7 +137,7 @@ def image_from_body(body: bytes, content_type: str) -> tuple[bytes, str]:
     raise RequestError(400, "multipart body without a file part")
 
 
-def with_absolute(text: str, dets: Detections) -> str:
+def with_absolute(text: str, dets: DetectionArray) -> str:
     """The JSON entry with each object's absolute_coordinates (pixels, as -ext_output prints them) added."""
     entry = json.loads(text)
     pairs = dets.pairs()

@@ -43,6 +43,11 @@ class LiveOptions:
     retries: int = -1
     max_frames: Optional[int] = None
 
+    def lookahead(self, sources: Sequence[Source]) -> Optional[int]:
+        """Frames `Detector.stream` reads ahead: none with live sources that drop frames, so that each forward
+        takes the newest frame instead of a backlog; the default (None) otherwise."""
+        return 0 if any(s.kind == "live" for s in sources) and not self.keep_all else None
+
 
 @dataclass
 class Frame:

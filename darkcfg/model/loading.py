@@ -121,3 +121,12 @@ def default_weights(cfg: PathLike) -> Path:
             return c
     raise WeightsError(f"{candidates[0]}: no such weights file (looked beside {cfg} and in {candidates[-1].parent}); "
                        f"give --weights, or fetch it with `darkcfg download {Path(cfg).stem}`")
+
+
+def weights_summary(model: Darknet, weights: PathLike) -> str:
+    """`info -w`'s line: how much of the network the loaded `weights` file covers, its version and `seen`."""
+    h, n = model.header, model.loaded_upto
+    last = max((i for i, m in enumerate(model.layers) if m.darknet_blobs()), default=-1)
+    held = f"a prefix: layers 0..{n - 1} of {len(model.layers)}" if n is not None and n <= last else \
+        f"all {len(model.layers)} layers"
+    return f"weights: {weights} fits: {held}, version {h.major}.{h.minor}.{h.revision}, seen {h.seen:,} images"

@@ -26,8 +26,8 @@ class Darknet(nn.Module):
     numbering and in Darknet's layout.
     """
 
-    # `detect` runs the inference pipeline, a higher stage (darkcfg.infer) that registers itself here when it
-    # is imported (darkcfg/__init__ imports it): the model stage never imports it.
+    # `detect` runs the inference stage (darkcfg.infer.detector), which registers itself here when it is imported
+    # (touching any name of the `darkcfg` facade imports it): the model stage never imports a higher stage.
     detector: ClassVar[Optional[Callable[..., list]]] = None
     streamer: ClassVar[Optional[Callable[..., Iterator]]] = None
 
@@ -216,20 +216,20 @@ class Darknet(nn.Module):
         return outputs
 
     def detect(self, images: object, thresh: float = 0.25, nms: float = 0.45, **options: object) -> list:
-        """Detect objects like `darknet detector test`: see `darkcfg.infer.pipeline.detect` for arguments.
+        """Detect objects like `darknet detector test`: see `darkcfg.infer.detector.detect` for arguments.
 
         `model.detect("dog.jpg")` -> [Detection(class_id=16, name='dog', confidence=0.81, box=(x1, y1, x2, y2)),
         ...] with the box in pixels; a list of images gives a list of such lists.
         """
         if Darknet.detector is None:
-            raise RuntimeError("the detection pipeline is not loaded: import darkcfg (or darkcfg.infer.pipeline)")
+            raise RuntimeError("the inference stage is not loaded: use darkcfg.load, or import darkcfg.infer.detector")
         return Darknet.detector(self, images, thresh, nms, **options)
 
     def stream(self, source: object, thresh: float = 0.25, nms: float = 0.45, **options: object) -> Iterator:
         """Detect frame by frame on a video, camera index (0) or stream URL (or images): yields (frame index, BGR
-        frame, [Detection, ...]); see `darkcfg.infer.pipeline.stream`. Live sources give the newest frame."""
+        frame, [Detection, ...]); see `darkcfg.infer.detector.stream`. Live sources give the newest frame."""
         if Darknet.streamer is None:
-            raise RuntimeError("the detection pipeline is not loaded: import darkcfg (or darkcfg.infer.pipeline)")
+            raise RuntimeError("the inference stage is not loaded: use darkcfg.load, or import darkcfg.infer.detector")
         return Darknet.streamer(self, source, thresh, nms, **options)
 
     # -- reporting ----------------------------------------------------------------------------------

@@ -85,6 +85,31 @@ def cfg_anchors(heads: Sequence[DetectionHead], net_w: int, net_h: int) -> Optio
     return np.unique(np.concatenate(sizes), axis=0) if sizes else None
 
 
+@dataclass
+class CfgAnchors:
+    """What calc-anchors takes from a cfg: its (possibly overridden) network size, letter_box, and its current
+    anchors (k, 2) in pixels (None: its heads have none)."""
+
+    width: int
+    height: int
+    letterbox: bool
+    current: Optional[np.ndarray]
+
+
+def read_cfg_anchors(cfg: Union[str, Path], width: Optional[int] = None, height: Optional[int] = None) -> CfgAnchors:
+    """The network of `cfg` (at width x height when both are given; unused options are not reported here)."""
+    import warnings
+
+    from darkcfg.model.heads import head_layers
+    from darkcfg.model.network import Darknet
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Darknet.from_file(cfg, size=(width, height) if width and height else None, warn_unused=False)
+    w, h = width or model.net.width, height or model.net.height
+    return CfgAnchors(w, h, bool(model.net.letter_box), cfg_anchors(head_layers(model), w, h))
+
+
 def calc_anchors(data: Union[str, Path], num: int, width: int, height: int, seed: int = 0,
                  out: Optional[Union[str, Path]] = None, progress: bool = True, letterbox: bool = False,
                  current: Optional[np.ndarray] = None) -> AnchorsResult:

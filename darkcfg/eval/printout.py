@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from darkcfg.eval.metrics import MapResult
-from darkcfg.infer.detections import Detections
-from darkcfg.infer.formats import json_number
+from darkcfg.infer.detections import DetectionArray
+from darkcfg.infer.printout import json_number
 
 F32 = np.float32
 
@@ -58,7 +58,7 @@ def coco_image_id(path: str) -> int:
     return int(digits) if digits else 0
 
 
-def _pixels(dets: Detections) -> np.ndarray:
+def _pixels(dets: DetectionArray) -> np.ndarray:
     """Boxes in pixels as get_network_boxes(relative=0) makes them: x, w *= width; y, h *= height (float)."""
     b = dets.boxes.astype(F32, copy=True)
     b[:, [0, 2]] *= F32(dets.width)
@@ -66,7 +66,7 @@ def _pixels(dets: Detections) -> np.ndarray:
     return b
 
 
-def coco_result_lines(dets: Detections, image_id: int, category_ids: Sequence[int]) -> list[str]:
+def coco_result_lines(dets: DetectionArray, image_id: int, category_ids: Sequence[int]) -> list[str]:
     """detector.c:print_cocos: per (detection, class) with prob > 0, the box as [x, y, w, h] in pixels
     clipped to the image."""
     out = []
@@ -84,7 +84,7 @@ def coco_result_lines(dets: Detections, image_id: int, category_ids: Sequence[in
     return out
 
 
-def voc_result_lines(dets: Detections, image_name: str) -> list[tuple[int, str]]:
+def voc_result_lines(dets: DetectionArray, image_name: str) -> list[tuple[int, str]]:
     """detector.c:print_detector_detections: (class, `id prob xmin ymin xmax ymax`) with 1-based pixel
     corners clipped to [1, size]."""
     out = []

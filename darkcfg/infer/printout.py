@@ -1,6 +1,6 @@
 """The reference's text outputs of `detector test`, character for character.
 
-- `text_lines`: image.c:draw_detections_v3's stdout. Detections with a class above thresh, sorted by left
+- `text_lines`: image.c:draw_detections_v3's stdout. DetectionArray with a class above thresh, sorted by left
   edge (stable); each prints its best class `name: NN%`, then its other classes above thresh, each line
   with `\\t(left_x: ...   top_y: ...   width: ...   height: ...)` when ext_output.
 - `json_object`: image.c:detection_to_json, one `-out` entry; `JsonWriter` writes the whole `[...]` file
@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
-from darkcfg.files import AtomicFile
-from darkcfg.infer.detections import Detections
+from darkcfg.infer.detections import DetectionArray
 
 F32 = np.float32
 
@@ -29,7 +27,7 @@ def _percent(p: np.float32) -> str:
     return "%.0f%%" % float(F32(p) * F32(100))
 
 
-def _ext(dets: Detections, i: int) -> str:
+def _ext(dets: DetectionArray, i: int) -> str:
     x, y, w, h = (F32(v) for v in dets.boxes[i])
     iw, ih = F32(dets.width), F32(dets.height)
     half = F32(2)
@@ -38,7 +36,7 @@ def _ext(dets: Detections, i: int) -> str:
     return "\t(left_x: %4.0f   top_y: %4.0f   width: %4.0f   height: %4.0f)" % vals
 
 
-def text_lines(dets: Detections, thresh: float, ext_output: bool = False) -> list[str]:
+def text_lines(dets: DetectionArray, thresh: float, ext_output: bool = False) -> list[str]:
     """stdout lines of draw_detections_v3 for one image (no trailing newlines)."""
     lines = []
     t = F32(thresh)
@@ -66,7 +64,7 @@ def json_number(v: float) -> str:
     return "%f" % v if math.isfinite(v) else "null"
 
 
-def json_object(dets: Detections, frame_id: int, filename: Optional[str]) -> str:
+def json_object(dets: DetectionArray, frame_id: int, filename: Optional[str]) -> str:
     """detection_to_json: one entry of the `-out` file (without the separators between entries), laid out
     as the reference writes it, with every string escaped by the JSON encoder; without a file name (None) as
     the reference's -json_port sends it."""
@@ -82,36 +80,7 @@ def json_object(dets: Detections, frame_id: int, filename: Optional[str]) -> str
     return head + ' "objects": [ \n' + ", \n".join(objs) + "\n ] \n}"
 
 
-class JsonWriter:
-    """Writes the `-out` JSON file as the reference does ("[\\n", entries joined by ", \\n", "\\n]") to a
-    temporary file beside `path`, renamed over it on close, so a crash never leaves a half-written file."""
-
-    def __init__(self, path: Union[str, Path]) -> None:
-        self.path = Path(path)
-        self._f = AtomicFile(self.path, text=True)
-        self._f.file.write("[\n")  # type: ignore[union-attr]
-        self.count = 0
-
-    def add(self, dets: Detections, filename: str) -> None:
-        if self.count:
-            self._f.file.write(", \n")  # type: ignore[union-attr]
-        self.count += 1
-        self._f.file.write(json_object(dets, self.count, filename))  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        if self._f.done:
-            return
-        self._f.file.write("\n]")  # type: ignore[union-attr]
-        self._f.commit()
-
-    def __enter__(self) -> JsonWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def label_lines(dets: Detections, thresh: float) -> list[str]:
+def label_lines(dets: DetectionArray, thresh: float) -> list[str]:
     """`-save_labels`: for each detection with a class above thresh, its best class and (cx, cy, w, h)."""
     out = []
     t = F32(thresh)

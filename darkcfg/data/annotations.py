@@ -25,7 +25,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from darkcfg.data.dataset import DataError, label_path, read_labels, read_list
+from darkcfg.data.dataset import DataError, image_list, label_file, label_path, read_labels
 from darkcfg.data.images import read_bgr
 from darkcfg.files import write_text
 
@@ -183,9 +183,10 @@ def voc_to_yolo(annotations: PathLike, images_dir: PathLike, out: PathLike, name
 
 
 def yolo_to_coco(list_file: PathLike, names: list[str], out: PathLike, ids: Optional[PathLike] = None) -> Converted:
-    """A YOLO list file (labels by Darknet's path rule) -> a COCO instances JSON at `out`. `ids`: an ids.json
-    (default: the one beside the list file, when there) mapping classes to category ids and files to image ids."""
-    paths = read_list(list_file)
+    """A YOLO list file or folder of images (labels by `label_file`) -> a COCO instances JSON at `out`. `ids`: an
+    ids.json (default: the one beside the list file, when there) mapping classes to category ids and files to image
+    ids."""
+    paths = image_list(list_file)
     ids_path = Path(ids) if ids else Path(list_file).parent / IDS_FILE
     mapping = json.loads(ids_path.read_text(encoding="utf-8")) if ids_path.is_file() else {}
     cat_ids = mapping.get("categories", [])
@@ -207,7 +208,7 @@ def yolo_to_coco(list_file: PathLike, names: list[str], out: PathLike, ids: Opti
             used.add(image_id)
         h, w = read_bgr(p).shape[:2]  # the size turns relative boxes into COCO's pixels
         images.append({"id": image_id, "file_name": file_name, "width": w, "height": h})
-        for cid, cx, cy, bw, bh in read_labels(label_path(p), len(names)).astype(np.float64):
+        for cid, cx, cy, bw, bh in read_labels(label_file(p), len(names)).astype(np.float64):
             box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": cat_ids[int(cid)], "bbox": box, "area": box[2] * box[3],

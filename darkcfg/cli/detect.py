@@ -1,0 +1,182 @@
+"""Commands that detect: `detect` (Darknet's `detector test` and `detector demo`), `serve`, `demo`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from darkcfg.cli import main
+from darkcfg.cli._common import (
+    DarknetCommand,
+    batch_option,
+    device_option,
+    friendly,
+    ignored_flags,
+    is_weights_file,
+    names_option,
+    nms_option,
+    parse_size,
+    runtime_from,
+    runtime_options,
+    size_option,
+    thresh_option,
+    weights_option,
+)
+from darkcfg.errors import DarkcfgError
+
+letterbox_option = click.option(
+    "--letterbox/--no-letterbox", "-letter_box", default=None,
+    help="Letterbox the input (keep the aspect ratio). Default: the cfg's [net] letter_box.")
+
+
+@main.command(context_settings={"max_content_width": 110})
+@click.argument("cfg", type=click.Path(dir_okay=False))
+@click.argument("sources", nargs=-1, required=True)
+@weights_option
+@names_option()
+@thresh_option()
+@nms_option
+@letterbox_option
+@click.option("-o", "--out", "-out", "--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the reference's -out JSON (frame_id, filename, objects) to this file.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="predictions", show_default=True,
+              help="Folder for annotated images and videos.")
+@click.option("--nosave", is_flag=True, help="Do not write annotated images or videos.")
+@click.option("--save-txt", "-save_labels", is_flag=True,
+              help="Write YOLO label files (class cx cy w h): into --out-dir, or beside each image with --nosave.")
+@click.option("--overwrite", is_flag=True, help="With --save-txt --nosave: replace label files already beside images.")
+@click.option("--ext-output", "-ext_output", is_flag=True,
+              help="Print each box as (left_x top_y width height) in pixels.")
+@ignored_flags("-dont_show", "-show_imgs")
+@click.option("--json-port", "-json_port", type=click.IntRange(0, 65535), default=0,
+              help="Serve each frame's detections as the reference's -json_port does, to every client.")
+@click.option("--mjpeg-port", "-mjpeg_port", type=click.IntRange(0, 65535), default=0,
+              help="Serve the annotated frames as an MJPEG stream a browser shows (multipart/x-mixed-replace).")
+@click.option("--mjpeg-quality", type=click.IntRange(1, 100), default=80, show_default=True,
+              help="JPEG quality of the --mjpeg-port frames.")
+@click.option("--show", is_flag=True, help="Show the annotated frames in a window (when a display exists).")
+@click.option("--no-drop", is_flag=True,
+              help="Live sources: detect on every frame (default: the newest one, dropping what came meanwhile).")
+@click.option("--retries", type=int, default=-1, show_default=True,
+              help="Live sources: reconnect attempts after the stream drops (negative: forever).")
+@click.option("--frames", "max_frames", type=click.IntRange(1), default=None,
+              help="Live sources: stop after this many frames.")
+@batch_option()
+@device_option
+@size_option
+@click.option("--fast/--no-fast", default=True, show_default=True,
+              help="Inference fast path: batch-norm folded into the convolutions, channels-last memory.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the network (inductor, frozen weights): faster after a first, slow call.")
+@click.option("--half/--no-half", default=None,
+              help="float16 autocast (bfloat16 on a CPU). Default: on with a GPU (with CUDA graphs), off on a CPU.")
+@runtime_options
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the detections (errors and the summary only).")
+@friendly
+def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Optional[str], thresh: float,
+           nms: float, letterbox: Optional[bool], json_path: Optional[str], out_dir: str, nosave: bool,
+           save_txt: bool, overwrite: bool, ext_output: bool, json_port: int, mjpeg_port: int, mjpeg_quality: int,
+           show: bool, no_drop: bool, retries: int, max_frames: Optional[int], batch: int, device: Optional[str],
+           size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], runtime: str, precision: str,
+           calibration: Optional[str], quiet: bool) -> None:
+    """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
+    `darknet detector test` prints.
+
+    SOURCES are image files, folders of images, globs ('data/*.jpg'), list files (.txt, one path per line),
+    videos, camera indices (0) or stream URLs (rtsp://, http(s)://, udp://, tcp://, rtmp://). Unreadable
+    sources are reported on stderr and skipped; the exit status is then 1. As with `darknet detector test`, a
+    .weights (or .pt) file right after CFG is the weights. Ctrl-C stops cleanly, keeping what was written.
+
+    \b
+    darkcfg detect cfg/yolov4-tiny.cfg dog.jpg
+    darkcfg detect cfg/yolov4-tiny.cfg images/ --ext-output -o result.json -b 8
+    darkcfg detect my.cfg clip.mp4 -w backup/my_best.weights -n obj.names --out-dir annotated
+    darkcfg detect cfg/yolov4-tiny.cfg rtsp://cam/stream --mjpeg-port 8090 --json-port 8070 --nosave
+    """
+    from darkcfg.infer.run import LiveOutputs, run_detection
+    from darkcfg.infer.runtime import load_detector
+    from darkcfg.infer.sources import LiveOptions
+
+    if sources and is_weights_file(sources[0]):  # `detect CFG WEIGHTS IMAGE...`, as detector test takes it
+        if weights:
+            raise click.UsageError(f"weights given twice: {sources[0]} and -w {weights}")
+        weights, sources = sources[0], sources[1:]
+        if not sources:
+            raise click.UsageError("no SOURCES after the weights file")
+    rt = runtime_from(runtime, precision, calibration, device, fast=fast, compile=compile_, half=half)
+    det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, letterbox, batch, rt)
+    ports = LiveOutputs(json_port, mjpeg_port, mjpeg_quality, show) if json_port or mjpeg_port or show else None
+    try:
+        run = run_detection(det, sources, None if nosave else out_dir, save_txt, json_path, ext_output, quiet,
+                            overwrite=overwrite, live=LiveOptions(no_drop, retries, max_frames), outputs_live=ports)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: what was written is complete (a video holds the frames done so far)", err=True)
+        sys.exit(130)
+    where = f"; annotated in {out_dir}/" if not nosave and run.done else ""
+    click.echo(f"{run.done} image(s), {run.boxes} labelled box(es){where}"
+               + (f"; {run.failed} failed" if run.failed else ""), err=True)
+    if run.failed or not run.sources:
+        sys.exit(1)
+
+
+@main.command(cls=DarknetCommand, context_settings={"max_content_width": 110})
+@click.argument("cfg", type=click.Path(dir_okay=False))
+@click.argument("weights", type=click.Path(dir_okay=False), required=False)
+@names_option()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on.")
+@thresh_option(help="Default detection threshold (strict >).")
+@nms_option
+@batch_option(8, "Most images per forward when requests arrive together.")
+@click.option("--batch-wait-ms", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="How long the first request of a batch waits for others.")
+@click.option("--max-mb", type=click.FloatRange(0, min_open=True), default=20.0, show_default=True,
+              help="Largest request body accepted (413 above).")
+@device_option
+@size_option
+@runtime_options
+@friendly
+def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, port: int, thresh: float, nms: float,
+          batch: int, batch_wait_ms: float, max_mb: float, device: Optional[str], size: Optional[str], runtime: str,
+          precision: str, calibration: Optional[str]) -> None:
+    """Serve detection over HTTP: POST an image to /detect (raw body or multipart; ?thresh=&nms=&ext=1) for the
+    JSON `detect --json` writes; GET /health. Concurrent requests are batched.
+
+    \b
+    darkcfg serve cfg/yolov4-tiny.cfg --port 8080
+    curl --data-binary @dog.jpg 'http://127.0.0.1:8080/detect?thresh=0.3'
+    """
+    from darkcfg.infer.runtime import load_detector
+    from darkcfg.infer.serve import make_server
+
+    rt = runtime_from(runtime, precision, calibration, device)
+    det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, None, batch, rt)
+    try:
+        server = make_server(det, host, port, batch, batch_wait_ms / 1000, int(max_mb * 1024 * 1024))
+    except OSError as e:
+        raise DarkcfgError(f"{host}:{port}: cannot listen ({e.strerror or e})") from None
+    click.echo(f"serving {cfg} on http://{host}:{server.server_address[1]}/detect (Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("\nstopped", err=True)
+    finally:
+        server.server_close()
+
+
+@main.command()
+@click.option("--out-dir", type=click.Path(file_okay=False), default="predictions", show_default=True,
+              help="Folder for the annotated image.")
+@click.pass_context
+def demo(ctx: click.Context, out_dir: str) -> None:
+    """Run the shipped default: yolov3-tiny with its shipped weights on the shipped sample image.
+
+    The same as `darkcfg detect cfg/yolov3-tiny.cfg darkcfg/assets/grace_hopper.jpg --ext-output`.
+    """
+    from darkcfg.model.loading import shipped
+
+    image = Path(__file__).resolve().parents[1] / "assets" / "grace_hopper.jpg"
+    ctx.invoke(detect, cfg=str(shipped("cfg", "yolov3-tiny.cfg")), sources=(str(image),),
+               weights=str(shipped("weights", "yolov3-tiny.weights")), out_dir=out_dir, ext_output=True)
