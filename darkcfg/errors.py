@@ -14,5 +14,11 @@ class WeightsError(DarkcfgError, ValueError):
     """A .weights file does not fit the network: says which layer and how many bytes."""
 
 
-class CfgWarning(UserWarning):
+class DarkcfgWarning(UserWarning):
+    """Base class of darkcfg's warnings: one line each, naming the file (and line) concerned. Warnings take one
+    route, the `warnings` module (the command line prints each as `warning: ...` on stderr); notes go to the
+    "darkcfg" logger; neither ever goes to stdout, which holds results."""
+
+
+class CfgWarning(DarkcfgWarning):
     """A cfg option nobody reads, or a value the reference accepts but silently replaces."""

@@ -1,13 +1,15 @@
 """A small progress bar for long work: count, rate, ETA and a few live values, on stderr.
 
 On a terminal it redraws one line; elsewhere (logs, CI) it writes a plain line at most every
-`log_every` seconds and at the end, so long runs still show progress without flooding a log.
+`log_every` seconds and at the end, so long runs still show progress without flooding a log. While a bar is open,
+warnings (the `warnings` module, darkcfg's one route for them) are printed above it, not through it.
 """
 from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Optional
+import warnings
+from typing import IO, Any, Optional
 
 
 def _clock(seconds: float) -> str:
@@ -39,7 +41,15 @@ class Progress:
         self._shown = False
 
     def __enter__(self) -> Progress:
+        self._showwarning = warnings.showwarning
+        if self.enabled:
+            warnings.showwarning = self._show_warning  # type: ignore[assignment]
         return self
+
+    def _show_warning(self, message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                      line: Optional[str] = None) -> None:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        self.write(text.rstrip("\n"), stream=file if file is not None else sys.stderr)
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -104,6 +114,9 @@ class Progress:
             self._draw()
 
     def close(self) -> None:
+        if getattr(self, "_showwarning", None) is not None:
+            warnings.showwarning = self._showwarning  # type: ignore[assignment]
+            self._showwarning = None
         if not self.enabled:
             return
         if self.tty:

@@ -30,7 +30,7 @@ from typing import Optional, Union
 import numpy as np
 
 from darkcfg.data.images import list_images
-from darkcfg.errors import DarkcfgError
+from darkcfg.errors import DarkcfgError, DarkcfgWarning
 
 PathLike = Union[str, Path]
 
@@ -39,7 +39,7 @@ class DataError(DarkcfgError):
     """A .data file, list file or label file that cannot be used."""
 
 
-class DataWarning(UserWarning):
+class DataWarning(DarkcfgWarning):
     """A label row that is skipped: the message names file:line and why."""
 
 

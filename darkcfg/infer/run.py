@@ -4,6 +4,7 @@ reference's JSON and MJPEG ports, a window).
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from darkcfg.infer.outputs import Outputs
 from darkcfg.infer.printout import json_object, text_lines
 from darkcfg.infer.sources import Frame, LiveOptions, expand_sources, iter_frames, video_info
 from darkcfg.progress import Progress
+
+log = logging.getLogger("darkcfg")
 
 
 @dataclass
@@ -93,14 +96,13 @@ def _open_window() -> bool:
     import cv2
 
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin")):
-        print("note: --show: no display here; detecting without a window", file=sys.stderr)
+        log.info("note: --show: no display here; detecting without a window")
         return False
     try:
         cv2.namedWindow("darkcfg", cv2.WINDOW_NORMAL)
         return True
     except cv2.error:
-        print("note: --show: this OpenCV has no GUI (opencv-python-headless); detecting without a window",
-              file=sys.stderr)
+        log.info("note: --show: this OpenCV has no GUI (opencv-python-headless); detecting without a window")
         return False
 
 

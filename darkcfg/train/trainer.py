@@ -4,47 +4,61 @@ Per iteration: batch*subdivisions images per process, `subdivisions` forward/bac
 gradients, one update with the rate of `schedule.learning_rate` (times the number of processes, as the
 reference multiplies by its GPUs), EMA, multi-scale every 10 iterations. Files in `backup`:
 `<base>_<it>.weights` every `saveweights`, `<base>_last.weights` every `savelast` (with `_ema` when EMA
-runs), `<base>_best.weights` on a best mAP, `<base>_final.weights`, each beside a `<name>.state.pt` sidecar
-(optimiser, EMA, averages) that makes a resume exact; `<base>.log` (the reference's lines), `<base>.csv`
-and `chart.png`. Several processes (torchrun) average their gradients with torch.distributed.
+runs), `<base>_best.weights` on a best mAP, `<base>_final.weights`, each beside a sidecar that makes a resume
+exact (`checkpoints`); `<base>.log`, `<base>.csv` and `chart.png` (`logs`). Several processes (torchrun)
+average their gradients (`distributed`); `--map` runs are scheduled by `map_runs`. This module keeps the loop.
+Warnings go through the `warnings` module (`TrainWarning`), notes through the "darkcfg" logger: both to stderr
+from the command line, never stdout.
 """
 from __future__ import annotations
 
-import csv
 import io
+import logging
 import math
-import os
 import signal
-import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
-from darkcfg.data.dataset import DataConfig, DataError, image_list, open_data
+from darkcfg.data.dataset import DataConfig, DataError, DataWarning, image_list, open_data
 from darkcfg.data.names import read_names
-from darkcfg.errors import DarkcfgError
-from darkcfg.files import atomic_write
+from darkcfg.errors import DarkcfgError, DarkcfgWarning
 from darkcfg.infer.names import default_names
 from darkcfg.memory import keep_freed_memory
 from darkcfg.model.cfg import edit_cfg_text, read_cfg
-from darkcfg.model.checkpoint import read_torch_file
 from darkcfg.model.loading import load_weights_file
 from darkcfg.model.network import Darknet
-from darkcfg.model.weights import save_weights
 from darkcfg.progress import Progress
 from darkcfg.train.augment import AugmentConfig
 from darkcfg.train.batches import Sequences, TrainDataset, TrainSampler, collate
+from darkcfg.train.checkpoints import read_sidecar, save_checkpoint_files
+from darkcfg.train.distributed import (
+    average_gradients,
+    average_value,
+    broadcast_model,
+    init_distributed,
+    process_device,
+)
+from darkcfg.train.logs import TrainLog
 from darkcfg.train.losses import NotTrainableError, network_loss, trainable_heads
+from darkcfg.train.map_runs import MapRuns
 from darkcfg.train.optim import EMA, DarknetOptimizer
 from darkcfg.train.schedule import learning_rate
+
+log = logging.getLogger("darkcfg")
 
 
 class TrainError(DarkcfgError):
     """Training stopped: the message says why and which checkpoint is the last good one."""
+
+
+class TrainWarning(DarkcfgWarning):
+    """Something training works around (labels dropped, a class count that disagrees): one line each."""
 
 
 @dataclass
@@ -93,22 +107,6 @@ class TrainResult:
 PHASES = ("data", "forward+loss", "backward", "update", "other")
 
 
-def _dist() -> tuple[int, int]:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get(
-                "DARKCFG_BACKEND", "") != "gloo" else "gloo")
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def state_path(weights: Path) -> Path:
-    """The sidecar of a checkpoint: x_last.weights -> x_last.state.pt."""
-    return weights.with_name(weights.stem + ".state.pt")
-
-
 def _one_line(e: BaseException) -> str:
     """An exception as one line: a DataLoader worker's re-raised error is reduced to the original's message."""
     lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
@@ -152,9 +150,8 @@ class Trainer:
 
     def __init__(self, opts: TrainOptions) -> None:
         self.opts = opts
-        self.rank, self.world = _dist()
-        self.device = torch.device(opts.device if opts.device != "cuda" or self.world == 1 else
-                                   f"cuda:{int(os.environ.get('LOCAL_RANK', self.rank))}")
+        self.rank, self.world = init_distributed()
+        self.device = process_device(opts.device, self.rank, self.world)
         self.data = self._data_config(opts.data)
         text, name = read_cfg(opts.cfg)
         torch.manual_seed(opts.seed)  # the reference's random initialisation, reproducible with --seed
@@ -186,11 +183,7 @@ class Trainer:
         if self.channels_last:
             channels_last_weights(model)
             keep_freed_memory()
-        if self.world > 1:  # every process starts from rank 0's tensors
-            import torch.distributed as dist
-
-            for t in list(model.parameters()) + list(model.buffers()):
-                dist.broadcast(t.data, 0)
+        broadcast_model(model, self.world)  # every process starts from rank 0's tensors
         self.model = model
         self.init_size = (net.width, net.height)
         self.opt = DarknetOptimizer(model, self.images_per_it)
@@ -200,6 +193,7 @@ class Trainer:
         self.maps: list[tuple[int, float]] = []
         self.history: list[tuple[int, float]] = []
         self.backup = Path(opts.backup or self.data.backup or "backup")
+        self.logs = TrainLog(self.backup, self.base)
         self.amp = opts.amp if opts.amp is not None else self.device.type == "cuda"
         self.last_good: Optional[Path] = None
         self.profile = dict.fromkeys(PHASES, 0.0)
@@ -212,21 +206,22 @@ class Trainer:
             raise TrainError(str(e)) from None
         self.aug = AugmentConfig.from_model(model)
         if self.data.classes is not None and self.data.classes != self.aug.classes and self.rank == 0:
-            print(f"warning: {self.data.file}: classes={self.data.classes} but {opts.cfg} has classes="
-                  f"{self.aug.classes}; the cfg's count is used, as the reference does")
+            warnings.warn(f"{self.data.file}: classes={self.data.classes} but {opts.cfg} has classes="
+                          f"{self.aug.classes}; the cfg's count is used, as the reference does", TrainWarning,
+                          stacklevel=2)
         self.random_coef = heads[-1].random
         if not self.data.train:
             raise TrainError(f"{self.data.file}: no 'train' list (train = a list file or a folder of images)")
         self.train_paths = image_list(self.data.train)
         if not self.train_paths:
             raise TrainError(f"{self.data.file}: train={self.data.train}: no images listed")
-        self.map_names: list[str] = []
-        self.valid_paths: list[str] = []
+        self.map_runs: Optional[MapRuns] = None
         if opts.calc_map:  # what the mAP runs read, checked before the first iteration (nothing is lost)
-            self.map_names = self._map_names()
-            self.valid_paths = image_list(self.data.valid or self.data.train)
-            if not self.valid_paths:
+            valid_paths = image_list(self.data.valid or self.data.train)
+            if not valid_paths:
                 raise TrainError(f"{self.data.file}: valid={self.data.valid or self.data.train}: no images listed")
+            self.map_runs = MapRuns(model, valid_paths, self._map_names(), self.init_size, self.start,
+                                    len(self.train_paths), net.batch * self.world, opts.map_every, opts.map_epochs)
 
     # -- setup ------------------------------------------------------------------------------------------
     def _data_config(self, data: str) -> DataConfig:
@@ -236,18 +231,16 @@ class Trainer:
             raise TrainError(str(e)) from None
 
     def _load_sidecar(self, weights: Path) -> None:
-        sp = state_path(weights)
-        if not sp.is_file():
-            return
         try:
-            state = read_torch_file(sp, "training state")  # tensors and plain data only: never code
+            state = read_sidecar(weights, self.seen, self.model.cfg_text)
         except DarkcfgError as e:
             raise TrainError(str(e)) from None
-        if not isinstance(state, dict):
-            raise TrainError(f"{sp}: not a darkcfg training state")
-        if state.get("seen") != self.seen or state.get("cfg_text") != self.model.cfg_text:
+        if state is None:
+            return
+        if not state:
             if self.rank == 0:
-                print(f"note: {sp} belongs to another run or iteration; resuming without optimiser state")
+                log.info("note: %s's training state belongs to another run or iteration; resuming without optimiser "
+                         "state", weights)
             return
         self.opt.load_state_dict(state["optimizer"])
         self.ema.load_state_dict(state["ema"])
@@ -271,45 +264,17 @@ class Trainer:
 
     # -- files --------------------------------------------------------------------------------------------
     def _save(self, name: str, iteration: int, sidecar: bool = True) -> Path:
-        path = self.backup / f"{self.base}_{name}.weights"
-        self.model.header.seen = self.seen
-        save_weights(self.model, path)
+        state = None
         if sidecar:
             state = {"iteration": iteration, "seen": self.seen, "cfg_text": self.model.cfg_text,
                      "optimizer": self.opt.state_dict(), "ema": self.ema.state_dict(), "avg_loss": self.avg_loss,
                      "best_map": self.best_map, "maps": self.maps, "history": self.history[-20000:]}
-            atomic_write(state_path(path), lambda fh: torch.save(state, fh))
-        return path
-
-    def _fresh_logs(self) -> None:
-        """A run from iteration 0 starts its own .log and .csv; a resumed one appends to them."""
-        if self.start == 0:
-            for suffix in (".log", ".csv"):
-                (self.backup / f"{self.base}{suffix}").unlink(missing_ok=True)
-
-    def _log(self, text: str) -> None:
-        with open(self.backup / f"{self.base}.log", "a") as fh:
-            fh.write(text)
-
-    def _csv(self, row: list) -> None:
-        p = self.backup / f"{self.base}.csv"
-        new = not p.exists()
-        with open(p, "a", newline="") as fh:
-            w = csv.writer(fh)
-            if new:
-                w.writerow(["iteration", "loss", "avg_loss", "lr", "images_per_s", "map50"])
-            w.writerow(row)
+        return save_checkpoint_files(self.model, self.backup / f"{self.base}_{name}.weights", self.seen, state)
 
     def _chart(self) -> None:
-        from darkcfg.train.chart import training_chart
+        self.logs.chart(self.history, self.maps, self.model.net.max_batches, self.model.net.max_chart_loss,
+                        f"{self.base}  {self.images_per_it * self.world} images/iteration")
 
-        its = [i for i, _ in self.history]
-        losses = [v for _, v in self.history]
-        top = max(self.model.net.max_chart_loss, 1e-3)
-        training_chart(its, losses, self.model.net.max_batches, self.backup / "chart.png", self.maps, top,
-                       f"{self.base}  {self.images_per_it * self.world} images/iteration")
-
-    # -- mAP ----------------------------------------------------------------------------------------------
     def _map_names(self) -> list[str]:
         """names= of the .data file (one per class), else COCO's for 80 classes, else the class ids."""
         try:
@@ -318,21 +283,6 @@ class Trainer:
         except DarkcfgError as e:
             raise TrainError(f"{e} (needed by --map)") from None
         return default_names(self.model) or []  # the Detector names the other classes by their ids
-
-    def _map(self) -> float:
-        from darkcfg.eval.runner import compute_map
-
-        size = (self.model.net.width, self.model.net.height)
-        self.model.set_size(*self.init_size)
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                res = compute_map(self.model, self.valid_paths, self.map_names,
-                                  0.5, 0.25, 0, batch=max(1, self.model.net.mini_batch), progress=False)
-        finally:
-            self.model.train()
-            self.model.set_size(*size)
-        return res.map
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -344,18 +294,15 @@ class Trainer:
         result = TrainResult(self.start, self.seen, self.avg_loss, self.best_map, None)
         if self.start >= end:
             if main:
-                print(f"{self.opts.weights}: already at iteration {self.start} >= max_batches={end}; nothing to do "
-                      "(--clear starts again from 0)")
+                log.info("note: %s: already at iteration %d >= max_batches=%d; nothing to do (--clear starts again "
+                         "from 0)", self.opts.weights, self.start, end)
             return result
         iter_save = iter_save_last = self.start
-        map_every = self.opts.map_every or max(
-            int(self.opts.map_epochs * len(self.train_paths) / (net.batch * self.world)), 100)
-        next_map = max(net.burn_in, map_every) if not self.opts.map_every else self.start + map_every
         saveweights = self.data.saveweights or (1000 if end < 10000 else 10000)
         savelast = self.data.savelast or 100
         self.model.train()
         if main:
-            self._fresh_logs()
+            self.logs.start(resumed=self.start > 0)
         loader = self._loader()
         stats = {"skipped": 0, "bad_class": 0, "out_of_range": 0, "missing_labels": 0}
         iteration = completed = self.start  # completed: the last iteration whose update is done
@@ -382,7 +329,7 @@ class Trainer:
                     for k in stats:
                         stats[k] += len(batch[k]) if k == "skipped" else batch[k]
                     if main:
-                        self._report_labels(batch["label_issues"], bar)
+                        self._report_labels(batch["label_issues"])
                     loss = self._iteration(batch)
                     if not math.isfinite(loss):
                         raise TrainError(
@@ -402,20 +349,19 @@ class Trainer:
                         self._after_iteration(iteration, loss, lr, dt, bar, end)
                     if self.opts.on_iteration:
                         self.opts.on_iteration(iteration, loss)
-                    if self.opts.calc_map and (iteration >= next_map or iteration == end):
-                        next_map = iteration + map_every
-                        m = self._map() if main else 0.0
+                    if self.map_runs is not None and self.map_runs.due(iteration, end):
+                        m = self.map_runs.measure() if main else 0.0
                         if main:
                             self.maps.append((iteration, m))
                             best = max(m, self.best_map) * 100
                             bar.write(f"mAP@0.5 = {m * 100:.2f} % at iteration {iteration} (best {best:.2f} %)")
-                            self._log(f"\n mean_average_precision (mAP@0.50) = {m:f} \n")
+                            self.logs.write(f"\n mean_average_precision (mAP@0.50) = {m:f} \n")
                             if m >= self.best_map:
                                 self.best_map = m
                                 self._save("best", iteration)
                     if main:  # the CSV row, with the mAP when it was measured at this iteration
-                        self._csv(self._row + [f"{self.maps[-1][1]:.6f}" if self.maps and
-                                               self.maps[-1][0] == iteration else ""])
+                        self.logs.row(iteration, loss, self.avg_loss, lr, self._rate,
+                                      self.maps[-1][1] if self.maps and self.maps[-1][0] == iteration else None)
                     if main and (iteration >= iter_save + saveweights or iteration % saveweights == 0):
                         iter_save = iteration
                         self._save(str(iteration), iteration, sidecar=False)
@@ -438,7 +384,7 @@ class Trainer:
                      f"; last good checkpoint: {self.last_good or 'none written yet'}")
             if isinstance(e, KeyboardInterrupt):
                 if main:
-                    print(f"\ninterrupted{where}", file=sys.stderr)
+                    log.info("\ninterrupted%s", where)
                 raise
             if isinstance(e, TrainError):
                 raise TrainError(f"{e}{where}") from None
@@ -462,15 +408,15 @@ class Trainer:
                             ("out_of_range", "label rows were skipped (a value outside [0, 1] or an empty box: "
                                              "each file:line was reported)")):
                 if stats[k]:
-                    print(f"warning: {stats[k]} {what}")
+                    warnings.warn(f"{stats[k]} {what}", TrainWarning, stacklevel=2)
         return result
 
-    def _report_labels(self, issues: list[str], bar: Progress) -> None:
-        """Each skipped label row once (file:line), on stderr, however often its image is drawn."""
+    def _report_labels(self, issues: list[str]) -> None:
+        """Each skipped label row once (file:line), as a warning, however often its image is drawn."""
         for message in issues:
             if message not in self.reported:
                 self.reported.add(message)
-                bar.write(f"warning: {message}", stream=sys.stderr)
+                warnings.warn(message, DataWarning, stacklevel=2)
 
     def _state_buffers(self) -> list[torch.Tensor]:
         """The persistent buffers (batch-norm statistics): what a forward changes besides the weights."""
@@ -513,18 +459,8 @@ class Trainer:
             self.profile["backward"] += time.perf_counter() - t1
             total += r.cost
             self.last_heads = r.heads
-        if self.world > 1:
-            import torch.distributed as dist
-
-            for p in self.opt.params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad)
-                p.grad /= self.world
-            lt = torch.tensor([total], device=self.device)
-            dist.all_reduce(lt)
-            total = float(lt) / self.world
-        return total / self.images_per_it
+        average_gradients(self.opt.params, self.world)
+        return average_value(total, self.device, self.world) / self.images_per_it
 
     def _after_iteration(self, it: int, loss: float, lr: float, dt: float, bar: Progress, end: int) -> None:
         net = self.model.net
@@ -535,9 +471,8 @@ class Trainer:
             buf.write(r.log_line(i))
         buf.write(f"\n {it}: {loss:f}, {self.avg_loss:f} avg loss, {lr:f} rate, {dt:f} seconds, {it * imgs} images, "
                   f"{left:f} hours left\n")
-        self._log(buf.getvalue())
-        rate = imgs / dt if dt > 0 else 0.0
-        self._row = [it, f"{loss:.6f}", f"{self.avg_loss:.6f}", f"{lr:.8g}", f"{rate:.2f}"]
+        self.logs.write(buf.getvalue())
+        rate = self._rate = imgs / dt if dt > 0 else 0.0
         self.history.append((it, self.avg_loss))
         bar.update(1, loss=f"{loss:.3f}", avg=f"{self.avg_loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}",
                    size=f"{net.width}x{net.height}")
