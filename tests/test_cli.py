@@ -1,6 +1,9 @@
 """The command line: readable help, the layer table, and one-line errors for bad input."""
+import subprocess
+import sys
+
 from click.testing import CliRunner
-from oracle import CFG_DIR, REF, needs_shared
+from oracle import CFG_DIR, REF, REPO, needs_shared
 
 from darkcfg.cli import main
 
@@ -83,3 +86,15 @@ def test_info_checks_a_weights_file(tmp_path):
     r = run("info", cfg, "-w", short)
     assert r.exit_code == 1 and "short.weights: file ends inside layer" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_help_does_not_import_torch():
+    """`darkcfg --help` (and every command's --help) answers without loading PyTorch: the CLI starts cheap."""
+    code = ("import sys\nfrom darkcfg.cli import main\n"
+            "for args in (['--help'], ['detect', '--help'], ['train', '--help'], ['data', 'check', '--help']):\n"
+            "    try:\n        main(args)\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+            "import darkcfg\nassert 'torch' not in sys.modules and 'cv2' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'cv2'))[:5]\n"
+            "assert darkcfg.Darknet.__name__ == 'Darknet' and 'torch' in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
