@@ -36,7 +36,7 @@ class Progress:
         self.log_every, self.width = log_every, width
         self.n = 0
         self.start = time.perf_counter()
-        self._last_draw = 0.0
+        self._last_draw = self.start  # off a terminal, the first line comes after log_every seconds
         self._postfix = ""
         self._shown = False
 
@@ -118,6 +118,9 @@ class Progress:
             warnings.showwarning = self._showwarning  # type: ignore[assignment]
             self._showwarning = None
         if not self.enabled:
+            return
+        if self.n == 0 and not self._shown:  # nothing was done (a source that failed to open): no bar at all
+            self.enabled = False
             return
         if self.tty:
             self._draw()

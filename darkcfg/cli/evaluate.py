@@ -55,7 +55,7 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
     beside the image; `difficult=` in DATA names a parallel list whose labels are difficult truths (ignored).
     """
     from darkcfg.eval.coco import stats_lines
-    from darkcfg.eval.printout import map_lines
+    from darkcfg.eval.printout import map_lines, map_notes
     from darkcfg.eval.runner import run_map
     from darkcfg.infer.runtime import load_runtime_model
 
@@ -65,6 +65,8 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
     model = load_runtime_model(cfg, weights, parse_size(size), rt)
     run = run_map(data, model, names, iou_thresh, thresh, points, batch, coco, coco_gt, plots, report=report)
     click.echo("\n".join(map_lines(run.result, run.names)))
+    for note in map_notes(run.result):
+        click.echo(note, err=True)
     if run.plots:
         click.echo(f"plots: {', '.join(map(str, run.plots))}", err=True)
     if run.report is not None:

@@ -41,6 +41,21 @@ def map_lines(res: MapResult, names: Sequence[str]) -> list[str]:
     return lines
 
 
+def map_notes(res: MapResult) -> list[str]:
+    """What the printout's `nan`s mean, for stderr (the printout itself stays the reference's)."""
+    notes = []
+    if res.tp + res.fp == 0:
+        notes.append(f"note: no detection above conf_thresh {res.thresh:g}: precision (and F1) are 0/0, printed as "
+                     "nan as the reference prints them")
+    elif res.tp == 0 and res.truths:
+        notes.append(f"note: no true positive at conf_thresh {res.thresh:g}: F1 is 0/0, printed as nan as the "
+                     "reference prints it")
+    if res.truths == 0:
+        notes.append("note: the labels hold no boxes: recall is 0/0 and every AP is 0 (are the label files where "
+                     "the images are, or in a labels/ folder beside images/?)")
+    return notes
+
+
 COCO_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33,
             34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
             62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90)

@@ -3,7 +3,9 @@
 Same boxes as the printout (best class above thresh, other classes above thresh added to the label), the
 reference's colour per class (get_color at offset class*123457 % classes), line width im.h*.006 (at least
 1), drawn in ascending order of confidence so the surest box is on top. Labels are set with OpenCV's
-font on a filled box of the class colour instead of the reference's bitmap alphabet.
+font on a filled box of the class colour instead of the reference's bitmap alphabet, above the box where there is
+room, else inside it (at the image's top edge), placed surest first so that no label covers another's: a label
+whose place is taken moves below the box or down a line.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ def draw_detections(bgr: np.ndarray, dets: DetectionArray, thresh: float) -> np.
     width = max(1, int(h * 0.006))
     scale = max(0.4, h * 0.03 / 22)
     t = np.float32(thresh)
+    drawn: list[tuple[tuple[int, int, int, int], tuple[int, int, int], str]] = []  # (box, colour, label)
     for i, best in chosen:
         cx, cy, bw, bh = (float(v) for v in dets.boxes[i])
         left, right = int((cx - bw / 2) * w), int((cx + bw / 2) * w)
@@ -51,10 +54,27 @@ def draw_detections(bgr: np.ndarray, dets: DetectionArray, thresh: float) -> np.
         color = class_color(best, classes)
         cv2.rectangle(out, (left, top), (right, bot), color, width)
         others = [dets.name(int(j)) for j in np.flatnonzero(dets.probs[i] > t) if j != best and dets.shown(int(j))]
-        label = ", ".join([f"{dets.name(best)} {dets.probs[i, best] * 100:.0f}%"] + others)
+        drawn.append(((left, top, right, bot), color, ", ".join([f"{dets.name(best)} {dets.probs[i, best] * 100:.0f}%"]
+                                                                + others)))
+    taken: list[tuple[int, int, int, int]] = []
+    for (left, top, _, bot), color, label in reversed(drawn):  # surest first: it gets its first choice
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        y0 = top - th - base - 2 if top - th - base - 2 >= 0 else top + width
-        x0 = max(0, min(left, w - tw - 4))  # keep the label inside the image
-        cv2.rectangle(out, (x0, y0), (x0 + tw + 4, y0 + th + base + 2), color, -1)
+        lw, lh = tw + 4, th + base + 2
+        x0 = max(0, min(left, w - lw))  # keep the label inside the image
+        y0 = _label_row(top, bot, lh, width, h, x0, lw, taken)
+        taken.append((x0, y0, x0 + lw, y0 + lh))
+        cv2.rectangle(out, (x0, y0), (x0 + lw, y0 + lh), color, -1)
         cv2.putText(out, label, (x0 + 2, y0 + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out
+
+
+def _label_row(top: int, bot: int, lh: int, width: int, h: int, x0: int, lw: int,
+               taken: list[tuple[int, int, int, int]]) -> int:
+    """The label's top edge: above the box, else inside it, else below it, else further down inside, the first
+    of these that lies in the image and overlaps no label already placed (the first in the image if all do)."""
+    rows = [top - lh, top + width, bot + width] + [top + width + k * lh for k in range(1, 6)]
+    inside = [y for y in rows if 0 <= y and y + lh <= h] or [max(0, min(top, h - lh))]
+    for y in inside:
+        if not any(x0 < r and a < x0 + lw and y < b and c < y + lh for a, c, r, b in taken):
+            return y
+    return inside[0]

@@ -146,7 +146,8 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
                 if r.error is not None or r.detections is None or r.image is None:
                     run.failed += 1
                     bar.write(f"error: {r.error}", stream=sys.stderr)
-                    bar.update(1)
+                    if r.frame.source.kind != "live":  # a stream that failed is not a frame done
+                        bar.update(1)
                     continue
                 d = r.detections
                 lines = text_lines(d, detector.thresh, ext_output)
