@@ -10,6 +10,14 @@ backup=OUT/backup/) and, from --cfg, OUT/<cfg>-shapes.cfg with classes and the f
 changed the way a Darknet user adapts a cfg to a dataset. Classes: circle, square, triangle, cross, ring.
 Images have textured backgrounds (gradients, noise, lines, blotches), 1 to 5 shapes of 8 % to 55 % of the
 image in random colours, which may overlap; sizes vary around --size.
+
+    python scripts/make_shapes_dataset.py OUT --classify [--train 200] [--valid 50] [--size 160] [--classes 3]
+
+writes a classification set instead, laid out as `darknet classifier train|valid` reads one: one shape per image,
+its class name in the file name (OUT/train/circle_00012.jpg, OUT/valid/...), which is how the reference labels an
+image (the first name of the labels file that occurs in its path, so OUT's own path may hold no class name),
+OUT/train.txt and OUT/valid.txt (absolute paths), OUT/shapes.names, OUT/shapes.data (classes, train, valid,
+labels and names: the names file, top=2, backup) and OUT/shapes-classifier.cfg, a small 64x64 classifier.
 """
 from __future__ import annotations
 
@@ -105,6 +113,102 @@ def adapt_cfg(text: str, classes: int) -> str:
     return "".join(parts)
 
 
+CLASSIFIER_CFG = """[net]
+batch=32
+subdivisions=1
+width=64
+height=64
+channels=3
+momentum=0.9
+decay=0.0005
+learning_rate=0.1
+policy=poly
+power=4
+max_batches=2000
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=64
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+filters={classes}
+size=1
+stride=1
+pad=1
+activation=linear
+
+[avgpool]
+
+[softmax]
+groups=1
+"""
+
+
+def make_class_image(rng: np.random.Generator, size: int, classes: int) -> tuple[np.ndarray, int]:
+    """One shape of a random class, 35 % to 75 % of the shorter side, on a textured background."""
+    w = int(size * rng.uniform(0.8, 1.3))
+    h = int(size * rng.uniform(0.8, 1.3))
+    img = background(rng, w, h)
+    cls = int(rng.integers(classes))
+    s = float(rng.uniform(0.35, 0.75)) * min(w, h)
+    cx, cy = rng.uniform(s / 2, w - s / 2), rng.uniform(s / 2, h - s / 2)
+    draw_shape(img, cls, cx, cy, s, tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return img, cls
+
+
+def write_classification_set(out: Path, train: int, valid: int, size: int, classes: int, seed: int) -> Path:
+    """The classification set described in the module docstring; returns OUT/shapes.data."""
+    clash = [n for n in NAMES[:classes] if n in str(out)]
+    if clash:
+        raise SystemExit(f"{out}: the folder's path holds the class name '{clash[0]}'; the reference labels an image "
+                         "by the first class name in its path, so choose a folder without one")
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("valid", valid)):
+        (out / split).mkdir(parents=True, exist_ok=True)
+        paths = []
+        for k in range(count):
+            img, cls = make_class_image(rng, size, classes)
+            path = out / split / f"{NAMES[cls]}_{k:05d}.jpg"
+            cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            paths.append(str(path))
+        (out / f"{split}.txt").write_text("".join(p + "\n" for p in paths))
+    (out / "shapes.names").write_text("".join(n + "\n" for n in NAMES[:classes]))
+    (out / "shapes.data").write_text(
+        f"classes = {classes}\ntrain = {out / 'train.txt'}\nvalid = {out / 'valid.txt'}\n"
+        f"labels = {out / 'shapes.names'}\nnames = {out / 'shapes.names'}\ntop = {min(2, classes)}\n"
+        f"backup = {out / 'backup'}/\n")
+    (out / "shapes-classifier.cfg").write_text(CLASSIFIER_CFG.replace("{classes}", str(classes)))
+    return out / "shapes.data"
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
@@ -114,10 +218,15 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--classes", type=int, default=3, help=f"1..{len(NAMES)}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cfg", default=str(Path(__file__).resolve().parent.parent / "cfg" / "yolov4-tiny.cfg"))
+    ap.add_argument("--classify", action="store_true", help="a classification set (one shape per image)")
     a = ap.parse_args(argv)
     if not 1 <= a.classes <= len(NAMES):
         ap.error(f"--classes {a.classes}: expected 1..{len(NAMES)}")
     out = Path(a.out).resolve()
+    if a.classify:
+        data = write_classification_set(out, a.train, a.valid, a.size, a.classes, a.seed)
+        print(f"{out}: {a.train} train + {a.valid} valid images, {a.classes} classes; {data}")
+        return 0
     (out / "obj").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(a.seed)
     lists: dict[str, list[str]] = {"train": [], "valid": []}

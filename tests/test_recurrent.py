@@ -166,11 +166,11 @@ def test_gru_weights_are_in_the_reference_order():
 
 
 def test_training_a_gru_is_refused_in_one_line():
-    from darkcfg.train.losses import NotTrainableError, trainable_heads
+    from darkcfg.train.losses import NotTrainableError, trainable_layers
     text = GRU_CFG.format(bn=0).replace("output=5", "output=6") + "[region]\nclasses=1\nnum=1\ncoords=4\n"
     model = Darknet(text, "gru.cfg")
     with pytest.raises(NotTrainableError, match=r"^gru.cfg: layer 1 \[gru\]: ") as e:
-        trainable_heads(model)
+        trainable_layers(model)
     assert "\n" not in str(e.value)
 
 

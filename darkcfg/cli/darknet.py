@@ -1,4 +1,5 @@
 """Darknet's own verbs, for muscle memory and scripts: `darkcfg detector test|demo|map|valid|train|calc_anchors`
+and `darkcfg classifier predict|valid|valid10|validfull|validmulti|train`
 take the reference's arguments (a .data file first) and run the darkcfg command that does the job."""
 from __future__ import annotations
 
@@ -60,9 +61,47 @@ for _verb, _command in (("map", "map"), ("valid", "valid"), ("train", "train"), 
     _same(_verb, _command)
 
 
-@main.command(**_PASS)
+@main.group()
+def classifier() -> None:
+    """Darknet's `classifier` verbs: predict, valid (valid10, validfull, validmulti), train (DATA first, as the
+    reference)."""
+
+
+# options of `darkcfg classify` that take a value (their values are not images)
+_CLASSIFY_VALUED = {"-t", "--top", "-b", "--batch", "-w", "--weights", "-n", "--names", "-d", "--data", "-o", "--json",
+                    "--device", "--size"}
+
+
+@classifier.command(**_PASS)
+@click.argument("data")
+@click.argument("cfg")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def classifier(args: tuple[str, ...]) -> None:
-    """Darknet's `classifier predict|train|valid`: not supported yet (darkcfg runs detectors)."""
-    raise click.ClickException("classifier cfgs are not supported yet: darkcfg detects, trains and measures "
-                               "detectors ([yolo], [region], [detection] heads); `darkcfg info CFG` builds any cfg")
+def predict(data: str, cfg: str, args: tuple[str, ...]) -> None:
+    """`classifier predict DATA CFG WEIGHTS [IMAGE...] [-t K]`: `darkcfg classify` with DATA's names, classes and
+    top; without an image, paths are read from stdin as the reference does."""
+    values = {k + 1 for k, a in enumerate(args) if a in _CLASSIFY_VALUED}
+    positional = [a for k, a in enumerate(args) if not a.startswith("-") and k not in values]
+    if not positional:
+        raise click.UsageError("give the weights: classifier predict DATA CFG WEIGHTS [IMAGE]")
+    _rerun(["classify", cfg, *args, *([] if positional[1:] else ["-"]), "--data", data])
+
+
+def _valid(verb: str, crops: str) -> None:
+    option = ["--crops", crops] if crops != "single" else []
+
+    @classifier.command(verb, help=f"`classifier {verb} DATA CFG WEIGHTS`: `darkcfg classifier-valid "
+                                   f"DATA CFG WEIGHTS{' ' if option else ''}{' '.join(option)}`.", **_PASS)
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def run(args: tuple[str, ...]) -> None:
+        _rerun(["classifier-valid", *args, *option])
+
+
+for _verb, _crops in (("valid", "single"), ("valid10", "10"), ("validfull", "full"), ("validmulti", "multi")):
+    _valid(_verb, _crops)
+
+
+@classifier.command(**_PASS)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train(args: tuple[str, ...]) -> None:
+    """`classifier train DATA CFG [WEIGHTS] [options]`: `darkcfg train` with the same arguments."""
+    _rerun(["train", *args])

@@ -54,6 +54,12 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
     Labels are found by Darknet's rule (images/ -> labels/, JPEGImages/ -> labels/, extension -> .txt), else
     beside the image; `difficult=` in DATA names a parallel list whose labels are difficult truths (ignored).
     """
+    from darkcfg.infer.classify import is_classifier_cfg
+
+    if is_classifier_cfg(cfg):  # a classifier has no mAP: its top-1 / top-k, as `classifier-valid` prints them
+        from darkcfg.cli.classify import run_classifier_valid_command
+
+        return run_classifier_valid_command(data, cfg, weights, "single", batch, device, size)
     from darkcfg.eval.coco import stats_lines
     from darkcfg.eval.printout import map_lines, map_notes
     from darkcfg.eval.runner import run_map

@@ -5,7 +5,8 @@ reads it through here, so they all accept the same things and find the same labe
 
 - `open_data`: a `.data` file, or a folder of images (train and valid are then the folder, names its only
   `.names` file). `.data`: `key = value` lines (`#` comments), read like the cfg (all whitespace removed).
-  Keys: classes, train, valid (default: train), names, backup, eval, results, difficult, saveweights, savelast.
+  Keys: classes, train, valid (default: train), names, labels and top (classifiers), backup, eval, results,
+  difficult, saveweights, savelast.
 - `image_list`: a list file (one image path per line, CR/LF stripped as fgetl; a relative path that does not
   exist from the working directory, as the reference reads it, is taken from the list's folder) or a folder.
 - `label_path`: replace_image_to_label, where the reference reads and `-save_labels` writes a label file:
@@ -53,6 +54,8 @@ class DataConfig:
     train: Optional[str] = None
     valid: Optional[str] = None
     names: Optional[str] = None
+    labels: Optional[str] = None  # a classifier's class names (the reference's labels=; names= when absent)
+    top: Optional[int] = None  # a classifier's top-k (predict and valid; the reference's default differs by verb)
     backup: str = "backup/"
     eval: str = "voc"
     results: str = "results"
@@ -84,10 +87,10 @@ def read_data_cfg(path: PathLike) -> DataConfig:
         key, value = line.split("=", 1)
         opts[key] = value
     cfg = DataConfig(str(p))
-    for key in ("train", "valid", "names", "backup", "eval", "results", "difficult"):
+    for key in ("train", "valid", "names", "labels", "backup", "eval", "results", "difficult"):
         if key in opts:
             setattr(cfg, key, opts[key])
-    for key in ("classes", "saveweights", "savelast"):
+    for key in ("classes", "saveweights", "savelast", "top"):
         if key in opts:
             try:
                 setattr(cfg, key, int(opts[key]))

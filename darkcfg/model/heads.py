@@ -196,8 +196,8 @@ def head_layers(model: torch.nn.Module) -> list[DetectionHead]:
     bad = [m for m in heads if not getattr(m, "is_head", False)]
     if bad or not heads:
         where = f"layer {bad[0].index} ({bad[0].ltype}) is not a detection head" if bad else "no layers"
-        raise DarkcfgError(f"{model.cfg_file}: {where}; detection needs a cfg ending in [yolo], [Gaussian_yolo] "
-                           "or [region] layers")
+        raise DarkcfgError(f"{model.cfg_file}: {where}: it is a classifier: use darkcfg classify (detection needs "
+                           "a cfg ending in [yolo], [Gaussian_yolo] or [region] layers)")
     return heads  # type: ignore[return-value]
 
 

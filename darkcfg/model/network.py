@@ -30,6 +30,7 @@ class Darknet(nn.Module):
     # (touching any name of the `darkcfg` facade imports it): the model stage never imports a higher stage.
     detector: ClassVar[Optional[Callable[..., list]]] = None
     streamer: ClassVar[Optional[Callable[..., Iterator]]] = None
+    classifier: ClassVar[Optional[Callable[..., list]]] = None  # darkcfg.infer.classify registers itself here
 
     def __init__(self, cfg_text: str, file: str = "<cfg>", size: Optional[tuple[int, int]] = None,
                  warn_unused: bool = True) -> None:
@@ -179,9 +180,10 @@ class Darknet(nn.Module):
         return [outputs[i] for i in self.output_layers]  # type: ignore[misc]
 
     def forward_heads(self, x: Tensor, cpu_1x1_overwrite: bool = False) -> list[tuple[int, Tensor]]:
-        """Training forward: (index, input) of every detection head, the input being the tensor that
-        enters the head (B, C, H, W). A layer with `stopbackward` passes no gradient back: its output is
-        detached, so it and every earlier layer get none from the loss (backward_network's `break`).
+        """Training forward: (index, input) of every layer with a training loss (detection heads, a classifier's
+        [softmax]), the input being the tensor that enters it (B, C, H, W). A layer with `stopbackward` passes no
+        gradient back: its output is detached, so it and every earlier layer get none from the loss
+        (backward_network's `break`).
 
         cpu_1x1_overwrite: reproduce a bug of the reference's CPU backward, for comparing with its numbers
         only. There a 1x1, stride-1 [convolutional] writes the delta of the layer before it instead of adding
@@ -193,7 +195,7 @@ class Darknet(nn.Module):
         outputs: list[Optional[Tensor]] = [None] * len(self.layers)
         heads: list[tuple[int, Tensor]] = []
         for i, layer in enumerate(self.layers):
-            if layer.is_head:
+            if layer.is_head or getattr(layer, "has_loss", False):  # a head, or a classifier's [softmax]
                 heads.append((i, x))
             x = layer(x, outputs)
             if getattr(layer, "stopbackward", 0):
@@ -231,6 +233,15 @@ class Darknet(nn.Module):
         if Darknet.streamer is None:
             raise RuntimeError("the inference stage is not loaded: use darkcfg.load, or import darkcfg.infer.detector")
         return Darknet.streamer(self, source, thresh, nms, **options)
+
+    def classify(self, images: object, top: int = 5, **options: object) -> list:
+        """Classify like `darknet classifier predict`: see `darkcfg.infer.classify.classify` for arguments.
+
+        `model.classify("dog.jpg")` -> [Prediction(class_id=..., name=..., probability=...), ...], the `top` most
+        probable classes; a list of images gives a list of such lists."""
+        if Darknet.classifier is None:
+            raise RuntimeError("the inference stage is not loaded: use darkcfg.load, or import darkcfg.infer.classify")
+        return Darknet.classifier(self, images, top, **options)
 
     # -- reporting ----------------------------------------------------------------------------------
     @property

@@ -37,6 +37,7 @@ from darkcfg.progress import Progress
 from darkcfg.train.augment import AugmentConfig
 from darkcfg.train.batches import Sequences, TrainDataset, TrainSampler, collate
 from darkcfg.train.checkpoints import read_sidecar, save_checkpoint_files
+from darkcfg.train.classify_data import ClassifyAugment, ClassifyDataset, collate_classify
 from darkcfg.train.distributed import (
     average_gradients,
     average_value,
@@ -45,7 +46,7 @@ from darkcfg.train.distributed import (
     process_device,
 )
 from darkcfg.train.logs import TrainLog
-from darkcfg.train.losses import NotTrainableError, network_loss, trainable_heads
+from darkcfg.train.losses import NotTrainableError, network_loss, trainable_layers
 from darkcfg.train.map_runs import MapRuns
 from darkcfg.train.optim import EMA, DarknetOptimizer
 from darkcfg.train.schedule import learning_rate
@@ -201,15 +202,25 @@ class Trainer:
         if opts.weights and not opts.clear:
             self._load_sidecar(Path(opts.weights))
         try:
-            heads = trainable_heads(model)
+            trained = trainable_layers(model)
         except NotTrainableError as e:
             raise TrainError(str(e)) from None
-        self.aug = AugmentConfig.from_model(model)
-        if self.data.classes is not None and self.data.classes != self.aug.classes and self.rank == 0:
+        self.classifier = not trained[-1].is_head  # a classifier's [softmax]: `darknet classifier train`
+        if self.classifier:
+            if net.mixup or net.contrastive:
+                raise TrainError(f"{opts.cfg}: [net] {'mixup' if net.mixup else 'contrastive'} is not supported "
+                                 "for classifiers")
+            self.classes = trained[-1].in_shape.size
+            self.labels = self._classifier_labels()
+            self.random_coef = 0.0  # train_classifier keeps the network size
+        else:
+            self.aug = AugmentConfig.from_model(model)
+            self.classes = self.aug.classes
+            self.random_coef = trained[-1].random
+        if self.data.classes is not None and self.data.classes != self.classes and self.rank == 0:
             warnings.warn(f"{self.data.file}: classes={self.data.classes} but {opts.cfg} has classes="
-                          f"{self.aug.classes}; the cfg's count is used, as the reference does", TrainWarning,
+                          f"{self.classes}; the cfg's count is used, as the reference does", TrainWarning,
                           stacklevel=2)
-        self.random_coef = heads[-1].random
         if not self.data.train:
             raise TrainError(f"{self.data.file}: no 'train' list (train = a list file or a folder of images)")
         self.train_paths = image_list(self.data.train)
@@ -220,14 +231,26 @@ class Trainer:
             valid_paths = image_list(self.data.valid or self.data.train)
             if not valid_paths:
                 raise TrainError(f"{self.data.file}: valid={self.data.valid or self.data.train}: no images listed")
-            self.map_runs = MapRuns(model, valid_paths, self._map_names(), self.init_size, self.start,
-                                    len(self.train_paths), net.batch * self.world, opts.map_every, opts.map_epochs)
+            names = self.labels if self.classifier else self._map_names()
+            self.map_runs = MapRuns(model, valid_paths, names, self.init_size, self.start, len(self.train_paths),
+                                    net.batch * self.world, opts.map_every, opts.map_epochs, self.classifier)
 
     # -- setup ------------------------------------------------------------------------------------------
     def _data_config(self, data: str) -> DataConfig:
         try:
             return open_data(data, self.opts.classes)
         except DataError as e:
+            raise TrainError(str(e)) from None
+
+    def _classifier_labels(self) -> list[str]:
+        """The class names a classifier's image paths contain: labels= of the .data file, else names=."""
+        source = self.data.labels or self.data.names
+        if not source:
+            raise TrainError(f"{self.data.file}: a classifier needs labels= (or names=): the class names its image "
+                             "paths contain")
+        try:
+            return read_names(source, self.classes)
+        except DarkcfgError as e:
             raise TrainError(str(e)) from None
 
     def _load_sidecar(self, weights: Path) -> None:
@@ -256,9 +279,15 @@ class Trainer:
                                net.resize_step, net.max_batches, self.opts.seed, self.start, self.rank, self.world,
                                sequences=seq)
         self.sampler = sampler
-        ds = TrainDataset(self.train_paths, self.aug, self.opts.augment)
+        if self.classifier:
+            ds: torch.utils.data.Dataset = ClassifyDataset(self.train_paths, self.labels,
+                                                           ClassifyAugment.from_net(net), self.opts.augment,
+                                                           net.channels)
+        else:
+            ds = TrainDataset(self.train_paths, self.aug, self.opts.augment)
         workers = max(0, self.opts.workers)
-        return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+        return torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=workers,
+                                           collate_fn=collate_classify if self.classifier else collate,
                                            persistent_workers=False, prefetch_factor=4 if workers else None,
                                            pin_memory=self.device.type == "cuda")
 
@@ -298,7 +327,7 @@ class Trainer:
                          "from 0)", self.opts.weights, self.start, end)
             return result
         iter_save = iter_save_last = self.start
-        saveweights = self.data.saveweights or (1000 if end < 10000 else 10000)
+        saveweights = self.data.saveweights or (1000 if end < 10000 or self.classifier else 10000)
         savelast = self.data.savelast or 100
         self.model.train()
         if main:
@@ -354,8 +383,10 @@ class Trainer:
                         if main:
                             self.maps.append((iteration, m))
                             best = max(m, self.best_map) * 100
-                            bar.write(f"mAP@0.5 = {m * 100:.2f} % at iteration {iteration} (best {best:.2f} %)")
-                            self.logs.write(f"\n mean_average_precision (mAP@0.50) = {m:f} \n")
+                            what = "top-1 accuracy" if self.classifier else "mAP@0.5"
+                            bar.write(f"{what} = {m * 100:.2f} % at iteration {iteration} (best {best:.2f} %)")
+                            self.logs.write(f"\n accuracy top1 = {m:f} \n" if self.classifier else
+                                            f"\n mean_average_precision (mAP@0.50) = {m:f} \n")
                             if m >= self.best_map:
                                 self.best_map = m
                                 self._save("best", iteration)
@@ -403,8 +434,9 @@ class Trainer:
         result.profile = dict(prof)
         if main:
             for k, what in (("skipped", "unreadable images were skipped (replaced by the next image)"),
-                            ("missing_labels", "images had no label file (trained as background)"),
-                            ("bad_class", f"label rows had a class id >= classes={self.aug.classes} (dropped)"),
+                            ("missing_labels", "images had no label file (trained as background)" if not
+                             self.classifier else "images had no single class name in their path"),
+                            ("bad_class", f"label rows had a class id >= classes={self.classes} (dropped)"),
                             ("out_of_range", "label rows were skipped (a value outside [0, 1] or an empty box: "
                                              "each file:line was reported)")):
                 if stats[k]:
@@ -469,8 +501,12 @@ class Trainer:
         buf = io.StringIO()
         for i, r in getattr(self, "last_heads", []):
             buf.write(r.log_line(i))
-        buf.write(f"\n {it}: {loss:f}, {self.avg_loss:f} avg loss, {lr:f} rate, {dt:f} seconds, {it * imgs} images, "
-                  f"{left:f} hours left\n")
+        if self.classifier:  # train_classifier's line: iteration, epoch, loss, average, rate, seconds, images
+            buf.write(f"{it}, {self.seen * self.world / len(self.train_paths):.3f}: {loss:f}, {self.avg_loss:f} avg, "
+                      f"{lr:f} rate, {dt:f} seconds, {it * imgs} images, {left:f} hours left\n")
+        else:
+            buf.write(f"\n {it}: {loss:f}, {self.avg_loss:f} avg loss, {lr:f} rate, {dt:f} seconds, {it * imgs} "
+                      f"images, {left:f} hours left\n")
         self.logs.write(buf.getvalue())
         rate = self._rate = imgs / dt if dt > 0 else 0.0
         self.history.append((it, self.avg_loss))

@@ -1,10 +1,13 @@
-"""Training losses of detection heads, one module per head type, and the loss of a whole network.
+"""Training losses, one module per layer type that has one (detection heads, a classifier's [softmax]), and the
+loss of a whole network.
 
-Contract of a head's loss: a function `(layer, x, truths, *, net_w, net_h, seen) -> HeadLoss` registered
+Contract of a loss: a function `(layer, x, truths, *, net_w, net_h, seen, following) -> HeadLoss` registered
 with `@register_loss(LayerClass)` in a module of this package (the package imports every public module on
 the first lookup). x (B, C, H, W) is the tensor entering the head, truths (B, T, >=5) the reference's truth
 rows relative to the network input (an image's list ends at its first row with x == 0), seen the images
-seen so far by the reference's count. The result's `loss.backward()` gives x.grad == -delta (the
+seen so far by the reference's count, following the layer after it (a classifier's [softmax] reads its [cost]);
+a loss ignores the keywords it does not use (`**_`). A classifier's [softmax] is trained the same way, its
+truths (B, K) the class vector. The result's `loss.backward()` gives x.grad == -delta (the
 reference's own delta; its value is the reference's cost), and `log_line(index)` is the line the reference
 prints for the layer. A head type with no registered loss (e.g. [Gaussian_yolo]) is refused for training in
 one line.
@@ -18,7 +21,7 @@ import torch
 from torch import Tensor
 
 from darkcfg.errors import DarkcfgError
-from darkcfg.model.heads import DetectionHead, head_layers
+from darkcfg.model.layers import DarknetLayer
 from darkcfg.model.network import Darknet
 from darkcfg.registry import Registry
 
@@ -46,7 +49,7 @@ def register_loss(layer_type: type) -> Callable[[LossFn], LossFn]:
     return _LOSSES.register(layer_type)
 
 
-def loss_for(layer: DetectionHead, cfg_file: str = "") -> LossFn:
+def loss_for(layer: DarknetLayer, cfg_file: str = "") -> LossFn:
     """The registered loss of `layer`'s class; a one-line NotTrainableError when there is none."""
     fn = _LOSSES.get(type(layer))
     if fn is None:
@@ -57,18 +60,20 @@ def loss_for(layer: DetectionHead, cfg_file: str = "") -> LossFn:
     return fn
 
 
-def trainable_heads(model: Darknet) -> list[DetectionHead]:
-    """The heads of `model`, each with a loss; a one-line error naming the first one without."""
-    try:
-        heads = head_layers(model)
-    except DarkcfgError:
-        raise NotTrainableError(f"{model.cfg_file}: no detection head to train ([yolo] or [region])") from None
-    for h in heads:
-        loss_for(h, model.cfg_file)
+def trainable_layers(model: Darknet) -> list[DarknetLayer]:
+    """The layers of `model` that take a loss in training (its detection heads, or a classifier's [softmax]), in
+    network order, each with a registered loss; a one-line error naming the first one without, or saying that
+    there is nothing to train."""
+    layers = [m for m in model.layers if m.is_head or getattr(m, "has_loss", False)]
+    if not layers:
+        raise NotTrainableError(f"{model.cfg_file}: nothing to train: no detection head ([yolo], [region], "
+                                "[detection]) and no [softmax] with a loss")
+    for m in layers:
+        loss_for(m, model.cfg_file)
     for m in model.layers:
         if m.untrainable:
             raise NotTrainableError(f"{model.cfg_file}: layer {m.index} [{m.ltype}]: {m.untrainable}")
-    return heads
+    return layers
 
 
 @dataclass
@@ -99,8 +104,10 @@ def network_loss(model: Darknet, x: Tensor, truths: Tensor, cpu_1x1_overwrite: b
     for i, inp in model.forward_heads(x, cpu_1x1_overwrite):
         layer = model.layers[i]
         fn = loss_for(layer, model.cfg_file)
-        results.append((i, fn(layer, inp, truths, net_w=model.net.width, net_h=model.net.height, seen=seen)))
+        following = model.layers[i + 1] if i + 1 < len(model.layers) else None
+        results.append((i, fn(layer, inp, truths, net_w=model.net.width, net_h=model.net.height, seen=seen,
+                              following=following)))
     if not results:
-        raise NotTrainableError(f"{model.cfg_file}: no detection head to train ([yolo] or [region])")
+        raise NotTrainableError(f"{model.cfg_file}: nothing to train: no detection head and no [softmax] with a loss")
     loss = torch.stack([r.loss for _, r in results]).sum()
     return NetworkLoss(loss, sum(r.cost for _, r in results) / len(results), results)

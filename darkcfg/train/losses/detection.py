@@ -137,7 +137,7 @@ def detection_delta(layer: Detection, x: Tensor, truths: Tensor, seen: int,
 
 @register_loss(Detection)
 def detection_loss(layer: Detection, x: Tensor, truths: Tensor, seen: int, net_w: Optional[int] = None,
-                   net_h: Optional[int] = None) -> DetectionLossResult:
+                   net_h: Optional[int] = None, **_: object) -> DetectionLossResult:
     """The training loss of one [detection] layer: x (B, ...) the tensor entering it, truths (B, T, >=5)
     relative to the input; returns a result whose `loss.backward()` gives x.grad == -delta."""
     with torch.no_grad():

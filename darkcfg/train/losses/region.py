@@ -200,7 +200,7 @@ def region_delta(layer: Region, x: Tensor, truths: Tensor, seen: int) -> tuple[T
 
 @register_loss(Region)
 def region_loss(layer: Region, x: Tensor, truths: Tensor, seen: int, net_w: Optional[int] = None,
-                net_h: Optional[int] = None) -> RegionLossResult:
+                net_h: Optional[int] = None, **_: object) -> RegionLossResult:
     """The training loss of one [region] layer, checkable against region_layer.c.
 
     layer: the built [region] layer. x: (B, num*(coords+1+classes), H, W), the tensor entering it.

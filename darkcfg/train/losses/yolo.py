@@ -288,7 +288,7 @@ def yolo_delta(layer: Yolo, out: Tensor, truths: Tensor, net_w: int, net_h: int)
 
 @register_loss(Yolo)
 def yolo_loss(layer: Yolo, x: Tensor, truths: Tensor, net_w: int, net_h: int,
-              seen: Optional[int] = None) -> YoloLossResult:
+              seen: Optional[int] = None, **_: object) -> YoloLossResult:
     """The training loss of one [yolo] layer, checkable against the reference.
 
     layer: the built [yolo] layer (its params carry every option of the section).
