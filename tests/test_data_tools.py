@@ -241,3 +241,22 @@ def test_convert_cli_and_bad_input_are_one_line(tmp_path):
     r = CliRunner().invoke(main, ["data", "convert", "coco", str(tmp_path / "bad.json"), "--images",
                                   str(tmp_path / "imgs"), "-o", str(tmp_path / "out")])
     assert r.exit_code == 1 and "not a COCO instances file" in r.output and "Traceback" not in r.output
+
+
+def test_a_class_id_equal_to_classes_is_out_of_range(tmp_path):
+    """Ids run 0..classes-1 (the reference's classes=3 means ids 0, 1, 2): id 3 of 3 is out of range, id 2 is not;
+    the label file's check and `data check` on a folder with --classes both say so, naming the line."""
+    from darkcfg.data.check import check_label_file
+
+    image(tmp_path / "x.jpg", 1)
+    label = tmp_path / "x.txt"
+    label.write_text("2 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.1 0.1\n-1 0.4 0.4 0.1 0.1\n0 0.3 0.3 0.2 0.2\n")
+    problems: list = []
+    kept, _ = check_label_file(str(label), 3, (48, 40), problems)
+    assert [(p.kind, p.where) for p in problems] == [("class id out of range", f"{label}:2"),
+                                                     ("class id out of range", f"{label}:3")]
+    assert "class id 3, expected 0..2 (classes=3)" in problems[0].message
+    assert sorted(kept[:, 0].tolist()) == [0.0, 2.0]
+    check = check_dataset(tmp_path, classes=3, progress=False)
+    assert [(p.kind, p.where) for p in check.problems] == [("class id out of range", f"{label}:2"),
+                                                           ("class id out of range", f"{label}:3")]

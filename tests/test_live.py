@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
+import socket
+import sys
 import threading
 import time
 
@@ -16,7 +20,8 @@ from streams import FrameServer, frames, free_port, mjpeg_parts, read_json_port
 import darkcfg
 from darkcfg.cli import main
 from darkcfg.infer.detector import Detector
-from darkcfg.infer.run import LiveOutputs, run_detection
+from darkcfg.infer.ports import JsonPort, MjpegPort
+from darkcfg.infer.run import DetectionRun, LiveOutputs, _Live, run_detection
 from darkcfg.infer.sources import LiveOptions
 
 CFG, WEIGHTS = REPO / "cfg" / "yolov3-tiny.cfg", REPO / "weights" / "yolov3-tiny.weights"
@@ -61,7 +66,7 @@ def test_json_port_sends_what_detect_on_the_same_frames_finds(detector, tmp_path
     assert sum(len(o["objects"]) for o in objects) > 0
 
 
-def test_a_browser_gets_jpeg_parts_and_a_slow_client_does_not_slow_detection(detector):
+def test_a_browser_gets_jpeg_parts_and_a_slow_client_skips_frames(detector):
     srv = FrameServer(frames(8), fps=30, loop=True).start()
     port = free_port()
     got: dict = {}
@@ -125,14 +130,15 @@ def test_bad_live_sources_are_one_line_errors(tmp_path):
     assert r.exit_code == 1 and "camera 7: cannot open (no such camera, or it is in use)" in r.output
 
 
-def test_show_without_a_display_is_a_note(detector, tmp_path, monkeypatch, capsys):
+def test_show_without_a_display_is_a_note(detector, tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    caplog.set_level(logging.INFO, logger="darkcfg")  # the note is logged (the CLI prints the log on stderr)
     img = tmp_path / "a.jpg"
     img.write_bytes(frames(1)[0])
     run = run_detection(detector, [str(img)], None, quiet=True, progress=False, outputs_live=LiveOutputs(show=True))
     assert run.done == 1
-    assert "note: --show: no display here" in capsys.readouterr().err
+    assert "note: --show: no display here" in caplog.text
 
 
 def test_model_stream_yields_frames_and_detections():
@@ -196,7 +202,6 @@ def _tie_colour():
 
 def _until(detector, url, port, done):
     """Detect on the stream, publishing to the MJPEG port, until the browser is done."""
-    from darkcfg.infer.run import _Live
     from darkcfg.infer.sources import expand_sources, iter_frames
 
     found, _ = expand_sources([url])
@@ -226,3 +231,78 @@ def test_a_live_stream_is_recorded_and_written_to_json(detector, tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 320
     entries = json.loads((tmp_path / "live.json").read_text())
     assert [e["filename"] for e in entries] == [srv.url] * 5
+
+
+@pytest.mark.parametrize("port_type", [JsonPort, MjpegPort])
+def test_a_client_that_never_reads_does_not_hold_up_publish(port_type):
+    """`publish` is what detection calls per frame. A client connects, sends its request and never reads (4 KiB
+    receive buffer): 40 items of 1 MiB, 10 ms apart (far more than the sockets buffer), are each handed over in
+    under 50 ms (a send from the publishing thread would wait for the client, up to the 3 s timeout); once the
+    client reads, it gets the first item (the sender was at work, then stuck), then the newest, most skipped."""
+    port = port_type(0, timeout=3.0, host="127.0.0.1")
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        client.connect(("127.0.0.1", port.port))
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        end = time.monotonic() + 5
+        while not port.viewers and time.monotonic() < end:
+            time.sleep(0.01)
+        assert port.viewers == 1
+        took = []
+        for k in range(40):
+            item = b"<%03d>" % k + b"x" * (1 << 20)
+            t0 = time.perf_counter()
+            port.publish(item)
+            took.append(time.perf_counter() - t0)
+            time.sleep(0.01)  # a frame's detection: the sender thread takes the item and sends until it is stuck
+        assert max(took) < 0.05, [round(t, 3) for t in took]
+        client.settimeout(5)
+        data = b""
+        while b"<039>" not in data:
+            chunk = client.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        got = [int(k) for k in re.findall(rb"<(\d{3})>", data)]
+        assert got[0] == 0 and got[-1] == 39 and len(got) < 20 and got == sorted(got), got
+    finally:
+        client.close()
+        port.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="127.0.0.2 is a local address on Linux")
+def test_ports_listen_on_the_port_host(monkeypatch):
+    """--port-host reaches the ports: bound to 127.0.0.1 they answer there and not on 127.0.0.2 (another address of
+    this machine), which the default (0.0.0.0, all interfaces, as the reference's) answers on."""
+    seen = {}
+
+    def fake_run(detector, sources, *args, outputs_live=None, **kwargs):
+        seen.setdefault("ports", []).append(outputs_live)
+        return DetectionRun(done=1, sources=1)
+
+    monkeypatch.setattr("darkcfg.infer.runtime.load_detector", lambda *a, **k: None)
+    monkeypatch.setattr("darkcfg.infer.run.run_detection", fake_run)
+    for extra in ([], ["--port-host", "127.0.0.1"]):
+        r = CliRunner().invoke(main, ["detect", str(CFG), "x.jpg", "--json-port", "1", "--nosave"] + extra)
+        assert r.exit_code == 0, r.output
+    assert [o.port_host for o in seen["ports"]] == ["0.0.0.0", "127.0.0.1"]
+
+    def answers(host, port):
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            return True
+        except ConnectionRefusedError:
+            return False
+
+    live = _Live(LiveOutputs(json_port=free_port(), mjpeg_port=free_port(), port_host="127.0.0.1"), 0.25)
+    try:
+        for p in (live.json, live.mjpeg):
+            assert answers("127.0.0.1", p.port) and not answers("127.0.0.2", p.port)
+    finally:
+        live.close()
+    everywhere = _Live(LiveOutputs(json_port=free_port()), 0.25)
+    try:
+        assert answers("127.0.0.2", everywhere.json.port) and answers("127.0.0.1", everywhere.json.port)
+    finally:
+        everywhere.close()

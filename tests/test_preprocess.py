@@ -73,3 +73,40 @@ def test_unreadable_image_is_one_line_error(tmp_path):
         load_image(bad)
     with pytest.raises(ImageError, match="no such image file"):
         load_image(tmp_path / "missing.png")
+
+
+def _c_div(a: int, b: int) -> int:
+    """C's integer division: truncation toward zero."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def _c_letterbox(im, w, h):
+    """image.c:letterbox_image and embed_image written as the C code reads, with `_slow_resize` for resize_image."""
+    c, im_h, im_w = im.shape
+    if float(np.float32(w) / np.float32(im_w)) < float(np.float32(h) / np.float32(im_h)):
+        new_w, new_h = w, _c_div(im_h * w, im_w)
+    else:
+        new_h, new_w = h, _c_div(im_w * h, im_h)
+    resized = _slow_resize(im, new_w, new_h)
+    boxed = np.full((c, h, w), 0.5, np.float32)  # fill_image(boxed, .5)
+    dx, dy = _c_div(w - new_w, 2), _c_div(h - new_h, 2)
+    for k in range(c):  # embed_image(resized, boxed, dx, dy)
+        for y in range(new_h):
+            for x in range(new_w):
+                boxed[k, dy + y, dx + x] = resized[k, y, x]
+    return boxed, (dx, dy)
+
+
+# (image w, h) -> (net w, h), each with an odd padding: (w - new_w) or (h - new_h) odd, so C's (pad)/2 truncates
+@pytest.mark.parametrize("src,dst,offset", [((7, 3), (10, 9), (0, 2)),   # new 10x4: h padding 5
+                                            ((3, 7), (9, 10), (2, 0)),   # new 4x10: w padding 5
+                                            ((5, 2), (8, 8), (0, 2)),    # new 8x3: h padding 5
+                                            ((4, 9), (8, 7), (2, 0)),    # new 3x7: w padding 5
+                                            ((13, 6), (11, 12), (0, 3))])  # new 11x5: h padding 7
+def test_letterbox_offset_for_odd_paddings_is_cs_integer_division(src, dst, offset):
+    rng = np.random.default_rng(1)
+    im = rng.random((3, src[1], src[0]), dtype=np.float32)
+    want, got_offset = _c_letterbox(im, *dst)
+    assert got_offset == offset  # the case is the one named above
+    np.testing.assert_array_equal(letterbox_image(im, *dst), want)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from oracle import CFG_DIR, needs_shared
+from oracle import CFG_DIR, needs_shared, shared_cfgs
 
 from darkcfg import CfgError
 from darkcfg.model.network import Darknet
@@ -224,7 +224,7 @@ yolo_layer={ref}
 
 
 def test_contrastive_passes_its_input_on_and_refuses_training():
-    from darkcfg.train.losses import NotTrainableError, trainable_heads
+    from darkcfg.train.losses import NotTrainableError, trainable_layers
     text = CONTRASTIVE.replace("filters=18", "filters=18\n[convolutional]\nfilters=18\nsize=1\nactivation=linear",
                                1).replace("layers=-2", "layers=-3")
     model = Darknet(text.format(ref=-2), "c.cfg").eval()
@@ -234,17 +234,24 @@ def test_contrastive_passes_its_input_on_and_refuses_training():
     assert torch.equal(outs[-1], outs[-2])
     assert model.output_layers == [2]  # the [yolo]; [contrastive] is not a head
     with pytest.raises(NotTrainableError, match=r"^c.cfg: layer 4 \[contrastive\]: "):
-        trainable_heads(model)
+        trainable_layers(model)
     with pytest.raises(CfgError, match=r"yolo_layer=-1 must name a \[yolo\] layer"):
         Darknet(text.format(ref=-1), "c.cfg")
 
 
 @needs_shared
 def test_every_shared_zoo_cfg_builds():
+    """Every cfg of ../shared/darknet/cfg builds; the glob must find at least each cfg the reference printed a layer
+    table for (15), so an empty or wrong folder fails instead of building nothing."""
+    cfgs = sorted(CFG_DIR.glob("*.cfg"))
+    expected = set(shared_cfgs())
+    assert len(expected) >= 15 and expected <= {p.stem for p in cfgs}, \
+        f"{CFG_DIR}: missing {sorted(expected - {p.stem for p in cfgs})}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for cfg in sorted(CFG_DIR.glob("*.cfg")):
-            Darknet.from_file(cfg, size=(64, 64), warn_unused=False)
+        for cfg in cfgs:
+            model = Darknet.from_file(cfg, size=(64, 64), warn_unused=False)
+            assert len(model.layers) > 1, cfg
 
 
 TREE = "a -1\nb -1\nc 0\nd 0\ne 0\nf 1\ng 1\n"  # groups: [a b] [c d e] under a, [f g] under b
@@ -308,9 +315,9 @@ def test_a_word_tree_region_follows_softmax_tree_and_the_hierarchy(tmp_path):
     got = d2.probs.reshape(-1, 7).argmax(-1).tolist()
     assert got == top and len(set(top)) > 1
     torch.testing.assert_close(d2.probs.reshape(-1, 7).max(-1).values, scale.reshape(-1))
-    from darkcfg.train.losses import NotTrainableError, trainable_heads
+    from darkcfg.train.losses import NotTrainableError, trainable_layers
     with pytest.raises(NotTrainableError, match=r"layer 1 \[region\]: training with a word tree"):
-        trainable_heads(model)
+        trainable_layers(model)
     cfg.write_text(text.format(map="").replace("t.tree", "missing.tree"))
     with pytest.raises(CfgError, match=r"tree=data/missing.tree: no such file"):
         Darknet.from_file(cfg)

@@ -56,6 +56,9 @@ letterbox_option = click.option(
               help="Serve the annotated frames as an MJPEG stream a browser shows (multipart/x-mixed-replace).")
 @click.option("--mjpeg-quality", type=click.IntRange(1, 100), default=80, show_default=True,
               help="JPEG quality of the --mjpeg-port frames.")
+@click.option("--port-host", default="0.0.0.0", show_default=True,
+              help="Address --json-port and --mjpeg-port listen on: all interfaces (0.0.0.0) as the reference's; "
+              "127.0.0.1 for this machine only.")
 @click.option("--show", is_flag=True, help="Show the annotated frames in a window (when a display exists).")
 @click.option("--no-drop", is_flag=True,
               help="Live sources: detect on every frame (default: the newest one, dropping what came meanwhile).")
@@ -80,7 +83,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
            save_txt: bool, overwrite: bool, ext_output: bool, json_port: int, mjpeg_port: int, mjpeg_quality: int,
            show: bool, no_drop: bool, retries: int, max_frames: Optional[int], batch: int, device: Optional[str],
            size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], runtime: str, precision: str,
-           calibration: Optional[str], quiet: bool) -> None:
+           calibration: Optional[str], quiet: bool, port_host: str) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
@@ -107,7 +110,8 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
             raise click.UsageError("no SOURCES after the weights file")
     rt = runtime_from(runtime, precision, calibration, device, fast=fast, compile=compile_, half=half)
     det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, letterbox, batch, rt)
-    ports = LiveOutputs(json_port, mjpeg_port, mjpeg_quality, show) if json_port or mjpeg_port or show else None
+    ports = (LiveOutputs(json_port, mjpeg_port, mjpeg_quality, show, port_host=port_host)
+             if json_port or mjpeg_port or show else None)
     try:
         run = run_detection(det, sources, None if nosave else out_dir, save_txt, json_path, ext_output, quiet,
                             overwrite=overwrite, live=LiveOptions(no_drop, retries, max_frames), outputs_live=ports)

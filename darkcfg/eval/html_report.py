@@ -2,6 +2,11 @@
 beside it: the reference's printout first, unchanged; per class TP / FP / FN, AP and the F1-best threshold; AP
 by object size; PR curves; the confusion matrix with background; and a gallery of the images with the most
 errors, drawn with TP green, FP red and FN orange, each captioned with its file name and counts.
+
+Every text that comes from the data (the printout, class names, file names) is HTML-escaped. Gallery pictures are
+shown at their own pixel size (the <img> says it): an image larger than GALLERY_SIDE is shrunk to it, one smaller
+than GALLERY_MIN is enlarged by the smallest integer factor reaching it (each pixel an exact k x k block), and the
+boxes and labels are drawn after that, at the size shown, so they stay legible on small images (128 px -> 384).
 """
 from __future__ import annotations
 
@@ -19,24 +24,37 @@ from darkcfg.eval.plots import confusion_matrix, pr_curves, save_png
 from darkcfg.files import write_text
 
 COLOURS = {"tp": (40, 170, 40), "fp": (40, 40, 230), "fn": (0, 150, 255)}  # BGR: green, red, orange
-GALLERY_SIDE = 480
+GALLERY_SIDE = 480  # longest side of a gallery picture: larger images are shrunk to it
+GALLERY_MIN = 320  # smaller images are enlarged by an integer factor until their longest side reaches it
 
 STYLE = """body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 20px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0f0}td.l,th.l{text-align:left}
 pre{background:#f6f6f6;padding:10px;overflow-x:auto}figure{display:inline-block;margin:6px;vertical-align:top}
-figcaption{font-size:13px;max-width:480px;word-break:break-all}.tp{color:#28aa28}.fp{color:#e62828}.fn{color:#ff9600}"""
+figcaption{font-size:13px;word-break:break-all}.tp{color:#28aa28}.fp{color:#e62828}.fn{color:#ff9600}"""
 # marks the page once every picture has loaded: data-images (count) and data-broken (those that did not)
 CHECK = """window.addEventListener("load",function(){var im=document.images,b=0;for(var i=0;i<im.length;i++){
 if(!im[i].complete||!im[i].naturalWidth){b++;}}document.body.setAttribute("data-images",im.length);
 document.body.setAttribute("data-broken",b);});"""
 
 
+def gallery_scale(width: int, height: int) -> float:
+    """The factor a width x height image is shown at in the gallery: GALLERY_SIDE / longest side when larger, the
+    smallest integer bringing the longest side to GALLERY_MIN or more when smaller, else 1."""
+    side = max(width, height)
+    if side > GALLERY_SIDE:
+        return GALLERY_SIDE / side
+    return float(-(-GALLERY_MIN // side))  # ceil: 1 at GALLERY_MIN and above
+
+
 def draw_errors(e: ImageErrors, names: Sequence[str]) -> np.ndarray:
-    """The image (at most GALLERY_SIDE px a side) with its TPs green, FPs red and FNs orange, labelled."""
+    """The image at its gallery size (`gallery_scale`) with its TPs green, FPs red and FNs orange, labelled."""
     img = read_bgr(e.path)
-    s = min(1.0, GALLERY_SIDE / max(img.shape[:2]))
+    s = gallery_scale(img.shape[1], img.shape[0])
     if s < 1:
         img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    elif s > 1:  # whole pixel blocks: the picture as it is, only bigger
+        k = int(s)
+        img = cv2.resize(img, (img.shape[1] * k, img.shape[0] * k), interpolation=cv2.INTER_NEAREST)
     h, w = img.shape[:2]
     items = [("fn", c, b, None) for c, b in e.fn] + [("fp", c, b, p) for c, b, p in e.fp] + \
         [("tp", c, b, p) for c, b, p in e.tp]
@@ -96,10 +114,13 @@ def write_report(out: Path, analysis: Analysis, result: MapResult, names: Sequen
                  "<span class=fp>FP red</span>, <span class=fn>FN orange</span></p>")
     for k, e in enumerate(worst):
         name = f"gallery_{k:02d}.png"
-        save_png(out / name, draw_errors(e, names))
-        parts.append(f"<figure><img src='{name}' alt='{html.escape(Path(e.path).name)}'><figcaption>"
-                     f"{html.escape(e.path)}: <span class=tp>TP {len(e.tp)}</span>, <span class=fp>FP {len(e.fp)}"
-                     f"</span>, <span class=fn>FN {len(e.fn)}</span></figcaption></figure>")
+        drawn = draw_errors(e, names)
+        save_png(out / name, drawn)
+        h, w = drawn.shape[:2]
+        parts.append(f"<figure><img src='{name}' width={w} height={h} alt='{html.escape(Path(e.path).name)}'>"
+                     f"<figcaption style='max-width:{max(w, 240)}px'>{html.escape(e.path)}: <span class=tp>TP "
+                     f"{len(e.tp)}</span>, <span class=fp>FP {len(e.fp)}</span>, <span class=fn>FN {len(e.fn)}</span>"
+                     "</figcaption></figure>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style><script>{CHECK}</script></head><body>{''.join(parts)}</body></html>\n")
     dest = out / "index.html"

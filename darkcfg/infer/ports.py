@@ -6,14 +6,16 @@
 - `MjpegPort`: `multipart/x-mixed-replace; boundary=mjpegstream` with one JPEG part per annotated frame
   (`--mjpegstream`, `Content-Type: image/jpeg`, `Content-Length`), what a browser shows as video in an <img>.
 
-Any number of clients at once; each has its own sender thread holding only the newest item, so a slow client
-gets the latest frame and never slows detection (or the other clients). A client that stops reading for
-`timeout` seconds is dropped. Ports bind to all interfaces, like the reference's.
+Any number of clients at once; each has its own sender thread holding only the newest item, so `publish` (what
+detection calls per frame) only hands the item over and returns: a slow client skips to the latest frame and never
+slows detection (or the other clients). A client that cannot take an item within `timeout` seconds is dropped.
+Ports listen on `host`: by default all interfaces (0.0.0.0), like the reference's (`--port-host` in `detect`).
 """
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Optional
 
 JSON_HEADER = (b"HTTP/1.0 200 OK\r\nServer: darkcfg\r\nConnection: close\r\nMax-Age: 0\r\nExpires: 0\r\n"
@@ -41,11 +43,15 @@ class _Client:
             self._item = item
             self._cond.notify()
 
-    def close(self, wait: float = 1.0) -> None:
-        """Send what is pending, then close (at most `wait` seconds; then the connection is cut)."""
+    def stop(self) -> None:
+        """Ask the sender to send what is pending and end (`close` waits for it)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
+
+    def close(self, wait: float = 1.0) -> None:
+        """Send what is pending, then close (at most `wait` seconds; then the connection is cut)."""
+        self.stop()
         self._thread.join(timeout=wait)
         try:
             self.conn.shutdown(socket.SHUT_RDWR)
@@ -83,7 +89,7 @@ class _Client:
 class _Port:
     header = b""
 
-    def __init__(self, port: int, timeout: float = 5.0, host: str = "") -> None:
+    def __init__(self, port: int, timeout: float = 5.0, host: str = "0.0.0.0") -> None:
         self.timeout = timeout
         self._clients: list[_Client] = []
         self._lock = threading.Lock()
@@ -93,7 +99,7 @@ class _Port:
             self._sock.bind((host, port))
         except OSError as e:
             self._sock.close()
-            raise OSError(f"port {port}: cannot listen ({e.strerror or e})") from None
+            raise OSError(f"{host}:{port}: cannot listen ({e.strerror or e})") from None
         self._sock.listen(16)
         self.port = self._sock.getsockname()[1]
         self._open = True
@@ -142,8 +148,11 @@ class _Port:
             pass
         with self._lock:
             clients = list(self._clients)
+        for c in clients:  # every sender finishes at once: one second in all, however many clients stall
+            c.stop()
+        end = time.monotonic() + 1.0
         for c in clients:
-            c.close()
+            c.close(wait=max(0.0, end - time.monotonic()))
 
 
 class JsonPort(_Port):

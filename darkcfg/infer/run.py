@@ -40,14 +40,16 @@ class DetectionRun:
 @dataclass
 class LiveOutputs:
     """The live outputs of a detection run: Darknet's JSON and MJPEG ports (0: none), the MJPEG quality, a
-    window (`show`), and a callback `on_json(frame, frame_id, text)` called as each frame's JSON is published.
-    `open()` starts them (`_Live`) for the run."""
+    window (`show`), a callback `on_json(frame, frame_id, text)` called as each frame's JSON is published, and the
+    address the ports listen on (`port_host`; 0.0.0.0, all interfaces, as the reference's). `_Live` starts them
+    for the run."""
 
     json_port: int = 0
     mjpeg_port: int = 0
     mjpeg_quality: int = 80
     show: bool = False
     on_json: Optional[Callable[[Frame, int, str], None]] = None
+    port_host: str = "0.0.0.0"
 
 
 class _Live:
@@ -57,8 +59,14 @@ class _Live:
         from darkcfg.infer.ports import JsonPort, MjpegPort
 
         self.opts, self.thresh = opts, thresh
-        self.json = JsonPort(opts.json_port) if opts.json_port else None
-        self.mjpeg = MjpegPort(opts.mjpeg_port, opts.mjpeg_quality) if opts.mjpeg_port else None
+        host = opts.port_host
+        self.json = JsonPort(opts.json_port, host=host) if opts.json_port else None
+        try:
+            self.mjpeg = MjpegPort(opts.mjpeg_port, opts.mjpeg_quality, host=host) if opts.mjpeg_port else None
+        except BaseException:  # the JSON port does not stay open when the MJPEG one cannot listen
+            if self.json is not None:
+                self.json.close()
+            raise
         self.frame_id = 0
         self.window = _open_window() if opts.show else False
 
