@@ -7,9 +7,10 @@ reference. Reported: the anchors in cfg form and the average over points of the 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -144,3 +145,146 @@ def calc_anchors(data: Union[str, Path], num: int, width: int, height: int, seed
     cur = float(wh_iou(wh, np.asarray(current, np.float64).reshape(-1, 2)).max(axis=1).mean()) \
         if current is not None and len(current) else None
     return AnchorsResult(anchors, line, iou, len(paths), len(wh), cur)
+
+
+# -- the anchor check of train (ScaledYOLOv4's autoanchor, on the reference's box measure) ------------------------
+ANCHOR_T = 4.0  # the authors' anchor_t: a box fits an anchor when neither side differs by more than this factor
+RECALL_TARGET = 0.98  # below this best possible recall, --auto-anchors makes new anchors
+
+
+def ratio_fit(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """(N, 2) box and (K, 2) anchor sizes -> (N, K): min over w and h of min(r, 1/r), r = box / anchor (1: equal
+    sizes; 1/ANCHOR_T: one side ANCHOR_T times the other's)."""
+    r = wh[:, None, :] / np.maximum(anchors[None, :, :], 1e-9)
+    return np.minimum(r, 1 / np.maximum(r, 1e-12)).min(2)
+
+
+def best_possible_recall(wh: np.ndarray, anchors: np.ndarray, thr: float = ANCHOR_T) -> float:
+    """The fraction of boxes some anchor fits within `thr` (the authors' bpr)."""
+    if not len(wh):
+        return 1.0
+    return float((ratio_fit(wh, anchors).max(1) > 1 / thr).mean())
+
+
+def anchor_fitness(wh: np.ndarray, anchors: np.ndarray, thr: float = ANCHOR_T) -> float:
+    """The authors' fitness of a set of anchors: the mean over boxes of the best fit, counted where it fits."""
+    best = ratio_fit(wh, anchors).max(1)
+    return float((best * (best > 1 / thr)).mean())
+
+
+def evolve_anchors(wh: np.ndarray, anchors: np.ndarray, generations: int = 1000, seed: int = 0,
+                   thr: float = ANCHOR_T) -> tuple[np.ndarray, float]:
+    """The authors' genetic refinement: mutate every anchor side with probability 0.9 by a factor
+    1 + N(0, 0.1) x U(0, 1) (clipped to 0.3..3, sizes at least 2 px), keep a mutation that raises
+    `anchor_fitness`; -> (anchors sorted by area, fitness)."""
+    rng = np.random.default_rng(seed)
+    best, f = np.asarray(anchors, np.float64).copy(), anchor_fitness(wh, anchors, thr)
+    for _ in range(generations):
+        v = np.ones_like(best)
+        while (v == 1).all():
+            v = ((rng.random(best.shape) < 0.9) * rng.random() * rng.standard_normal(best.shape) * 0.1 + 1)
+            v = v.clip(0.3, 3.0)
+        cand = (best * v).clip(min=2.0)
+        fc = anchor_fitness(wh, cand, thr)
+        if fc > f:
+            best, f = cand, fc
+    return best[np.argsort(best.prod(1), kind="stable")], f
+
+
+@dataclass
+class AnchorCheck:
+    """The anchor check at training's start: the boxes measured, the cfg's anchors and their best possible recall,
+    and (with --auto-anchors, when that is below RECALL_TARGET) the new anchors, their recall and cfg file."""
+
+    boxes: int
+    anchors: np.ndarray
+    recall: float
+    new: Optional[np.ndarray] = None
+    new_recall: Optional[float] = None
+    cfg: Optional[Path] = None
+
+
+def training_box_sizes(paths: Sequence[str], net_w: int, net_h: int, letterbox: bool,
+                       limit: int = 5000) -> np.ndarray:
+    """(N, 2) sizes in network-input pixels of the boxes of up to `limit` training images (evenly spaced), as the
+    network sees them (letterboxed when the cfg letterboxes: then each image's size is read)."""
+    import cv2
+
+    step = max(1, len(paths) // limit)
+    out = []
+    for p in paths[::step]:
+        lab = read_labels(label_file(p), issues=[])
+        if not len(lab):
+            continue
+        if letterbox:
+            data = np.fromfile(p, np.uint8) if os.path.isfile(p) else None
+            im = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data is not None and data.size else None
+            if im is None:
+                continue
+            h, w = (s * 8 for s in im.shape[:2])  # a reduced decode: the size to within 8 px is enough here
+            out.append(lab[:, 3:5] * network_scale(w, h, net_w, net_h, True))
+        else:
+            out.append(lab[:, 3:5] * [net_w, net_h])
+    return np.concatenate(out) if out else np.zeros((0, 2))
+
+
+def check_anchors(model: Any, paths: Sequence[str], auto: bool = False, seed: int = 0) -> Optional[AnchorCheck]:
+    """The cfg's anchors against the training boxes (None: the heads have no anchors); with `auto` and a recall
+    below RECALL_TARGET, new anchors (k-means as calc_anchors, then `evolve_anchors`) when they fit better."""
+    from darkcfg.model.heads import head_layers
+
+    net = model.net
+    heads = head_layers(model)
+    current = cfg_anchors(heads, net.width, net.height)
+    if current is None:
+        return None
+    wh = training_box_sizes(paths, net.width, net.height, bool(net.letter_box))
+    check = AnchorCheck(len(wh), current, best_possible_recall(wh, current))
+    k = _anchor_count(model, heads) or len(current)
+    if auto and check.recall < RECALL_TARGET and len(wh) >= k:
+        km, _ = kmeans_anchors(wh, k, seed=seed, restarts=3)
+        new, _ = evolve_anchors(wh, km, seed=seed)
+        recall = best_possible_recall(wh, new)
+        if recall > check.recall:
+            check.new, check.new_recall = new, recall
+    return check
+
+
+def _anchor_count(model: Any, heads: Sequence[DetectionHead]) -> int:
+    """The length of the heads' anchors= lists (num=; the largest when the heads differ)."""
+    from darkcfg.model.cfg import parse_cfg_text
+
+    sections = parse_cfg_text(model.cfg_text, model.cfg_file)
+    return max((sections[h.index + 1].int("num", 1) or 1 for h in heads), default=0)
+
+
+def write_anchors_cfg(model: Any, anchors: np.ndarray, dest: Path) -> str:
+    """The cfg text of `model` with every head's anchors= set to `anchors` (K, 2) in network-input pixels, in the
+    head's own units; written to `dest`, a new file (an existing one is not replaced). Heads whose num differs
+    from K keep theirs."""
+    from darkcfg.errors import DarkcfgError
+    from darkcfg.files import write_text
+    from darkcfg.model.cfg import edit_cfg_text, parse_cfg_text
+    from darkcfg.model.heads import head_layers
+
+    net = model.net
+    sections = parse_cfg_text(model.cfg_text, model.cfg_file)
+    edits = {}
+    for head in head_layers(model):
+        sec = sections[head.index + 1]
+        if sec.int("num", 1) != len(anchors):
+            continue
+        unit = head.anchor_sizes(net.width, net.height)
+        if unit is None:
+            continue
+        scale = (unit / head.slot_anchors.clamp(min=1e-9)).numpy().reshape(-1, 2)[0]  # pixels per unit
+        values = anchors / scale
+        edits[(head.index + 1, "anchors")] = ", ".join(f"{v:.0f}" if scale[0] == 1 else f"{v:.4f}"
+                                                      for v in values.reshape(-1))
+    if not edits:
+        raise DarkcfgError(f"{model.cfg_file}: no head has num={len(anchors)} anchors to replace")
+    if dest.exists():
+        raise DarkcfgError(f"{dest}: exists; the new anchors go to a new file (remove it, or rename it)")
+    text = edit_cfg_text(model.cfg_text, model.cfg_file, edits)
+    write_text(dest, text)
+    return text

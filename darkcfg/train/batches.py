@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -158,8 +158,9 @@ class TrainSampler(torch.utils.data.Sampler):
 
     def __init__(self, n_images: int, per_iteration: int, init_size: tuple[int, int], random_coef: float,
                  resize_step: float, max_batches: int, seed: int, start: int = 0, rank: int = 0,
-                 world: int = 1, end: Optional[int] = None, sequences: Optional[Sequences] = None) -> None:
-        self.sequences = sequences
+                 world: int = 1, end: Optional[int] = None, sequences: Optional[Sequences] = None,
+                 sizes: Optional[Callable[[int], tuple[int, int]]] = None) -> None:
+        self.sequences, self.sizes = sequences, sizes
         self.n, self.per, self.init = n_images, per_iteration, init_size
         self.random_coef, self.step, self.max_batches = random_coef, resize_step, max_batches
         self.seed, self.start, self.rank, self.world = seed, start, rank, world
@@ -173,6 +174,10 @@ class TrainSampler(torch.utils.data.Sampler):
         return int(self._perms[epoch][k])
 
     def size_at(self, iteration: int) -> tuple[int, int]:
+        """The network size of `iteration`: `sizes(iteration)` when given (a recipe's multi-scale), else the
+        reference's (`multiscale_size`)."""
+        if self.sizes is not None:
+            return self.sizes(iteration)
         return multiscale_size(self.init, self.random_coef, self.step, iteration, self.max_batches, self.seed)
 
     def __len__(self) -> int:

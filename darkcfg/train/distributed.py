@@ -58,3 +58,11 @@ def average_value(value: float, device: torch.device, world: int) -> float:
     t = torch.tensor([value], device=device)
     dist.all_reduce(t)
     return float(t) / world
+
+
+def barrier(world: int) -> None:
+    """Every process waits here for the others (rank 0 wrote a file the others read)."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()

@@ -34,6 +34,7 @@ from darkcfg.model.cfg import edit_cfg_text, read_cfg
 from darkcfg.model.loading import load_weights_file
 from darkcfg.model.network import Darknet
 from darkcfg.progress import Progress
+from darkcfg.train.anchors import ANCHOR_T, RECALL_TARGET, check_anchors, write_anchors_cfg
 from darkcfg.train.augment import AugmentConfig
 from darkcfg.train.batches import Sequences, TrainDataset, TrainSampler, collate
 from darkcfg.train.checkpoints import read_sidecar, save_checkpoint_files
@@ -41,6 +42,7 @@ from darkcfg.train.classify_data import ClassifyAugment, ClassifyDataset, collat
 from darkcfg.train.distributed import (
     average_gradients,
     average_value,
+    barrier,
     broadcast_model,
     init_distributed,
     process_device,
@@ -49,6 +51,7 @@ from darkcfg.train.logs import TrainLog
 from darkcfg.train.losses import NotTrainableError, network_loss, trainable_layers
 from darkcfg.train.map_runs import MapRuns
 from darkcfg.train.optim import EMA, DarknetOptimizer
+from darkcfg.train.recipe import RECIPES, ModelEMA, ScaledOptimizer, ScaledRecipe
 from darkcfg.train.schedule import learning_rate
 
 log = logging.getLogger("darkcfg")
@@ -86,6 +89,8 @@ class TrainOptions:
     progress: bool = True
     classes: Optional[int] = None
     overrides: dict[str, str] = field(default_factory=dict)  # [net] key=value, applied at load time
+    recipe: str = "darknet"  # or "scaled" (train/recipe.py)
+    auto_anchors: bool = False  # write and train with new anchors when the cfg's recall on the boxes is < 0.98
     on_iteration: Optional[Callable[[int, float], None]] = field(default=None, repr=False)
 
 
@@ -158,6 +163,7 @@ class Trainer:
         torch.manual_seed(opts.seed)  # the reference's random initialisation, reproducible with --seed
         text = edit_cfg_text(text, name, {(0, key): value for key, value in opts.overrides.items()})
         model = Darknet(text, name, opts.size, warn_unused=self.rank == 0)
+        model = self._check_anchors(model)
         net = model.net
         if opts.batch:
             net.batch = opts.batch
@@ -187,8 +193,6 @@ class Trainer:
         broadcast_model(model, self.world)  # every process starts from rank 0's tensors
         self.model = model
         self.init_size = (net.width, net.height)
-        self.opt = DarknetOptimizer(model, self.images_per_it)
-        self.ema = EMA(model, net.ema_alpha, net.max_batches)
         self.avg_loss = -1.0
         self.best_map = 0.0
         self.maps: list[tuple[int, float]] = []
@@ -199,8 +203,6 @@ class Trainer:
         self.last_good: Optional[Path] = None
         self.profile = dict.fromkeys(PHASES, 0.0)
         self.reported: set[str] = set()  # skipped label rows already named
-        if opts.weights and not opts.clear:
-            self._load_sidecar(Path(opts.weights))
         try:
             trained = trainable_layers(model)
         except NotTrainableError as e:
@@ -226,6 +228,22 @@ class Trainer:
         self.train_paths = image_list(self.data.train)
         if not self.train_paths:
             raise TrainError(f"{self.data.file}: train={self.data.train}: no images listed")
+        if opts.recipe not in RECIPES:
+            raise TrainError(f"--recipe {opts.recipe}: expected one of {', '.join(RECIPES)}")
+        self.recipe: Optional[ScaledRecipe] = None
+        if opts.recipe == "scaled":
+            net.learning_rate *= self.world  # as the reference multiplies by its GPUs
+            self.recipe = ScaledRecipe.for_run(self.model, len(self.train_paths) / (self.images_per_it * self.world))
+            self.opt: DarknetOptimizer | ScaledOptimizer = ScaledOptimizer(self.model, self.recipe)
+            self.ema: EMA | ModelEMA = ModelEMA(self.model, self.recipe)
+            if self.rank == 0:
+                for line in self.recipe.lines():
+                    log.info("%s", line)
+        else:
+            self.opt = DarknetOptimizer(self.model, self.images_per_it)
+            self.ema = EMA(self.model, net.ema_alpha, net.max_batches)
+        if opts.weights and not opts.clear:
+            self._load_sidecar(Path(opts.weights))
         self.map_runs: Optional[MapRuns] = None
         if opts.calc_map:  # what the mAP runs read, checked before the first iteration (nothing is lost)
             valid_paths = image_list(self.data.valid or self.data.train)
@@ -241,6 +259,41 @@ class Trainer:
             return open_data(data, self.opts.classes)
         except DataError as e:
             raise TrainError(str(e)) from None
+
+    def _report_anchors(self) -> None:
+        c = getattr(self, "anchor_check", None)
+        if c is None:
+            return
+        log.info("anchors: best possible recall %.4f of %d training boxes (a box fits an anchor within %gx)",
+                 c.new_recall if c.new is not None else c.recall, c.boxes, ANCHOR_T)
+        if c.recall < RECALL_TARGET and not self.opts.auto_anchors:
+            warnings.warn(f"{self.opts.cfg}: the anchors fit only {c.recall * 100:.1f} % of the training boxes "
+                          f"(< {RECALL_TARGET * 100:.0f} %): --auto-anchors writes better ones into a new cfg",
+                          TrainWarning, stacklevel=3)
+
+    def _check_anchors(self, model: Darknet) -> Darknet:
+        """The cfg's anchors against the training boxes (best possible recall, printed); with --auto-anchors and a
+        recall below RECALL_TARGET, new anchors written to `<cfg>.anchors.cfg` beside the cfg, and the network
+        built from that file instead."""
+        if not self.data.train or not any(m.is_head for m in model.layers):
+            return model
+        try:
+            paths = image_list(self.data.train)
+            c = check_anchors(model, paths, self.opts.auto_anchors, self.opts.seed)
+        except DataError:
+            return model  # the missing list is reported below, where training needs it
+        self.anchor_check = c  # reported when the run starts (after every check of the inputs)
+        if c is None or c.new is None:
+            return model
+        dest = Path(self.opts.cfg).with_name(Path(self.opts.cfg).stem + ".anchors.cfg")
+        if self.rank == 0:
+            write_anchors_cfg(model, c.new, dest)
+        barrier(self.world)
+        text = dest.read_text()
+        if self.rank == 0:
+            log.info("anchors: new anchors (recall %.4f) written to %s; training with them", c.new_recall, dest)
+        torch.manual_seed(self.opts.seed)
+        return Darknet(text, str(dest), self.opts.size, warn_unused=False)
 
     def _classifier_labels(self) -> list[str]:
         """The class names a classifier's image paths contain: labels= of the .data file, else names=."""
@@ -265,6 +318,11 @@ class Trainer:
                 log.info("note: %s's training state belongs to another run or iteration; resuming without optimiser "
                          "state", weights)
             return
+        if state.get("recipe") != (self.recipe.as_dict() if self.recipe else None):
+            if self.rank == 0:
+                log.info("note: %s's training state was made with another recipe; resuming without optimiser state",
+                         weights)
+            return
         self.opt.load_state_dict(state["optimizer"])
         self.ema.load_state_dict(state["ema"])
         self.avg_loss = state.get("avg_loss", -1.0)
@@ -275,9 +333,11 @@ class Trainer:
     def _loader(self) -> torch.utils.data.DataLoader:
         net = self.model.net
         seq = Sequences(net.mini_batch, max(1, net.time_steps), net.augment_speed) if net.track else None
+        recipe = self.recipe
+        sizes = (lambda it: recipe.size_at(self.init_size, it, self.opts.seed)) if recipe and not seq else None
         sampler = TrainSampler(len(self.train_paths), self.images_per_it, self.init_size, self.random_coef,
                                net.resize_step, net.max_batches, self.opts.seed, self.start, self.rank, self.world,
-                               sequences=seq)
+                               sequences=seq, sizes=sizes)
         self.sampler = sampler
         if self.classifier:
             ds: torch.utils.data.Dataset = ClassifyDataset(self.train_paths, self.labels,
@@ -292,10 +352,30 @@ class Trainer:
                                            pin_memory=self.device.type == "cuda")
 
     # -- files --------------------------------------------------------------------------------------------
-    def _save(self, name: str, iteration: int, sidecar: bool = True) -> Path:
+    def _measure(self) -> float:
+        """The --map measurement, on the recipe's EMA weights when it keeps one (what `_best` saves)."""
+        assert self.map_runs is not None
+        if self.recipe is None or not self.ema.started:
+            return self.map_runs.measure()
+        self.ema.swap()
+        try:
+            return self.map_runs.measure()
+        finally:
+            self.ema.swap()
+
+    def _save(self, name: str, iteration: int, sidecar: bool = True, averaged: bool = False) -> Path:
+        """`<base>_<name>.weights` (with its sidecar); `averaged`: the recipe's EMA weights when it keeps one
+        (`_best`, `_final`, then without a sidecar)."""
+        if averaged and self.recipe is not None and self.ema.started:
+            self.ema.swap()
+            try:  # no sidecar: the averaged weights are for use; a run resumes from _last
+                return self._save(name, iteration, sidecar=False)
+            finally:
+                self.ema.swap()
         state = None
         if sidecar:
             state = {"iteration": iteration, "seen": self.seen, "cfg_text": self.model.cfg_text,
+                     "recipe": self.recipe.as_dict() if self.recipe else None,
                      "optimizer": self.opt.state_dict(), "ema": self.ema.state_dict(), "avg_loss": self.avg_loss,
                      "best_map": self.best_map, "maps": self.maps, "history": self.history[-20000:]}
         return save_checkpoint_files(self.model, self.backup / f"{self.base}_{name}.weights", self.seen, state)
@@ -332,6 +412,7 @@ class Trainer:
         self.model.train()
         if main:
             self.logs.start(resumed=self.start > 0)
+            self._report_anchors()
         loader = self._loader()
         stats = {"skipped": 0, "bad_class": 0, "out_of_range": 0, "missing_labels": 0}
         iteration = completed = self.start  # completed: the last iteration whose update is done
@@ -364,7 +445,8 @@ class Trainer:
                         raise TrainError(
                             f"iteration {iteration}: the loss is {loss} (not finite): training stopped before "
                             "the update (try a lower learning_rate or a longer burn_in, and check the labels)")
-                    lr = learning_rate(net, self.seen // self.images_per_it) * self.world
+                    lr = self.recipe.rates(iteration)[0] if self.recipe else \
+                        learning_rate(net, self.seen // self.images_per_it) * self.world
                     t = time.perf_counter()
                     with _SigintBlocked():  # the update happens whole or not at all
                         self.opt.step(iteration, lr)
@@ -379,7 +461,7 @@ class Trainer:
                     if self.opts.on_iteration:
                         self.opts.on_iteration(iteration, loss)
                     if self.map_runs is not None and self.map_runs.due(iteration, end):
-                        m = self.map_runs.measure() if main else 0.0
+                        m = self._measure() if main else 0.0
                         if main:
                             self.maps.append((iteration, m))
                             best = max(m, self.best_map) * 100
@@ -389,7 +471,7 @@ class Trainer:
                                             f"\n mean_average_precision (mAP@0.50) = {m:f} \n")
                             if m >= self.best_map:
                                 self.best_map = m
-                                self._save("best", iteration)
+                                self._save("best", iteration, averaged=True)
                     if main:  # the CSV row, with the mAP when it was measured at this iteration
                         self.logs.row(iteration, loss, self.avg_loss, lr, self._rate,
                                       self.maps[-1][1] if self.maps and self.maps[-1][0] == iteration else None)
@@ -423,7 +505,7 @@ class Trainer:
                 raise TrainError(f"{doing}: {_one_line(e)}{where}") from None
             raise
         if main:
-            result.final = self._save("final", iteration)
+            result.final = self._save("final", iteration, averaged=True)
             self._save("last", iteration)
             self._chart()
         result.iteration, result.seen, result.avg_loss, result.best_map = iteration, self.seen, self.avg_loss, \
