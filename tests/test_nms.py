@@ -171,3 +171,17 @@ def test_every_kind_a_head_accepts_is_implemented():
     corners, default = nms_sort(boxes, obj, probs, 0.45, "cornersnms"), nms_sort(boxes, obj, probs, 0.45)
     np.testing.assert_array_equal(corners[0], default[0])
     np.testing.assert_array_equal(corners[1], default[1])
+
+
+def test_an_untrained_networks_infinite_boxes_warn_nothing():
+    """`map` on an untrained network (sizes exp(large) = inf) printed bare numpy warnings: IoU and DIoU of
+    infinite boxes are NaN, as in the reference's float arithmetic, silently."""
+    import warnings
+
+    from darkcfg.infer.boxes import box_diou, box_iou
+
+    a = np.array([[0.5, 0.5, np.inf, np.inf], [0.2, 0.2, 0.1, 0.1]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        iou, diou = box_iou(a, a), box_diou(a, a)
+    assert np.isnan(iou[0, 0]) and iou[0, 1] == 0 and np.isnan(diou[0, 0]) and iou[1, 1] > 0.999

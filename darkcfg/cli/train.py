@@ -1,7 +1,9 @@
-"""Commands that train: `train` (`darknet detector train`) and `calc-anchors` (`detector calc_anchors`)."""
+"""Commands that train: `train` (`darknet detector train`), `calc-anchors` (`detector calc_anchors`) and `evolve`
+(a genetic search over the training hyperparameters)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import click
@@ -126,3 +128,53 @@ def calc_anchors(data: str, num: Optional[int], width: Optional[int], height: Op
         click.echo(f" avg IoU with the cfg's current anchors = {r.current_iou * 100:2.2f} % \n")
     click.echo(f"Saving anchors to the file: {out} ")
     click.echo(f"anchors = {r.line}")
+
+
+@main.command(context_settings={"max_content_width": 110})
+@click.argument("data", type=click.Path(exists=True))
+@click.argument("cfg", type=click.Path(exists=True, dir_okay=False))
+@click.option("--generations", type=click.IntRange(1), default=10, show_default=True, help="Generations to run.")
+@click.option("--population", type=click.IntRange(1), default=4, show_default=True, help="Candidates per generation.")
+@click.option("--iterations", type=click.IntRange(1), required=True, help="Training iterations per candidate.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="evolve", show_default=True,
+              help="Folder of the run: evolve.csv, evolve.png, best.cfg and each candidate's cfg and training; an "
+                   "existing run there is resumed.")
+@click.option("--recipe", type=click.Choice(["darknet", "scaled"]), default="darknet", show_default=True,
+              help="How each candidate trains (see train --recipe).")
+@click.option("-w", "--weights", type=click.Path(dir_okay=False), default=None,
+              help="Start every candidate from these weights (e.g. a backbone prefix); default: from scratch.")
+@click.option("--batch", type=click.IntRange(1), default=None, help="Override [net] batch.")
+@click.option("--subdivisions", type=click.IntRange(1), default=None, help="Override [net] subdivisions.")
+@click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="Data-loading processes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws (and of each training).")
+@device_option
+@size_option
+@friendly
+def evolve(data: str, cfg: str, generations: int, population: int, iterations: int, out_dir: str, recipe: str,
+           weights: Optional[str], batch: Optional[int], subdivisions: Optional[int], workers: int, seed: int,
+           device: Optional[str], size: Optional[str]) -> None:
+    """Search CFG's training hyperparameters on DATA with a genetic algorithm, as the Scaled-YOLOv4 authors did:
+    each candidate cfg trains ITERATIONS iterations and scores 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95 on the valid list.
+
+    \b
+    darkcfg evolve obj.data cfg/yolov4-tiny.cfg --iterations 500 --generations 6 --population 4 --size 256
+    """
+    from darkcfg.infer.runtime import resolve_device
+    from darkcfg.progress import Progress
+    from darkcfg.train.evolve import evolve as run_evolve
+    from darkcfg.train.evolve import read_results, trained_score
+
+    total = generations * population
+    done = len([c for c in read_results(Path(out_dir) / "evolve.csv") if c.generation < generations])
+    score = trained_score(data, iterations, recipe, parse_size(size), batch, subdivisions, workers, seed, weights,
+                          resolve_device(device))
+    best = None
+    with Progress(total, "evolve", unit="cand") as bar:
+        bar.update(done)
+        for c in run_evolve(cfg, out_dir, generations, population, score, seed):
+            best = c if best is None or c.fitness > best.fitness else best
+            bar.write(f"generation {c.generation} candidate {c.index}: fitness {c.fitness:.4f} (mAP@0.5 "
+                      f"{c.map50 * 100:.2f} %, mAP@0.5:0.95 {c.map50_95 * 100:.2f} %)")
+            bar.update(1, best=f"{best.fitness:.4f}")
+    click.echo(f"best cfg: {Path(out_dir) / 'best.cfg'} (results: {Path(out_dir) / 'evolve.csv'}, "
+               f"{Path(out_dir) / 'evolve.png'})")

@@ -3,7 +3,9 @@
 Boxes here are Darknet's `box`: (N, 4) float32 (cx, cy, w, h), usually relative to the image. The
 arithmetic follows box.c's order of float operations (overlap, box_intersection, box_union, box_iou,
 box_c, box_diou, box_diou_nms) so that a criterion compared with a threshold lands on the same side as in
-the reference; `pow` is taken in double, as C's `pow` is.
+the reference; `pow` is taken in double, as C's `pow` is. An untrained network's infinite sizes give infinite or
+NaN overlaps, as in the reference's float arithmetic (never suppressing, or suppressed by, anything): numpy is told
+not to warn about them.
 """
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """box.c:box_iou for every pair. a (N, 4), b (M, 4) cxcywh -> (N, M) float32; 0 where I or U is 0."""
     a = a.astype(F32, copy=False)[:, None, :]  # (N, 1, 4)
     b = b.astype(F32, copy=False)[None, :, :]  # (1, M, 4)
-    w = _overlap(a[..., 0], a[..., 2], b[..., 0], b[..., 2])
-    h = _overlap(a[..., 1], a[..., 3], b[..., 1], b[..., 3])
-    inter = np.where((w < 0) | (h < 0), F32(0), w * h)  # (N, M)
-    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        w = _overlap(a[..., 0], a[..., 2], b[..., 0], b[..., 2])
+        h = _overlap(a[..., 1], a[..., 3], b[..., 1], b[..., 3])
+        inter = np.where((w < 0) | (h < 0), F32(0), w * h)  # (N, M)
+        union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
         iou = inter / union
     return np.where((inter == 0) | (union == 0), F32(0), iou).astype(F32, copy=False)
 
@@ -43,15 +45,15 @@ def box_diou(a: np.ndarray, b: np.ndarray, beta: float = 0.6) -> np.ndarray:
     a = a.astype(F32, copy=False)[:, None, :]
     b = b.astype(F32, copy=False)[None, :, :]
     half = F32(2)
-    top = np.minimum(a[..., 1] - a[..., 3] / half, b[..., 1] - b[..., 3] / half)
-    bot = np.maximum(a[..., 1] + a[..., 3] / half, b[..., 1] + b[..., 3] / half)
-    left = np.minimum(a[..., 0] - a[..., 2] / half, b[..., 0] - b[..., 2] / half)
-    right = np.maximum(a[..., 0] + a[..., 2] / half, b[..., 0] + b[..., 2] / half)
-    w, h = right - left, bot - top
-    c = w * w + h * h
-    dx, dy = a[..., 0] - b[..., 0], a[..., 1] - b[..., 1]
-    d = dx * dx + dy * dy
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        top = np.minimum(a[..., 1] - a[..., 3] / half, b[..., 1] - b[..., 3] / half)
+        bot = np.maximum(a[..., 1] + a[..., 3] / half, b[..., 1] + b[..., 3] / half)
+        left = np.minimum(a[..., 0] - a[..., 2] / half, b[..., 0] - b[..., 2] / half)
+        right = np.maximum(a[..., 0] + a[..., 2] / half, b[..., 0] + b[..., 2] / half)
+        w, h = right - left, bot - top
+        c = w * w + h * h
+        dx, dy = a[..., 0] - b[..., 0], a[..., 1] - b[..., 1]
+        d = dx * dx + dy * dy
         u = np.power((d / c).astype(np.float64), np.float64(F32(beta))).astype(F32)
     return np.where(c == 0, iou, iou - u).astype(F32, copy=False)
 

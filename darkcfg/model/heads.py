@@ -131,6 +131,7 @@ class DetectionHead(DarknetLayer):
 
     is_head = True
     default_classes: ClassVar[int] = 20  # classes= when the section has none
+    tunable: ClassVar[tuple[str, ...]] = ()  # training options of the section `darkcfg evolve` may search
     n: int
     entries: int
     classes: int

@@ -79,6 +79,7 @@ class Yolo(DetectionHead):
 
     ltype = "yolo"
     gaussian = False
+    tunable = ("jitter", "iou_normalizer", "obj_normalizer", "cls_normalizer", "iou_thresh")
     xy_entries = (0, 1)  # where x and y sit among the entries
 
     def __init__(self, in_shape: Shape, params: YoloParams) -> None:
