@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Training recipes compared on the synthetic shapes set from scratch: `--recipe darknet` (the reference's) and
+`--recipe scaled` (the Scaled-YOLOv4 authors' optimisation), several seeds each on the same iteration budget, one
+table of mAP@0.5 and mAP@0.5:0.95 (pycocotools on the same detections) as mean and spread; with --evolve, also
+`darkcfg evolve`'s best candidate against its starting cfg on the same budget.
+
+    python scripts/bench_recipe.py [--out DIR] [--iterations 1000] [--seeds 3] [--size 128] [--batch 16]
+        [--cfg cfg/yolov4-tiny.cfg] [--recipes darknet scaled] [--evolve GENERATIONS POPULATION ITERATIONS]
+
+The set and the adapted cfg are scripts/make_shapes_dataset.py's (the cfg's schedule shortened to the budget as
+bench_train.py does: burn_in 100, steps at 80 % and 90 %). Each run trains into OUT/<recipe>-<seed>/ and is scored
+on its _final weights (the recipe's EMA for scaled); finished runs are reused when the script is run again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from darkcfg.train.evolve import trained_score  # noqa: E402
+from scripts.bench_train import machine  # noqa: E402
+
+
+def sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "darkcfg-bench-recipe"))
+    ap.add_argument("--iterations", type=int, default=1000)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--train-images", type=int, default=400)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cfg", default=str(REPO / "cfg" / "yolov4-tiny.cfg"))
+    ap.add_argument("--recipes", nargs="+", default=["darknet", "scaled"])
+    ap.add_argument("--evolve", nargs=3, type=int, metavar=("GENERATIONS", "POPULATION", "ITERATIONS"))
+    a = ap.parse_args()
+    out = Path(a.out) / f"{Path(a.cfg).stem}-{a.size}"
+    cfg = out / f"{Path(a.cfg).stem}-shapes.cfg"
+    if not (out / "shapes.data").is_file() or not cfg.is_file():
+        subprocess.run([sys.executable, str(REPO / "scripts" / "make_shapes_dataset.py"), str(out), "--train",
+                        str(a.train_images), "--valid", "100", "--size", str(a.size), "--seed", "0", "--cfg", a.cfg],
+                       check=True)
+    n = a.iterations
+    budget = out / f"{cfg.stem}-budget{n}.cfg"
+    from darkcfg.model.cfg import edit_cfg_text
+
+    budget.write_text(edit_cfg_text(cfg.read_text(), str(cfg), {(0, "burn_in"): "100", (0, "max_batches"): str(n),
+                                                                (0, "steps"): f"{int(n * .8)},{int(n * .9)}",
+                                                                (0, "scales"): ".1,.1"}))
+    print(f"machine: {machine()}")
+    print(f"set: {out / 'shapes.data'} ({a.train_images} training images, 100 valid), {budget.name}: {n} iterations "
+          f"x {a.batch} images at {a.size}x{a.size}, {a.seeds} seeds per recipe")
+    table: dict[str, list[tuple[float, float, float]]] = {}
+    for recipe in a.recipes:
+        for seed in range(a.seeds):
+            folder = out / f"{recipe}-{seed}"
+            done = folder / "score.json"
+            if done.is_file():
+                m50, m5095, wall = json.loads(done.read_text())
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+                t0 = time.time()
+                m50, m5095 = trained_score(str(out / "shapes.data"), n, recipe, (a.size, a.size), a.batch, 1,
+                                           a.workers, seed)(str(budget), folder)
+                wall = time.time() - t0
+                done.write_text(json.dumps([m50, m5095, wall]))
+            table.setdefault(recipe, []).append((m50, m5095, wall))
+            print(f"  {recipe} seed {seed}: mAP@0.5 {m50 * 100:.2f} %, mAP@0.5:0.95 {m5095 * 100:.2f} % "
+                  f"({wall:.0f} s)", flush=True)
+    print("\n| recipe | mAP@0.5 (mean +- sd) | mAP@0.5:0.95 (mean +- sd) | runs (mAP@0.5:0.95) | s per run |")
+    print("|---|---|---|---|---|")
+    for recipe, rows in table.items():
+        m50 = [r[0] * 100 for r in rows]
+        m5095 = [r[1] * 100 for r in rows]
+        print(f"| {recipe} | {statistics.mean(m50):.2f} +- {sd(m50):.2f} | {statistics.mean(m5095):.2f} +- "
+              f"{sd(m5095):.2f} | {', '.join(f'{v:.2f}' for v in m5095)} | "
+              f"{statistics.mean(r[2] for r in rows):.0f} |")
+    if "darknet" in table and "scaled" in table:
+        gain = statistics.mean(r[1] for r in table["scaled"]) - statistics.mean(r[1] for r in table["darknet"])
+        print(f"\nscaled - darknet, mAP@0.5:0.95: {gain * 100:+.2f} points (target: >= +2)")
+    if a.evolve:
+        gens, pop, its = a.evolve
+        r = subprocess.run([sys.executable, "-m", "darkcfg", "evolve", str(out / "shapes.data"), str(cfg),
+                            "--generations", str(gens), "--population", str(pop), "--iterations", str(its),
+                            "--size", str(a.size), "--batch", str(a.batch), "--subdivisions", "1",
+                            "--out-dir", str(out / "evolve")], cwd=REPO)
+        if r.returncode:
+            return r.returncode
+        from darkcfg.train.evolve import read_results
+
+        rows = read_results(out / "evolve" / "evolve.csv")
+        start = next(c for c in rows if (c.generation, c.index) == (0, 0))
+        best = max(rows, key=lambda c: c.fitness)
+        print(f"\nevolve ({gens} generations x {pop} candidates, {its} iterations each): starting cfg fitness "
+              f"{start.fitness:.4f} (mAP@0.5 {start.map50 * 100:.2f} %, mAP@0.5:0.95 {start.map50_95 * 100:.2f} %); "
+              f"best g{best.generation} c{best.index} {best.fitness:.4f} (mAP@0.5 {best.map50 * 100:.2f} %, "
+              f"mAP@0.5:0.95 {best.map50_95 * 100:.2f} %): {out / 'evolve' / 'best.cfg'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
