@@ -20,6 +20,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/darkcfg demo
+	@echo
+	@echo "darkcfg is installed in $(VENV): run 'source $(VENV)/bin/activate' to use darkcfg and python scripts/... in"
+	@echo "this shell (or call $(VENV)/bin/darkcfg and $(VENV)/bin/python directly)."
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -8,7 +8,7 @@
 
 The package reads as the pipeline: `model/` (cfg -> network -> weights, heads), `data/` (dataset and image
 files), `infer/` (images -> detections), `eval/` (mAP), `train/`, `export/`; a lower stage never imports a
-higher one. `cli.py` is the command line.
+higher one. `cli/` is the command line.
 
 Importing `darkcfg` is cheap (no torch): the names below are loaded on first use (PEP 562), so that the command
 line starts, and `darkcfg --help` answers, without loading PyTorch. Touching any of them also loads the

@@ -28,3 +28,14 @@ def test_two_boxes_at_the_top_edge_draw_two_readable_labels():
 
     for k in range(2):
         assert (out == np.array(class_color(k, 2), np.uint8)).all(axis=2).sum() > 200
+
+
+def test_an_untrained_networks_infinite_and_nan_boxes_are_clipped_or_skipped():
+    """draw_detections_v3 clips boxes to the image: infinite sizes (an untrained network's exp) draw to the edges
+    instead of raising OverflowError; a NaN box is skipped."""
+    probs = np.zeros((2, 1), np.float32)
+    probs[:, 0] = 0.9
+    dets = DetectionArray(np.array([[0.5, 0.5, np.inf, np.inf], [np.nan, 0.5, 0.1, 0.1]], np.float32),
+                          np.ones(2, np.float32), probs, 64, 48, names=["x"])
+    out = draw_detections(np.full((48, 64, 3), 255, np.uint8), dets, 0.25)
+    assert out.shape == (48, 64, 3) and (out != 255).any()

@@ -7,7 +7,8 @@ import click
 
 from darkcfg.cli import main
 
-_PASS = {"context_settings": {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}}
+_PASS = {"context_settings": {"ignore_unknown_options": True, "allow_extra_args": True,
+                               "help_option_names": ["--help"]}}
 
 
 def _rerun(args: list[str]) -> None:
@@ -49,12 +50,10 @@ def demo(data: str, cfg: str, args: tuple[str, ...]) -> None:
 
 
 def _same(verb: str, command: str) -> None:
-    @detector.command(verb, **_PASS)
+    @detector.command(verb, help=f"`detector {verb} ...`: `darkcfg {command}` with the same arguments.", **_PASS)
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def run(args: tuple[str, ...]) -> None:
         _rerun([command, *args])
-
-    run.__doc__ = f"`detector {verb} ...`: `darkcfg {command}` with the same arguments."
 
 
 for _verb, _command in (("map", "map"), ("valid", "valid"), ("train", "train"), ("calc_anchors", "calc-anchors")):

@@ -69,7 +69,8 @@ def convert(source: str, dest: str, cfg: Optional[str]) -> None:
 @click.option("-f", "--format", "fmt", type=click.Choice(["onnx", "torchscript", "openvino"]), default="onnx",
               show_default=True, help="openvino: an IR .xml and its .bin (pip install 'darkcfg[openvino]').")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
-              help="Output file. Default: <cfg name>.onnx, .torchscript.pt or .xml beside the weights.")
+              help="Output file. Default: <cfg name>.onnx, .torchscript.pt or .xml beside the weights (without "
+                   "WEIGHTS: beside the cfg).")
 @click.option("--dynamic-batch", is_flag=True, help="Any batch size (else the one traced, --batch).")
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size of the export.")
 @click.option("--with-decode", is_flag=True, help="Output boxes (B, N, 4) x1y1x2y2 pixels and scores (B, N, C).")

@@ -48,9 +48,9 @@ def _key_values(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--recipe", type=click.Choice(["darknet", "scaled"]), default="darknet", show_default=True,
               help="darknet: the reference's training, exactly. scaled: the Scaled-YOLOv4 authors' optimisation on "
                    "the same cfg and loss (model EMA, one-cycle cosine rate, warm-up of bias rate and momentum, decay "
-                   "on convolution weights only, multi-scale +-50 %%); every value is printed at start-up.")
+                   "on convolution weights only, multi-scale +-50 %); every value is printed at start-up.")
 @click.option("--auto-anchors", is_flag=True,
-              help="When the cfg's anchors fit under 98 %% of the training boxes, write better ones (k-means, then "
+              help="When the cfg's anchors fit under 98 % of the training boxes, write better ones (k-means, then "
                    "a genetic refinement) into <cfg>.anchors.cfg beside it and train with that.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Set a [net] key for this run (e.g. --set burn_in=100); the cfg file is not changed.")

@@ -22,6 +22,7 @@ from darkcfg.eval.analysis import Analysis, ImageErrors
 from darkcfg.eval.metrics import MapResult
 from darkcfg.eval.plots import confusion_matrix, pr_curves, save_png
 from darkcfg.files import write_text
+from darkcfg.infer.draw import pixel_box
 
 COLOURS = {"tp": (40, 170, 40), "fp": (40, 40, 230), "fn": (0, 150, 255)}  # BGR: green, red, orange
 GALLERY_SIDE = 480  # longest side of a gallery picture: larger images are shrunk to it
@@ -59,9 +60,10 @@ def draw_errors(e: ImageErrors, names: Sequence[str]) -> np.ndarray:
     items = [("fn", c, b, None) for c, b in e.fn] + [("fp", c, b, p) for c, b, p in e.fp] + \
         [("tp", c, b, p) for c, b, p in e.tp]
     for kind, c, b, p in items:
-        x, y, bw, bh = (float(v) for v in b)
-        p1 = (int(round((x - bw / 2) * w)), int(round((y - bh / 2) * h)))
-        p2 = (int(round((x + bw / 2) * w)), int(round((y + bh / 2) * h)))
+        place = pixel_box(b, w, h)
+        if place is None:
+            continue
+        p1, p2 = place[:2], place[2:]
         colour = COLOURS[kind]
         cv2.rectangle(img, p1, p2, colour, 2)
         label = f"{kind.upper()} {names[c] if c < len(names) else c}" + (f" {p:.2f}" if p is not None else "")

@@ -10,6 +10,7 @@ whose place is taken moves below the box or down a line.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -32,6 +33,18 @@ def class_color(class_id: int, classes: int) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
+def pixel_box(box: object, w: int, h: int) -> Optional[tuple[int, int, int, int]]:
+    """A box (cx, cy, w, h) relative to a w x h image -> (left, top, right, bottom) pixels clipped to the image, as
+    draw_detections_v3 clips them; None for a box with a NaN coordinate (an untrained network's infinite sizes are
+    clipped, not an error)."""
+    cx, cy, bw, bh = (float(v) for v in box)  # type: ignore[attr-defined]
+    edges = np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+    if np.isnan(edges).any():
+        return None
+    left, top, right, bot = np.clip(edges, -1, max(w, h) + 1).astype(int)
+    return max(int(left), 0), max(int(top), 0), min(int(right), w - 1), min(int(bot), h - 1)
+
+
 def draw_detections(bgr: np.ndarray, dets: DetectionArray, thresh: float) -> np.ndarray:
     """bgr (H, W, 3) uint8 -> a copy with the boxes and labels of `dets` drawn on it."""
     import cv2
@@ -46,11 +59,10 @@ def draw_detections(bgr: np.ndarray, dets: DetectionArray, thresh: float) -> np.
     t = np.float32(thresh)
     drawn: list[tuple[tuple[int, int, int, int], tuple[int, int, int], str]] = []  # (box, colour, label)
     for i, best in chosen:
-        cx, cy, bw, bh = (float(v) for v in dets.boxes[i])
-        left, right = int((cx - bw / 2) * w), int((cx + bw / 2) * w)
-        top, bot = int((cy - bh / 2) * h), int((cy + bh / 2) * h)
-        left, top = max(left, 0), max(top, 0)
-        right, bot = min(right, w - 1), min(bot, h - 1)
+        place = pixel_box(dets.boxes[i], w, h)
+        if place is None:
+            continue
+        left, top, right, bot = place
         color = class_color(best, classes)
         cv2.rectangle(out, (left, top), (right, bot), color, width)
         others = [dets.name(int(j)) for j in np.flatnonzero(dets.probs[i] > t) if j != best and dets.shown(int(j))]
