@@ -18,9 +18,8 @@ from oracle import CFG_DIR, REF, needs_shared
 from darkcfg.model.network import Darknet
 from darkcfg.model.weights import load_weights, save_weights
 from darkcfg.train.losses import network_loss
-from darkcfg.train.optim import DarknetOptimizer
+from darkcfg.train.optim import DarknetOptimizer, channels_last_weights
 from darkcfg.train.schedule import learning_rate
-from darkcfg.train.trainer import channels_last_weights
 
 SGD = REF / "sgd"
 

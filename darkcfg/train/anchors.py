@@ -288,3 +288,54 @@ def write_anchors_cfg(model: Any, anchors: np.ndarray, dest: Path) -> str:
     text = edit_cfg_text(model.cfg_text, model.cfg_file, edits)
     write_text(dest, text)
     return text
+
+
+def anchors_for_training(model: Any, cfg: Union[str, Path], train: Optional[str], auto: bool, seed: int,
+                         size: Optional[tuple[int, int]], rank: int = 0,
+                         world: int = 1) -> tuple[Any, Optional[AnchorCheck]]:
+    """Training's anchor check: the cfg's anchors against the training boxes (`check_anchors`); with `auto` and a
+    recall below RECALL_TARGET, new anchors written to `<cfg>.anchors.cfg` beside the cfg (by rank 0) and the
+    network built from that file instead. -> (the network to train, the check to report; None: no anchors)."""
+    import logging
+
+    import torch
+
+    from darkcfg.model.network import Darknet
+    from darkcfg.train.distributed import barrier
+
+    if not train or not any(m.is_head for m in model.layers):
+        return model, None
+    try:
+        c = check_anchors(model, image_list(train), auto, seed)
+    except DataError:
+        return model, None  # the missing list is reported where training needs it
+    if c is None or c.new is None:
+        return model, c
+    dest = Path(cfg).with_name(Path(cfg).stem + ".anchors.cfg")
+    if rank == 0:
+        write_anchors_cfg(model, c.new, dest)
+    barrier(world)
+    c.cfg = dest
+    if rank == 0:
+        logging.getLogger("darkcfg").info("anchors: new anchors (recall %.4f) written to %s; training with them",
+                                          c.new_recall, dest)
+    torch.manual_seed(seed)
+    return Darknet(dest.read_text(), str(dest), size, warn_unused=False), c
+
+
+def report_anchors(check: Optional[AnchorCheck], cfg: Union[str, Path], auto: bool) -> None:
+    """The check's line when a run starts; a warning when the recall is below RECALL_TARGET and `auto` is off."""
+    import logging
+    import warnings
+
+    from darkcfg.data.dataset import DataWarning
+
+    if check is None:
+        return
+    logging.getLogger("darkcfg").info(
+        "anchors: best possible recall %.4f of %d training boxes (a box fits an anchor within %gx)",
+        check.new_recall if check.new is not None else check.recall, check.boxes, ANCHOR_T)
+    if check.recall < RECALL_TARGET and not auto:
+        warnings.warn(f"{cfg}: the anchors fit only {check.recall * 100:.1f} % of the training boxes "
+                      f"(< {RECALL_TARGET * 100:.0f} %): --auto-anchors writes better ones into a new cfg",
+                      DataWarning, stacklevel=3)

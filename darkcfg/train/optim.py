@@ -117,3 +117,14 @@ class EMA:
     def load_state_dict(self, state: dict) -> None:
         device = self.params[0].device if self.params else "cpu"
         self.shadow = [s.to(device) for s in state.get("shadow", [])]
+
+
+def channels_last_weights(model: Darknet) -> None:
+    """Store every convolution's weights channels-last (NHWC), in place (the same Parameter objects, so set_size's
+    cached layers and the optimiser keep them). With a channels-last input oneDNN's CPU convolutions and the
+    max-pools run without layout reorders: a yolov3-tiny training step at 224 ~1.2x faster on this CPU. Values
+    are unchanged (saved weights are written in the reference's order whatever the layout)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ from darkcfg.model.cfg import edit_cfg_text, read_cfg
 from darkcfg.model.loading import load_weights_file
 from darkcfg.model.network import Darknet
 from darkcfg.progress import Progress
-from darkcfg.train.anchors import ANCHOR_T, RECALL_TARGET, check_anchors, write_anchors_cfg
+from darkcfg.train.anchors import anchors_for_training, report_anchors
 from darkcfg.train.augment import AugmentConfig
 from darkcfg.train.batches import Sequences, TrainDataset, TrainSampler, collate
 from darkcfg.train.checkpoints import read_sidecar, save_checkpoint_files
@@ -42,15 +40,15 @@ from darkcfg.train.classify_data import ClassifyAugment, ClassifyDataset, collat
 from darkcfg.train.distributed import (
     average_gradients,
     average_value,
-    barrier,
     broadcast_model,
     init_distributed,
     process_device,
 )
+from darkcfg.train.interrupts import SigintBlocked, Snapshot, one_line
 from darkcfg.train.logs import TrainLog
 from darkcfg.train.losses import NotTrainableError, network_loss, trainable_layers
 from darkcfg.train.map_runs import MapRuns
-from darkcfg.train.optim import EMA, DarknetOptimizer
+from darkcfg.train.optim import EMA, DarknetOptimizer, channels_last_weights
 from darkcfg.train.recipe import RECIPES, ModelEMA, ScaledOptimizer, ScaledRecipe
 from darkcfg.train.schedule import learning_rate
 
@@ -113,44 +111,6 @@ class TrainResult:
 PHASES = ("data", "forward+loss", "backward", "update", "other")
 
 
-def _one_line(e: BaseException) -> str:
-    """An exception as one line: a DataLoader worker's re-raised error is reduced to the original's message."""
-    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(e).__name__
-    last = lines[-1]
-    if len(lines) > 1 and ": " in last:  # "darkcfg.data.dataset.DataError: message" at a traceback's end
-        head, rest = last.split(": ", 1)
-        if head.replace(".", "").replace("_", "").isalnum():
-            return rest
-    return last if isinstance(e, DarkcfgError) or len(lines) > 1 else f"{type(e).__name__}: {last}"
-
-
-class _SigintBlocked:
-    """SIGINT held back (POSIX signal mask) while the weights are being updated: a Ctrl-C then lands after the
-    update, never half-way through it. Elsewhere than POSIX's main thread, a no-op."""
-
-    def __enter__(self) -> None:
-        self.on = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-        if self.on:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-    def __exit__(self, *exc: object) -> None:
-        if self.on:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-def channels_last_weights(model: Darknet) -> None:
-    """Store every convolution's weights channels-last (NHWC), in place (the same Parameter objects, so set_size's
-    cached layers and the optimiser keep them). With a channels-last input oneDNN's CPU convolutions and the
-    max-pools run without layout reorders: a yolov3-tiny training step at 224 ~1.2x faster on this CPU. Values
-    are unchanged (saved weights are written in the reference's order whatever the layout)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
-
-
 class Trainer:
     """Train `opts.cfg` on `opts.data`; `run()` returns a TrainResult. See the module docstring."""
 
@@ -163,7 +123,8 @@ class Trainer:
         torch.manual_seed(opts.seed)  # the reference's random initialisation, reproducible with --seed
         text = edit_cfg_text(text, name, {(0, key): value for key, value in opts.overrides.items()})
         model = Darknet(text, name, opts.size, warn_unused=self.rank == 0)
-        model = self._check_anchors(model)
+        model, self.anchor_check = anchors_for_training(model, self.opts.cfg, self.data.train, self.opts.auto_anchors,
+                                                        self.opts.seed, self.opts.size, self.rank, self.world)
         net = model.net
         if opts.batch:
             net.batch = opts.batch
@@ -259,41 +220,6 @@ class Trainer:
             return open_data(data, self.opts.classes)
         except DataError as e:
             raise TrainError(str(e)) from None
-
-    def _report_anchors(self) -> None:
-        c = getattr(self, "anchor_check", None)
-        if c is None:
-            return
-        log.info("anchors: best possible recall %.4f of %d training boxes (a box fits an anchor within %gx)",
-                 c.new_recall if c.new is not None else c.recall, c.boxes, ANCHOR_T)
-        if c.recall < RECALL_TARGET and not self.opts.auto_anchors:
-            warnings.warn(f"{self.opts.cfg}: the anchors fit only {c.recall * 100:.1f} % of the training boxes "
-                          f"(< {RECALL_TARGET * 100:.0f} %): --auto-anchors writes better ones into a new cfg",
-                          TrainWarning, stacklevel=3)
-
-    def _check_anchors(self, model: Darknet) -> Darknet:
-        """The cfg's anchors against the training boxes (best possible recall, printed); with --auto-anchors and a
-        recall below RECALL_TARGET, new anchors written to `<cfg>.anchors.cfg` beside the cfg, and the network
-        built from that file instead."""
-        if not self.data.train or not any(m.is_head for m in model.layers):
-            return model
-        try:
-            paths = image_list(self.data.train)
-            c = check_anchors(model, paths, self.opts.auto_anchors, self.opts.seed)
-        except DataError:
-            return model  # the missing list is reported below, where training needs it
-        self.anchor_check = c  # reported when the run starts (after every check of the inputs)
-        if c is None or c.new is None:
-            return model
-        dest = Path(self.opts.cfg).with_name(Path(self.opts.cfg).stem + ".anchors.cfg")
-        if self.rank == 0:
-            write_anchors_cfg(model, c.new, dest)
-        barrier(self.world)
-        text = dest.read_text()
-        if self.rank == 0:
-            log.info("anchors: new anchors (recall %.4f) written to %s; training with them", c.new_recall, dest)
-        torch.manual_seed(self.opts.seed)
-        return Darknet(text, str(dest), self.opts.size, warn_unused=False)
 
     def _classifier_labels(self) -> list[str]:
         """The class names a classifier's image paths contain: labels= of the .data file, else names=."""
@@ -412,7 +338,7 @@ class Trainer:
         self.model.train()
         if main:
             self.logs.start(resumed=self.start > 0)
-            self._report_anchors()
+            report_anchors(self.anchor_check, self.opts.cfg, self.opts.auto_anchors)
         loader = self._loader()
         stats = {"skipped": 0, "bad_class": 0, "out_of_range": 0, "missing_labels": 0}
         iteration = completed = self.start  # completed: the last iteration whose update is done
@@ -435,7 +361,7 @@ class Trainer:
                         break
                     iteration += 1
                     doing = f"iteration {iteration}"
-                    snapshot = self._snapshot()
+                    snapshot = Snapshot(self.model, self.seen)
                     for k in stats:
                         stats[k] += len(batch[k]) if k == "skipped" else batch[k]
                     if main:
@@ -448,7 +374,7 @@ class Trainer:
                     lr = self.recipe.rates(iteration)[0] if self.recipe else \
                         learning_rate(net, self.seen // self.images_per_it) * self.world
                     t = time.perf_counter()
-                    with _SigintBlocked():  # the update happens whole or not at all
+                    with SigintBlocked():  # the update happens whole or not at all
                         self.opt.step(iteration, lr)
                         self.ema.update(iteration)
                         self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
@@ -491,7 +417,8 @@ class Trainer:
                     t_phase = time.perf_counter()
         except BaseException as e:
             if completed < iteration and snapshot is not None:  # stopped inside an iteration, before its update
-                self._restore(snapshot)
+                self.seen = snapshot.restore()
+                self.opt.zero_grad()
             saved = self._save("last", completed) if main and completed > self.start else None
             where = (f"; saved {saved} at iteration {completed}: resume with it as weights" if saved else
                      f"; last good checkpoint: {self.last_good or 'none written yet'}")
@@ -502,7 +429,7 @@ class Trainer:
             if isinstance(e, TrainError):
                 raise TrainError(f"{e}{where}") from None
             if isinstance(e, Exception):
-                raise TrainError(f"{doing}: {_one_line(e)}{where}") from None
+                raise TrainError(f"{doing}: {one_line(e)}{where}") from None
             raise
         if main:
             result.final = self._save("final", iteration, averaged=True)
@@ -531,23 +458,6 @@ class Trainer:
             if message not in self.reported:
                 self.reported.add(message)
                 warnings.warn(message, DataWarning, stacklevel=2)
-
-    def _state_buffers(self) -> list[torch.Tensor]:
-        """The persistent buffers (batch-norm statistics): what a forward changes besides the weights."""
-        return [b for m in self.model.modules() for k, b in m._buffers.items()
-                if b is not None and k not in m._non_persistent_buffers_set]
-
-    def _snapshot(self) -> tuple[int, list[torch.Tensor]]:
-        """What an iteration changes before its update: `seen` and the persistent buffers; with it, a failed
-        or interrupted iteration is undone exactly (a few MB at most, copied once per iteration)."""
-        return self.seen, [b.detach().clone() for b in self._state_buffers()]
-
-    def _restore(self, snapshot: tuple[int, list[torch.Tensor]]) -> None:
-        self.seen = snapshot[0]
-        with torch.no_grad():
-            for b, saved in zip(self._state_buffers(), snapshot[1]):
-                b.copy_(saved)
-        self.opt.zero_grad()
 
     def _iteration(self, batch: dict) -> float:
         """Forward/backward every subdivision; returns the reference's iteration loss."""
