@@ -17,6 +17,7 @@ import torch
 
 from darkcfg.errors import DarkcfgError, WeightsError
 from darkcfg.files import atomic_write
+from darkcfg.model.budget import MemorySize
 from darkcfg.model.network import Darknet
 from darkcfg.model.weights import WeightsHeader
 
@@ -88,10 +89,13 @@ def read_checkpoint(path: Union[str, Path]) -> dict:
     return payload
 
 
-def load_checkpoint(path: Union[str, Path], size: Optional[tuple[int, int]] = None) -> Darknet:
-    """Rebuild the network from the cfg text stored in the checkpoint and load its tensors."""
+def load_checkpoint(path: Union[str, Path], size: Optional[tuple[int, int]] = None,
+                    max_memory: MemorySize = None) -> Darknet:
+    """Rebuild the network from the cfg text stored in the checkpoint and load its tensors; the cfg must fit the
+    memory budget (`max_memory`, as `Darknet`'s)."""
     payload = read_checkpoint(path)
-    model = Darknet(payload["cfg_text"], f"{path}:cfg", size or tuple(payload["size"]), warn_unused=False)
+    model = Darknet(payload["cfg_text"], f"{path}:cfg", size or tuple(payload["size"]), warn_unused=False,
+                    max_memory=max_memory)
     return load_checkpoint_into(model, path, payload)
 
 

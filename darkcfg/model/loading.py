@@ -7,20 +7,24 @@ model is not a .pt (`load_trained`).
 """
 from __future__ import annotations
 
-import logging
 import site
 import sysconfig
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 
-from darkcfg.errors import WeightsError
+from darkcfg.errors import DarkcfgWarning, WeightsError
+from darkcfg.model.budget import MemorySize
 from darkcfg.model.checkpoint import is_torch_file, load_checkpoint, load_checkpoint_into
 from darkcfg.model.network import Darknet
 from darkcfg.model.weights import load_weights
 
-log = logging.getLogger("darkcfg")
+
+class WeightsWarning(DarkcfgWarning):
+    """A weights file that fills only a prefix of the network (a backbone for training, or a short file)."""
+
 
 PathLike = Union[str, Path]
 Size = Union[None, int, tuple[int, int]]
@@ -65,12 +69,13 @@ def load_weights_file(model: Darknet, weights: PathLike, partial: bool = False) 
         raise WeightsError(f"{weights}: no such weights file")
     report = load_weights(model, weights, partial=partial)
     if not report.complete:
-        log.warning("%s: loaded %d of %d layers with weights (layers 0..%d)", weights,
-                    report.layers_loaded, report.layers_with_weights, report.upto - 1)
+        warnings.warn(f"{weights}: loaded {report.layers_loaded} of {report.layers_with_weights} layers with "
+                      f"weights (layers 0..{report.upto - 1})", WeightsWarning, stacklevel=2)
 
 
 def load(cfg: PathLike, weights: Optional[PathLike] = None, size: Size = None,
-         device: Union[None, str, torch.device] = None, partial: bool = False) -> Darknet:
+         device: Union[None, str, torch.device] = None, partial: bool = False,
+         max_memory: MemorySize = None) -> Darknet:
     """Build a network from a Darknet .cfg (or a darkcfg .pt checkpoint) and optionally load .weights.
 
     Args:
@@ -79,11 +84,15 @@ def load(cfg: PathLike, weights: Optional[PathLike] = None, size: Size = None,
         size: input size override, an int (square) or (width, height); the cfg file is not changed.
         device: where to put the model ("cpu", "cuda", ...).
         partial: accept a weights file that ends inside a layer or has bytes left over.
+        max_memory: the memory budget the network (weights + every layer's output for one image) must fit before
+            anything is allocated: bytes or a size such as '32G', 'off' for none; default $DARKCFG_MAX_MEMORY, else
+            3/4 of the machine's memory, at most 16 GiB (darkcfg.model.budget). A cfg over it is a one-line CfgError.
     Returns:
         the network in eval mode; `model(x)` takes x (B, C, H, W) with the [net] (or overridden) size.
     """
     sz = _size(size)
-    model = load_checkpoint(cfg, sz) if is_checkpoint(cfg) else Darknet.from_file(cfg, sz)
+    model = load_checkpoint(cfg, sz, max_memory) if is_checkpoint(cfg) else \
+        Darknet.from_file(cfg, sz, max_memory=max_memory)
     if weights is not None:
         load_weights_file(model, weights, partial)
     model.eval()
@@ -101,10 +110,10 @@ def load_trained_weights(model: Darknet, cfg: PathLike, weights: Optional[PathLi
 
 
 def load_trained(cfg: PathLike, weights: Optional[PathLike] = None, size: Size = None,
-                 device: Union[None, str, torch.device] = None) -> Darknet:
+                 device: Union[None, str, torch.device] = None, max_memory: MemorySize = None) -> Darknet:
     """`load` for running a trained network (`load_trained_weights`): what `detect`, `map`, `valid` and
     `export` load."""
-    model = load(cfg, size=size)
+    model = load(cfg, size=size, max_memory=max_memory)
     load_trained_weights(model, cfg, weights)
     return model.to(device) if device is not None else model
 

@@ -1,12 +1,15 @@
 """Darknet: a cfg built into an nn.Module, layer by layer, with Darknet's layer numbering."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Optional, Union
 
+import torch
 from torch import Tensor, nn
 
 from darkcfg.errors import CfgError
+from darkcfg.model import budget
 from darkcfg.model.cfg import Section, parse_cfg_text, read_cfg, report_unused
 from darkcfg.model.layers import BuildContext, DarknetLayer, Shape, get_builder, section_types
 from darkcfg.model.netconfig import NetConfig
@@ -24,6 +27,10 @@ class Darknet(nn.Module):
     ([yolo], [Gaussian_yolo], [region]) in network order, or for other networks the last non-[cost]
     layer's output. `model.forward_all(x)` returns every layer's output, index-aligned with Darknet's
     numbering and in Darknet's layout.
+
+    Before building, the cfg is built on the meta device and must fit a memory budget (darkcfg.model.budget):
+    `max_memory` (bytes, '32G', or 'off'), else $DARKCFG_MAX_MEMORY, else 3/4 of the machine's memory, at most
+    16 GiB. `meta=True` builds on the meta device only: shapes, parameter counts and the layer table, no memory.
     """
 
     # `detect` runs the inference stage (darkcfg.infer.detector), which registers itself here when it is imported
@@ -33,9 +40,11 @@ class Darknet(nn.Module):
     classifier: ClassVar[Optional[Callable[..., list]]] = None  # darkcfg.infer.classify registers itself here
 
     def __init__(self, cfg_text: str, file: str = "<cfg>", size: Optional[tuple[int, int]] = None,
-                 warn_unused: bool = True) -> None:
+                 warn_unused: bool = True, max_memory: budget.MemorySize = None, meta: bool = False) -> None:
         super().__init__()
         self.cfg_text, self.cfg_file = cfg_text, file
+        self.meta = meta  # built on the meta device: shapes and counts only
+        self.memory_budget = budget.Budget(None, "meta=True") if meta else budget.resolve(max_memory)
         sections = parse_cfg_text(cfg_text, file)
         self.net = NetConfig.from_section(sections[0])
         if size is not None:
@@ -54,7 +63,7 @@ class Darknet(nn.Module):
         self.layers = nn.ModuleList()
         self.shapes: list[Shape] = []
         self.sections = sections[1:]
-        self._build(sections, warn_unused)
+        self._build(sections, warn_unused, size)
 
     # -- building -----------------------------------------------------------------------------------
     @property
@@ -64,7 +73,14 @@ class Darknet(nn.Module):
             return Shape(self.net.inputs, 1, 1)
         return Shape(self.net.channels, self.net.height, self.net.width)
 
-    def _build(self, sections: list[Section], warn_unused: bool) -> None:
+    def _build(self, sections: list[Section], warn_unused: bool, size: Optional[tuple[int, int]]) -> None:
+        if self.memory_budget.limit is not None:
+            # the same cfg on the meta device first: what it would hold, refused before anything is allocated.
+            # Its warnings are the real build's, given once, by the real build.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                probe = Darknet(self.cfg_text, self.cfg_file, size, warn_unused=False, meta=True)
+            budget.check(probe, self.memory_budget)
         shape = self.input_shape
         layers: list[DarknetLayer] = []
         for sec in sections[1:]:
@@ -73,12 +89,7 @@ class Darknet(nn.Module):
                 raise CfgError(f"{sec.file}:{sec.line}: layer {sec.index}: unknown section type [{sec.type}]; "
                                f"expected one of {', '.join('[' + t + ']' for t in section_types())}")
             ctx = BuildContext(sec.index, shape, self.shapes, layers, self.net, sec)
-            try:
-                layer = builder(sec, ctx)
-            except CfgError:
-                raise
-            except Exception as e:  # a builder bug or an unforeseen value: still one line, with the place
-                raise sec.error(f"cannot build this layer: {type(e).__name__}: {e}") from None
+            layer = self._build_layer(builder, sec, ctx)
             if min(layer.out_shape) <= 0:
                 raise sec.error(f"output shape {tuple(layer.out_shape)} is empty")
             self._common_options(sec, layer)
@@ -92,6 +103,25 @@ class Darknet(nn.Module):
         if warn_unused:
             report_unused(sections)
         self._plan()
+
+    def _build_layer(self, builder: Callable, sec: Section, ctx: BuildContext) -> DarknetLayer:
+        """`builder(sec, ctx)`, on the meta device when this network is a meta one. A builder that needs real values
+        there (data-dependent shapes) builds that layer on the CPU instead: small constant tensors, and the layer's
+        own limits (`check_count`) still apply."""
+        try:
+            if self.meta:
+                try:
+                    with torch.device("meta"):
+                        return builder(sec, ctx)
+                except CfgError:
+                    raise
+                except Exception:
+                    pass  # built for real just below, which reports a real error as its own
+            return builder(sec, ctx)
+        except CfgError:
+            raise
+        except Exception as e:  # a builder bug or an unforeseen value: still one line, with the place
+            raise sec.error(f"cannot build this layer: {type(e).__name__}: {e}") from None
 
     @staticmethod
     def _common_options(sec: Section, layer: DarknetLayer) -> None:
@@ -134,7 +164,8 @@ class Darknet(nn.Module):
         cache = self.__dict__.setdefault("_size_cache", {})
         cache[(self.net.width, self.net.height)] = (self.layers, self.shapes, self._free_after)
         if (width, height) not in cache:
-            fresh = Darknet(self.cfg_text, self.cfg_file, (width, height), warn_unused=False)
+            fresh = Darknet(self.cfg_text, self.cfg_file, (width, height), warn_unused=False,
+                            max_memory=self.memory_budget, meta=self.meta)
             ref = next(iter(self.parameters()), None)
             if ref is not None:
                 fresh.to(ref.device)
@@ -264,8 +295,9 @@ class Darknet(nn.Module):
                 f"{', '.join(map(str, self.output_layers))}")
 
     @classmethod
-    def from_file(cls, path: Union[str, Path], size: Optional[tuple[int, int]] = None,
-                  warn_unused: bool = True) -> Darknet:
+    def from_file(cls, path: Union[str, Path], size: Optional[tuple[int, int]] = None, warn_unused: bool = True,
+                  max_memory: budget.MemorySize = None, meta: bool = False) -> Darknet:
+        """The network of the cfg file `path` (arguments as `Darknet`'s)."""
         text, name = read_cfg(path)
-        return cls(text, name, size, warn_unused)
+        return cls(text, name, size, warn_unused, max_memory, meta)
 

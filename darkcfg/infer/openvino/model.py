@@ -1,8 +1,13 @@
-"""The OpenVINO runtime behind darkcfg's pipeline: `OpenVinoModel`, and its cache of converted models."""
+"""The OpenVINO runtime behind darkcfg's pipeline: `OpenVinoModel`, and its cache of converted models.
+
+The cache is not trusted blindly: each IR it holds has a manifest of its files' sizes and sha256 (`save_ir`), and
+an IR whose files do not match it (a damaged or truncated file, an empty one, no manifest) is converted again with
+one warning naming the folder (`ir_damage`), instead of running wrong weights or failing in OpenVINO's reader."""
 from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -10,10 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from darkcfg.errors import DarkcfgError
+from darkcfg.errors import DarkcfgError, DarkcfgWarning
 from darkcfg.infer.fast import DarknetView, InferenceModel
 from darkcfg.infer.openvino.core import _import_openvino, compile_cpu
-from darkcfg.infer.openvino.graph import convert, graph_form, save_ir
+from darkcfg.infer.openvino.graph import convert, graph_form, ir_damage, save_ir
 from darkcfg.infer.openvino.int8 import calibration_inputs, calibration_key, quantize
 from darkcfg.model.network import Darknet
 
@@ -35,6 +40,18 @@ def model_key(model: Darknet) -> str:
         h.update(name.encode())
         h.update(t.detach().to("cpu").contiguous().numpy().tobytes())
     return h.hexdigest()[:32]
+
+
+def _intact(xml: Path) -> bool:
+    """Whether the cache holds the IR `xml` as it was written (`ir_damage`); a damaged one is named in a warning and
+    taken for missing, so that the caller converts it again (and rewrites it)."""
+    if not xml.is_file():
+        return False
+    damage = ir_damage(xml)
+    if damage is not None:
+        warnings.warn(f"{xml.parent}: the cached OpenVINO model {xml.name} is damaged ({damage}); converting it again",
+                      DarkcfgWarning, stacklevel=3)
+    return damage is None
 
 
 class OpenVinoModel(DarknetView, nn.Module):
@@ -65,19 +82,22 @@ class OpenVinoModel(DarknetView, nn.Module):
             self._ir = folder / f"int8-{calibration_key(calibration, lb)}.xml"
         else:
             self._ir = folder / "model.xml"
-        self.cached = self._ir.is_file()
+        self.cached = _intact(self._ir)
         if not self.cached:
             graph = InferenceModel(self.darknet, channels_last=False).darknet.eval()  # a copy, batch-norm folded
             ov_model = convert(graph_form(graph, quantized), torch.zeros(1, *model.input_shape))
             if quantized:
                 ov_model = quantize(ov_model, calibration_inputs(self.darknet, calibration, lb), model.cfg_file)
-            save_ir(ov_model, self._ir)
+            save_ir(ov_model, self._ir, manifest=True)
         self._config = {"INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
                         "CACHE_DIR": str(root / "blobs")}
         if PRECISIONS[precision] is not None:
             self._config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
         self.compiled = self._compile("LATENCY")
         self._request = self.compiled.create_infer_request()
+        # one-image calls: OpenVINO writes the outputs straight into new torch tensors (no copy after the call)
+        self._shapes = [tuple(o.get_shape()) for o in self.compiled.outputs]  # f32 outputs
+        self._bound: list[Tensor] = []  # the tensors the request writes into: alive until the next call rebinds
         self._queue = None  # batches: _batch_queue
 
     @staticmethod
@@ -116,8 +136,14 @@ class OpenVinoModel(DarknetView, nn.Module):
         x = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         n = len(self.compiled.outputs)
         if len(x) == 1:
-            out = self._request.infer({0: x}, share_inputs=True, share_outputs=True)
-            return [torch.from_numpy(np.array(out[o])) for o in self.compiled.outputs]
+            ov, r = _import_openvino(), self._request
+            outs = [torch.empty(shape) for shape in self._shapes]
+            r.set_input_tensor(ov.Tensor(x, shared_memory=True))
+            for k, o in enumerate(outs):
+                r.set_output_tensor(k, ov.Tensor(o.numpy(), shared_memory=True))
+            self._bound = outs
+            r.infer()
+            return outs
         queue = self._batch_queue()
         images: list = [None] * len(x)
 

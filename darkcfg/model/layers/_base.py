@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
+import torch
 from torch import Tensor, nn
 
 from darkcfg.model.activations import ACTIVATIONS, Activation
@@ -27,6 +28,14 @@ class Shape(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.w:4d} x{self.h:4d} x{self.c:4d}"
+
+
+def building_on_meta() -> bool:
+    """Whether new tensors go to the meta device: the build that only counts (`Darknet(..., meta=True)`, the memory
+    budget's). There, a buffer computed from the shapes (an index permutation, a count of valid cells) only needs its
+    shape and dtype, and computing it would run torch's meta implementations of arithmetic, whose first use costs
+    a second or more of imports."""
+    return torch.empty(0).is_meta
 
 
 @dataclass

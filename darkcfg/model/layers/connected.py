@@ -26,7 +26,7 @@ class Connected(DarknetLayer):
         super().__init__(in_shape, Shape(outputs, 1, 1))
         n_in = in_shape.size
         self.activation, self.act = activation, act_fn
-        self.weight = nn.Parameter(torch.empty(outputs, n_in).uniform_(-1, 1) * math.sqrt(2.0 / n_in))
+        self.weight = nn.Parameter(torch.empty(outputs, n_in).uniform_(-1, 1).mul_(math.sqrt(2.0 / n_in)))
         self.bias = nn.Parameter(torch.zeros(outputs))
         # BN rolling update .95/.05 in the reference
         self.bn = nn.BatchNorm1d(outputs, eps=1e-5, momentum=0.05, affine=False) if batch_normalize else None

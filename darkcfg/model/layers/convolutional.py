@@ -98,9 +98,10 @@ class Convolutional(DarknetLayer):
             if antialiasing == 2:
                 k = torch.full((2, 2), 0.25)
             else:
-                v = torch.tensor([1.0, 2.0, 1.0])
-                k = torch.outer(v, v) / 16
-            self.register_buffer("blur", k.expand(filters, 1, *k.shape).clone(), persistent=False)
+                v = (1.0, 2.0, 1.0)  # outer(v, v) / 16, made in Python: cheap on the meta device too
+                k = torch.tensor([[a * b / 16 for b in v] for a in v])
+            blur = torch.empty(filters, 1, *k.shape).copy_(k)  # k per filter (copy_: cheap on the meta device too)
+            self.register_buffer("blur", blur, persistent=False)
 
     @property
     def nweights(self) -> int:

@@ -15,7 +15,7 @@ class Implicit(DarknetLayer):
     def __init__(self, in_shape: Shape, filters: int, atoms: int = 1, mean: float = 0.0, std: float = 0.2) -> None:
         super().__init__(in_shape, Shape(filters, atoms, 1))
         self.mean, self.std = mean, std
-        self.weight = nn.Parameter(mean + torch.empty(filters * atoms).uniform_(-std, std))
+        self.weight = nn.Parameter(torch.empty(filters * atoms).uniform_(-std, std).add_(mean))
 
     def forward(self, x: Tensor, outputs: list) -> Tensor:
         return self.weight.view(1, *self.out_shape).expand(x.shape[0], -1, -1, -1)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from darkcfg.model.cfg import Section
-from darkcfg.model.layers._base import BuildContext, DarknetLayer, Shape
+from darkcfg.model.layers._base import BuildContext, DarknetLayer, Shape, building_on_meta
 from darkcfg.model.layers._registry import register
 
 
@@ -32,7 +32,9 @@ class MaxPool(DarknetLayer):
             self.ltype = "avg"  # printed as the reference does for local_avgpool
         p = padding
         self._pad = (p // 2, p - p // 2, p // 2, p - p // 2)  # left, right, top, bottom
-        if average and not maxpool_depth:  # number of valid (non-padded) cells under each window
+        if average and not maxpool_depth and building_on_meta():  # only its size counts there
+            self.register_buffer("count", torch.empty(1, 1, out.h, out.w), persistent=False)
+        elif average and not maxpool_depth:  # number of valid (non-padded) cells under each window
             ones = F.pad(torch.ones(1, 1, h, w), self._pad)
             count = F.avg_pool2d(ones, size, self.stride, divisor_override=1)[..., : out.h, : out.w]
             self.register_buffer("count", count.clamp(min=1), persistent=False)

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from darkcfg.model.cfg import Section
-from darkcfg.model.layers._base import BuildContext, DarknetLayer, Shape
+from darkcfg.model.layers._base import BuildContext, DarknetLayer, Shape, building_on_meta
 from darkcfg.model.layers._registry import register
 
 
@@ -55,6 +55,9 @@ class ReorgOld(DarknetLayer):
         s = stride
         super().__init__(in_shape, Shape(c * s * s, h // s, w // s))
         self.stride = stride
+        if building_on_meta():  # only its size counts there
+            self.register_buffer("perm", torch.empty(c * h * w, dtype=torch.long), persistent=False)
+            return
         k = torch.arange(c).view(c, 1, 1)
         j = torch.arange(h).view(1, h, 1)
         i = torch.arange(w).view(1, 1, w)

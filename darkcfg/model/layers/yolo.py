@@ -92,21 +92,21 @@ class Yolo(DetectionHead):
         self.nms_kind, self.beta_nms = params.nms_kind, params.beta_nms
         self.max_boxes, self.jitter, self.resize, self.random = params.max_boxes, params.jitter, params.resize, \
             params.random
-        mask = torch.zeros(self.entries, dtype=torch.bool)
+        # the constants below are made from Python lists (no indexing on tensors: cheap on the meta device too)
         sig = self.sigmoid_entries()
-        mask[sig] = True
+        mask = torch.tensor([e in sig for e in range(self.entries)], dtype=torch.bool)
         self.register_buffer("sigmoid_mask", mask.view(1, 1, -1, 1, 1), persistent=False)
         self.any_sigmoid = bool(sig)  # a Python bool: no data-dependent branch when compiled
         # x, y <- s*x - (s-1)/2 (scal_add_cpu); identity on every other entry
         s = params.scale_x_y
-        scale, shift = torch.ones(self.entries), torch.zeros(self.entries)
-        for e in self.xy_entries:
-            scale[e], shift[e] = s, -(s - 1) / 2
+        xy = set(self.xy_entries)
+        scale = torch.tensor([s if e in xy else 1.0 for e in range(self.entries)], dtype=torch.float32)
+        shift = torch.tensor([-(s - 1) / 2 if e in xy else 0.0 for e in range(self.entries)], dtype=torch.float32)
         self.register_buffer("xy_scale", scale.view(1, 1, -1, 1, 1), persistent=False)
         self.register_buffer("xy_shift", shift.view(1, 1, -1, 1, 1), persistent=False)
         # (n, 2) anchor w, h in input pixels of this layer's mask (not a parameter: not in .weights)
-        a = torch.tensor(params.anchors, dtype=torch.float32).view(-1, 2)[params.mask]
-        self.register_buffer("slot_anchors", a, persistent=False)
+        pairs = [params.anchors[2 * m: 2 * m + 2] for m in params.mask]
+        self.register_buffer("slot_anchors", torch.tensor(pairs, dtype=torch.float32).view(-1, 2), persistent=False)
 
     @classmethod
     def expected_input(cls, sec: Section, classes: int) -> InputSpec:
