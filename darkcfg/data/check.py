@@ -5,7 +5,9 @@ five numbers, NaN/inf, a class id that is negative or >= classes, a value outsid
 pixels" hint when dividing by the image size would fit), a width or height <= 0, a row repeated in its file.
 Images: missing, unreadable, without labels (counted, not a problem), the same content twice (SHA-1), the
 same image in train and valid; the names file against `classes`. Each problem is one line, file:line first.
-`write_clean` writes a cleaned copy into a new folder and never changes the user's files.
+`write_clean` writes a cleaned copy into a new folder and never changes the user's files: every destination is
+checked against what the check read (`dataset_sources`, darkcfg.files.Sources) before it is written, and the
+label files go beside the images inside the new folder, whatever the path above it holds.
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
-from darkcfg.data.dataset import DataConfig, DataError, image_list, label_file, label_path, open_data
+from darkcfg.data.dataset import DataConfig, DataError, image_list, label_file, open_data
+from darkcfg.data.images import ImageError, PixelLimitError, check_image_bytes
 from darkcfg.data.names import read_names
 from darkcfg.errors import DarkcfgError
-from darkcfg.files import write_text
+from darkcfg.files import Sources, link_or_copy, write_text
 from darkcfg.progress import Progress
 
 PathLike = Union[str, Path]
@@ -223,6 +226,13 @@ def _check_image(split: str, path: str, classes: Optional[int], problems: list[P
         return e
     raw = Path(path).read_bytes()
     e.digest = hashlib.sha1(raw).hexdigest()
+    try:
+        check_image_bytes(raw, path)
+    except PixelLimitError as err:
+        problems.append(Problem(path, "image too large", str(err).removeprefix(f"{path}: ")))
+        return e
+    except ImageError:
+        pass  # said below, as OpenCV's decode fails on it
     img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if raw else None
     if img is None:
         problems.append(Problem(path, "unreadable image", f"not an image OpenCV can decode ({len(raw)} bytes)"))
@@ -261,46 +271,82 @@ class CleanCopy:
     rows: int
 
 
-def write_clean(check: DatasetCheck, out: PathLike, classes: int, names: list[str]) -> CleanCopy:
+def dataset_sources(check: DatasetCheck) -> Sources:
+    """Every file the check read: the .data file, its lists and names file, each image and label file."""
+    sources = Sources([f for f in (check.data_file, check.names_file) if f])
+    if check.data_file:
+        try:
+            dc = open_data(check.data_file)
+            for lst in (dc.train, dc.valid):
+                if lst:
+                    sources.add(lst)
+        except DarkcfgError:
+            pass
+    for e in check.images:
+        sources.add(e.path)
+        sources.add(label_file(e.path))
+    return sources
+
+
+def check_new_folder(out: PathLike) -> Path:
+    """`out` when it is a new or empty folder (for a cleaned copy), else a one-line DataError."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: is a file: give a new folder for the cleaned copy")
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out}: folder exists and is not empty: give a new folder for the cleaned copy")
+    return out
+
+
+def write_clean(check: DatasetCheck, out: PathLike, classes: int, names: list[str],
+                sources: Optional[Sources] = None) -> CleanCopy:
     """A cleaned copy of the dataset in the new folder `out`: every readable image hard-linked (else copied) with
     its repaired label file beside it (bad rows dropped, pixel rows made relative, duplicate rows removed),
     duplicate images and images of valid that are also in train left out, a names file, list files and a
-    .data file. The user's files are not changed."""
-    from darkcfg.data.annotations import _link, label_line
+    .data file. The user's files are not changed: `sources` (default: `dataset_sources(check)`) is what no
+    destination may be, and every destination is checked before the first is written."""
+    from darkcfg.data.annotations import label_line, labels_beside
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out}: folder exists and is not empty: give a new folder for the cleaned copy")
+    out = check_new_folder(out)
+    sources = sources if sources is not None else dataset_sources(check)
     seen: dict[str, str] = {}
-    lists: dict[str, list[str]] = {}
     taken: set[str] = set()
-    rows = 0
+    planned: list[tuple[ImageEntry, Path, Path]] = []
     for e in check.images:
         if e.size is None or (e.digest in seen):
             continue
         seen[e.digest] = e.split
-        folder = out / e.split
-        folder.mkdir(parents=True, exist_ok=True)
         src = Path(e.path)
         stem, k = src.stem, 1
         while f"{e.split}/{stem}" in taken:
             k += 1
             stem = f"{src.stem}_{k}"
         taken.add(f"{e.split}/{stem}")
-        dest = folder / f"{stem}{src.suffix}"
-        _link(src, dest)
+        dest = out / e.split / f"{stem}{src.suffix}"
+        planned.append((e, dest, labels_beside(dest)))
+    names_file, data_file = out / "clean.names", out / "clean.data"
+    lists_files = [out / f"{split}.txt" for split in dict.fromkeys(e.split for e, _, _ in planned)]
+    for e, dest, label in planned:
+        sources.check_dest(dest, allow=e.path)
+        sources.check_dest(label)
+    for f in [names_file, data_file, *lists_files]:
+        sources.check_dest(f)
+    lists: dict[str, list[str]] = {}
+    rows = 0
+    for e, dest, label in planned:
+        link_or_copy(e.path, dest, sources)
         fixed = e.repaired[e.repaired[:, 0] < classes]
-        write_text(label_path(str(dest)), "".join(label_line(int(r[0]), *map(float, r[1:])) for r in fixed))
+        write_text(label, "".join(label_line(int(r[0]), *map(float, r[1:])) for r in fixed), sources=sources)
         rows += len(fixed)
         lists.setdefault(e.split, []).append(str(dest.resolve()))
-    names_file = out / "clean.names"
-    write_text(names_file, "".join(f"{n}\n" for n in (names + [str(i) for i in range(len(names), classes)])[:classes]))
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(names_file, "".join(f"{n}\n" for n in (names + [str(i) for i in range(len(names), classes)])[:classes]),
+               sources=sources)
     text = f"classes = {classes}\n"
     for split, paths in lists.items():
         lst = out / f"{split}.txt"
-        write_text(lst, "".join(p + "\n" for p in paths))
+        write_text(lst, "".join(p + "\n" for p in paths), sources=sources)
         text += f"{split} = {lst.resolve()}\n"
     text += f"names = {names_file.resolve()}\nbackup = {(out / 'backup').resolve()}/\n"
-    data_file = out / "clean.data"
-    write_text(data_file, text)
+    write_text(data_file, text, sources=sources)
     return CleanCopy(data_file, sum(len(v) for v in lists.values()), rows)

@@ -14,7 +14,9 @@ reads it through here, so they all accept the same things and find the same labe
   and the image extension becomes `.txt`. `label_file`: the file darkcfg reads, that one, else the `.txt`
   beside the image when only that exists (a layout the reference would read as unlabelled).
 - `read_labels`: read_boxes: `fscanf("%d %f %f %f %f")` until the first failure; a missing file is no
-  boxes (the reference prints a note and carries on). A row whose x, y, w or h is not a number in [0, 1]
+  boxes (the reference prints a note and carries on). Where it stops before the end of the file (a field that
+  is not a number, a last row of fewer than five fields), that is said once for the file, as file:line, by
+  the same route as skipped rows. A row whose x, y, w or h is not a number in [0, 1]
   (NaN, infinite, negative, above 1) or whose size is 0 is reported as file:line and skipped (the
   reference's fill_truth_detection prints "Wrong annotation ... file:" for such rows when training and
   skips them; `map` and `calc_anchors` would count them).
@@ -172,7 +174,9 @@ def read_labels(path: PathLike, classes: Optional[int] = None, issues: Optional[
 
     With `classes`, an id outside 0..classes-1 is a DataError naming the file and line (the reference would
     index past its arrays). Rows that are not boxes (module docstring) are skipped and reported as
-    "file:line: ..." lines: appended to `issues` when given, else as a `DataWarning` each.
+    "file:line: ..." lines: appended to `issues` when given, else as a `DataWarning` each; so is, once, the place
+    where reading stops before the end (a field that is not a number, an incomplete last row: the rest of the
+    file is not read, as the reference's fscanf loop).
     """
     p = Path(path)
     if not p.is_file():
@@ -180,22 +184,39 @@ def read_labels(path: PathLike, classes: Optional[int] = None, issues: Optional[
     rows = []
     lines = p.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     tokens = [(n, t) for n, line in enumerate(lines, 1) for t in line.split()]
-    for k in range(0, len(tokens) - 4, 5):
+
+    def say(message: str) -> None:
+        if issues is not None:
+            issues.append(message)
+        else:
+            warnings.warn(message, DataWarning, stacklevel=3)
+
+    k = 0
+    while k < len(tokens):
         chunk = tokens[k:k + 5]
-        try:
-            cid = int(chunk[0][1])
-            vals = [float(t) for _, t in chunk[1:]]
-        except ValueError:
+        k += 5
+        bad = next((t for j, t in enumerate(chunk) if not _parses(t[1], integer=j == 0)), None)
+        if bad is not None or len(chunk) < 5:
+            n, t = bad if bad is not None else chunk[-1]
+            why = (f"'{t[:40]}' is not {'an integer class id' if bad == chunk[0] else 'a number'}" if bad is not None
+                   else f"an incomplete last row ({len(chunk)} of 5 fields)")
+            say(f"{p}:{n}: label file read up to here: {why}; the rest is not read (as the reference's fscanf)")
             break  # fscanf stops at the first field it cannot read
+        cid = int(chunk[0][1])
+        vals = [float(t) for _, t in chunk[1:]]
         if classes is not None and not 0 <= cid < classes:
             raise DataError(f"{p}:{chunk[0][0]}: class id {cid}, expected 0..{classes - 1} (classes={classes})")
         why = _bad_row(*vals)
         if why is not None:
-            message = f"{p}:{chunk[0][0]}: label row skipped: {why}"
-            if issues is not None:
-                issues.append(message)
-            else:
-                warnings.warn(message, DataWarning, stacklevel=2)
+            say(f"{p}:{chunk[0][0]}: label row skipped: {why}")
             continue
         rows.append([cid, *vals])
     return np.asarray(rows, np.float32).reshape(-1, 5)
+
+
+def _parses(token: str, integer: bool) -> bool:
+    try:
+        int(token) if integer else float(token)
+    except ValueError:
+        return False
+    return True

@@ -3,7 +3,9 @@
 Every file is written to a temporary name beside its destination and renamed into place, so an
 interrupted run never leaves a truncated image, label file, video or JSON file behind. Label files beside
 the images (`--save-txt` without a folder, as `-save_labels`) never replace existing ones (a dataset's own
-labels) unless asked: `Outputs.check` refuses before anything runs.
+labels) unless asked, and no output (annotated image or video, label file, JSON file) is ever written over an
+input image or video, also through a symlink or a hard link (`darkcfg.files.Sources`): `Outputs.check` refuses
+both before anything runs, and every write checks again.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from darkcfg.data.dataset import label_path
 from darkcfg.errors import DarkcfgError
-from darkcfg.files import AtomicFile, write_bytes, write_text
+from darkcfg.files import AtomicFile, Sources, write_bytes, write_text
 from darkcfg.infer.detections import DetectionArray
 from darkcfg.infer.draw import draw_detections
 from darkcfg.infer.printout import json_object, label_lines
@@ -35,14 +37,32 @@ class Outputs:
     def __init__(self, out_dir: Optional[Path], save_txt: bool, thresh: float,
                  json_path: Optional[Union[str, Path]] = None, overwrite: bool = False) -> None:
         self.out_dir, self.save_txt, self.thresh, self.overwrite = out_dir, save_txt, thresh, overwrite
-        self._json = JsonWriter(json_path) if json_path is not None else None
+        self.sources = Sources()  # the input files, which no output may be (filled by `check`)
+        self._json = JsonWriter(json_path, self.sources) if json_path is not None else None
         self._video: Optional[tuple[str, Any, AtomicFile]] = None  # (source path, writer, file)
         self.written: list[Path] = []
         self._stems: dict[str, str] = {}  # source path -> the stem of its outputs, unique in this run
         self._taken: set[str] = set()  # the stems in use (a set: a folder of any size stays linear)
 
     def check(self, sources: Sequence[Source]) -> None:
-        """Before a run: refuse (one line) to replace label files beside the images without `overwrite`."""
+        """Before a run: refuse (one line) to write any output over an input (naming both), and to replace label
+        files beside the images without `overwrite`. The output names of every input are fixed here, in input
+        order (so they do not depend on which inputs fail to read). On a refusal the JSON file is dropped, so
+        nothing at all is written."""
+        try:
+            self._check(sources)
+        except BaseException:
+            if self._json is not None:
+                self._json.discard()
+                self._json = None
+            raise
+
+    def _check(self, sources: Sequence[Source]) -> None:
+        files = [s for s in sources if s.kind in ("image", "video")]
+        for s in files:
+            self.sources.add(s.path)
+        for dest in self._planned(sources):
+            self.sources.check_dest(dest)
         if not self.save_txt or self.out_dir is not None or self.overwrite:
             return
         existing = [p for p in (label_path(s.path) for s in sources if s.kind == "image") if Path(p).exists()]
@@ -50,6 +70,17 @@ class Outputs:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise DarkcfgError(f"{existing[0]}: label file exists{more}; --save-txt beside the images would replace "
                                "it: give --out, or --overwrite")
+
+    def _planned(self, sources: Sequence[Source]) -> list[Path]:
+        """Every file this run may write: the JSON file, and per input its annotated image or video and its
+        label file."""
+        out: list[Path] = [self._json.path] if self._json is not None else []
+        for s in sources:
+            if self.save_txt and s.kind == "image":
+                out.append(self._label_dest(s.path))
+            if self.out_dir is not None:
+                out.append(self._image_name(s.path) if s.kind == "image" else self._video_name(s.path))
+        return out
 
     def stem(self, src: str) -> str:
         """The file name (without extension) of `src`'s outputs: its own, or with _2, _3, ... when another
@@ -70,15 +101,22 @@ class Outputs:
         assert self.out_dir is not None
         return self.out_dir / (self.stem(src) + ext)
 
+    def _video_name(self, src: str) -> Path:
+        assert self.out_dir is not None
+        return self.out_dir / (self.stem(src) + ".mp4")
+
+    def _label_dest(self, src: str) -> Path:
+        return (self.out_dir / (self.stem(src) + ".txt")) if self.out_dir else Path(label_path(src))
+
     def add(self, source: Source, frame: Optional[int], bgr: np.ndarray, dets: DetectionArray) -> None:
         import cv2
 
         if self._json is not None:
             self._json.add(dets, source.path)
         if self.save_txt and source.kind == "image":
-            dest = (self.out_dir / (self.stem(source.path) + ".txt")) if self.out_dir else Path(label_path(source.path))
+            dest = self._label_dest(source.path)
             text = "".join(line + "\n" for line in label_lines(dets, self.thresh))
-            write_text(dest, text)
+            write_text(dest, text, sources=self.sources)
             self.written.append(dest)
         if self.out_dir is None:
             return
@@ -90,7 +128,7 @@ class Outputs:
         ok, buf = cv2.imencode(dest.suffix, drawn)
         if not ok:
             raise OSError(f"{dest}: OpenCV could not encode the annotated image")
-        write_bytes(dest, buf.tobytes())
+        write_bytes(dest, buf.tobytes(), sources=self.sources)
         self.written.append(dest)
 
     def _video_frame(self, source: Source, drawn: np.ndarray) -> None:
@@ -99,7 +137,7 @@ class Outputs:
         if self._video is None or self._video[0] != source.path:
             self.finish_video()
             assert self.out_dir is not None
-            file = AtomicFile(self.out_dir / (self.stem(source.path) + ".mp4"), suffix=".mp4", own_handle=False)
+            file = AtomicFile(self._video_name(source.path), suffix=".mp4", own_handle=False, sources=self.sources)
             fps = source.fps or video_info(source.path)[1]
             h, w = drawn.shape[:2]
             writer = cv2.VideoWriter(str(file.temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
@@ -131,9 +169,9 @@ class JsonWriter:
     """Writes the `-out` JSON file as the reference does ("[\\n", entries joined by ", \\n", "\\n]") to a
     temporary file beside `path`, renamed over it on close, so a crash never leaves a half-written file."""
 
-    def __init__(self, path: Union[str, Path]) -> None:
+    def __init__(self, path: Union[str, Path], sources: Optional[Sources] = None) -> None:
         self.path = Path(path)
-        self._f = AtomicFile(self.path, text=True)
+        self._f = AtomicFile(self.path, text=True, sources=sources)
         self._f.file.write("[\n")  # type: ignore[union-attr]
         self.count = 0
 
@@ -148,6 +186,10 @@ class JsonWriter:
             return
         self._f.file.write("\n]")  # type: ignore[union-attr]
         self._f.commit()
+
+    def discard(self) -> None:
+        """Drop the file being written; nothing is put in place."""
+        self._f.discard()
 
     def __enter__(self) -> JsonWriter:
         return self

@@ -1,7 +1,9 @@
 """`darkcfg download NAME`: the official Darknet weights from their published URLs into weights/.
 
 Downloads go to `<file>.part` and resume from there with an HTTP Range request (a server that ignores
-Range restarts the file). A finished file is checked before it is moved into place: its size must fit the
+Range restarts the file). Reading stops at the larger expected size: a server that announces a longer body
+(Content-Length) or sends more than that is refused and the `.part` removed, so an endless or wrong body never
+fills the disk. A finished file is checked before it is moved into place: its size must fit the
 network (a 16- or 20-byte header plus the float count of the cfg it belongs to; the counts are tested
 against the cfgs) and, where the digest is known, its SHA-256. Without network the command fails with
 one line that says how to get the file by hand.
@@ -89,6 +91,17 @@ def verify(release: Release, path: Path) -> None:
             raise DownloadError(f"{path}: SHA-256 {digest[:16]}..., expected {release.sha256[:16]}...")
 
 
+def _too_long(rel: Release, url: str, part: Path, detail: str) -> None:
+    """Refuse a body longer than the file can be: remove the `.part` and raise a one-line DownloadError."""
+    try:
+        part.unlink()
+    except FileNotFoundError:
+        pass
+    a, b = rel.sizes()
+    raise DownloadError(f"{rel.file} from {url}: {detail}, more than the expected {b:,} bytes (or {a:,}) for "
+                        f"{rel.cfg}.cfg: refused, nothing kept")
+
+
 def download(name: str, dest_dir: Path = Path("weights"), mirror: Optional[str] = None,
              timeout: float = 30.0, progress: bool = True) -> Path:
     """Fetch RELEASES[name] into dest_dir, resuming a previous `.part`; returns the final path.
@@ -126,14 +139,29 @@ def download(name: str, dest_dir: Path = Path("weights"), mirror: Optional[str] 
             if not resumed:
                 have = 0
             length = resp.headers.get("Content-Length")
-            total = have + int(length) if length is not None else rel.sizes()[1]
+            limit = max(rel.sizes())
+            try:
+                total = have + int(length) if length is not None else limit
+            except ValueError:
+                length, total = None, limit
+            if total > limit:
+                _too_long(rel, url, part, f"the server announces a body of {total:,} bytes")
             try:
                 with open(part, "ab" if resumed else "wb") as f, \
                         Progress(total, rel.file, unit="MB", scale=1e6, enabled=progress) as bar:
                     bar.update(have)
-                    for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    got = have
+                    while True:
+                        chunk = resp.read(min(1 << 16, limit + 1 - got))  # one byte past the limit tells
+                        if not chunk:
+                            break
                         f.write(chunk)
+                        got += len(chunk)
                         bar.update(len(chunk))
+                        if got > limit:
+                            break
+                if got > limit:
+                    _too_long(rel, url, part, "the server sent a longer body (reading stopped there)")
                 got = part.stat().st_size
                 if length is not None and got < total:
                     raise OSError(f"connection closed at {got:,} of {total:,} bytes")

@@ -7,7 +7,6 @@ reference. Reported: the anchors in cfg form and the average over points of the 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -15,7 +14,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from darkcfg.data.dataset import DataError, image_list, label_file, open_data, read_labels
-from darkcfg.data.images import read_bgr
+from darkcfg.data.images import image_size, read_bgr
 from darkcfg.files import write_text
 from darkcfg.infer.preprocess import network_scale
 from darkcfg.model.heads import DetectionHead
@@ -208,7 +207,6 @@ def training_box_sizes(paths: Sequence[str], net_w: int, net_h: int, letterbox: 
                        limit: int = 5000) -> np.ndarray:
     """(N, 2) sizes in network-input pixels of the boxes of up to `limit` training images (evenly spaced), as the
     network sees them (letterboxed when the cfg letterboxes: then each image's size is read)."""
-    import cv2
 
     step = max(1, len(paths) // limit)
     out = []
@@ -217,12 +215,14 @@ def training_box_sizes(paths: Sequence[str], net_w: int, net_h: int, letterbox: 
         if not len(lab):
             continue
         if letterbox:
-            data = np.fromfile(p, np.uint8) if os.path.isfile(p) else None
-            im = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data is not None and data.size else None
-            if im is None:
+            try:
+                with open(p, "rb") as fh:
+                    size = image_size(fh.read(1 << 16))  # the header alone: nothing is decoded
+            except OSError:
+                size = None
+            if size is None:
                 continue
-            h, w = (s * 8 for s in im.shape[:2])  # a reduced decode: the size to within 8 px is enough here
-            out.append(lab[:, 3:5] * network_scale(w, h, net_w, net_h, True))
+            out.append(lab[:, 3:5] * network_scale(size[0], size[1], net_w, net_h, True))
         else:
             out.append(lab[:, 3:5] * [net_w, net_h])
     return np.concatenate(out) if out else np.zeros((0, 2))

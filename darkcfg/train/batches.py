@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from darkcfg.data.dataset import DataError, label_file, read_labels
+from darkcfg.data.images import decodable
 from darkcfg.train.augment import AugmentConfig, augment_one, filter_truths, mosaic, rand_scale
 
 
@@ -62,7 +63,7 @@ class TrainDataset(torch.utils.data.Dataset):
             path = self.paths[(index + k) % len(self.paths)]
             data = np.fromfile(path, np.uint8) if os.path.isfile(path) else None
             img = cv2.imdecode(data, cv2.IMREAD_COLOR if self.cfg.channels != 1 else cv2.IMREAD_GRAYSCALE) \
-                if data is not None and data.size else None
+                if data is not None and data.size and decodable(data, path) else None
             if img is None:
                 skipped.append(path)
                 continue

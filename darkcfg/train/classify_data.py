@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from darkcfg.data.dataset import DataError
+from darkcfg.data.images import decodable
 from darkcfg.infer.preprocess import resize_image
 from darkcfg.train.augment import rand_scale
 from darkcfg.train.batches import Item
@@ -165,7 +166,7 @@ class ClassifyDataset(torch.utils.data.Dataset):
             path = self.paths[(index + k) % len(self.paths)]
             data = np.fromfile(path, np.uint8) if os.path.isfile(path) else None
             img = cv2.imdecode(data, cv2.IMREAD_COLOR if self.channels != 1 else cv2.IMREAD_GRAYSCALE) \
-                if data is not None and data.size else None
+                if data is not None and data.size and decodable(data, path) else None
             if img is None:
                 skipped.append(path)
                 continue

@@ -5,8 +5,10 @@ The dataset's own problems come from `darkcfg.data.check`; with a cfg, its heads
 a quarter of a cell at the network size), and the cfg's anchors against the boxes: the mean over the training
 boxes of the best IoU with an anchor (boxes and anchors aligned at a corner, at the network size, letterboxed
 when [net] letter_box=1), with k-means anchors for comparison (`calc-anchors`). `--fix` writes the cfg with
-classes and filters corrected beside the original (`<name>.fixed.cfg`) and a cleaned copy of the dataset into
-a new folder; the user's files are never changed.
+classes and filters corrected beside the original (`<name>.fixed.cfg`; when that file exists with other text,
+it is kept and the next free `<name>.fixed-2.cfg`, `-3`, ... is written instead, and printed) and a cleaned
+copy of the dataset into a new folder; the user's files are never changed, and everything is checked (the
+folder is new or empty, no destination is a file the check read) before anything is written.
 """
 from __future__ import annotations
 
@@ -17,7 +19,15 @@ from typing import Optional, Union
 
 import numpy as np
 
-from darkcfg.data.check import CleanCopy, DatasetCheck, Problem, check_dataset, write_clean
+from darkcfg.data.check import (
+    CleanCopy,
+    DatasetCheck,
+    Problem,
+    check_dataset,
+    check_new_folder,
+    dataset_sources,
+    write_clean,
+)
 from darkcfg.data.dataset import label_file
 from darkcfg.errors import DarkcfgError
 from darkcfg.files import write_text
@@ -127,10 +137,27 @@ def _tiny(check: DatasetCheck, cell_w: float, cell_h: float, net_w: int, net_h: 
                                     f"the finest head's cell is {cell_w:.0f}x{cell_h:.0f}", blocking=False))
 
 
+def fixed_cfg_path(cfg: PathLike, text: str) -> tuple[Path, bool]:
+    """Where `--fix` puts the fixed cfg: `<name>.fixed.cfg` beside `cfg`, else (that file exists with other
+    text) the first of `<name>.fixed-2.cfg`, `-3`, ... that is free or already holds `text`; and whether it
+    still has to be written (False: an existing file already holds exactly this text)."""
+    cfg = Path(cfg)
+    for k in range(1, 10_000):
+        dest = cfg.with_name(cfg.stem + (".fixed.cfg" if k == 1 else f".fixed-{k}.cfg"))
+        if not dest.exists():
+            return dest, True
+        try:
+            if dest.is_file() and dest.read_text(encoding="utf-8") == text:
+                return dest, False
+        except (OSError, UnicodeDecodeError):
+            pass
+    raise DarkcfgError(f"{cfg}: no free <name>.fixed-N.cfg name beside it")
+
+
 def run_check(data: PathLike, cfg: Optional[PathLike] = None, fix: Optional[PathLike] = None,
               classes: Optional[int] = None, progress: bool = True) -> CheckRun:
-    """Check DATA (and CFG against it); with `fix`, write the fixed cfg beside CFG and a cleaned copy of the
-    dataset into the new folder `fix`."""
+    """Check DATA (and CFG against it); with `fix`, write the fixed cfg beside CFG (`fixed_cfg_path`: an
+    existing one is never replaced) and a cleaned copy of the dataset into the new folder `fix`."""
     check = check_dataset(data, classes, progress)
     run = CheckRun(check)
     fixed_text = None
@@ -140,9 +167,17 @@ def run_check(data: PathLike, cfg: Optional[PathLike] = None, fix: Optional[Path
         n = check.classes if check.classes is not None else (len(check.names) or None)
         if n is None:
             raise DarkcfgError(f"{data}: the number of classes is unknown (no classes= or names file): cannot fix")
+        check_new_folder(fix)
+        sources = dataset_sources(check)
+        cfg_dest: Optional[tuple[Path, bool]] = None
         if cfg is not None and fixed_text is not None:
-            dest = Path(cfg).with_name(Path(cfg).stem + ".fixed.cfg")
-            write_text(dest, fixed_text)
+            sources.add(cfg)
+            cfg_dest = fixed_cfg_path(cfg, fixed_text)
+            sources.check_dest(cfg_dest[0])
+        if cfg_dest is not None:
+            dest, needed = cfg_dest
+            if needed:
+                write_text(dest, fixed_text, sources=sources)  # type: ignore[arg-type]
             run.fixed_cfg = dest
-        run.clean = write_clean(check, fix, n, check.names)
+        run.clean = write_clean(check, fix, n, check.names, sources)
     return run
