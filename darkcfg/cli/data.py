@@ -1,4 +1,4 @@
-"""The dataset tools: `data check` and `data convert coco|voc|yolo`."""
+"""The dataset tools: `data check`, `data convert coco|voc|yolo` and `data tile`."""
 from __future__ import annotations
 
 import sys
@@ -7,12 +7,13 @@ from typing import Optional
 import click
 
 from darkcfg.cli import main
-from darkcfg.cli._common import friendly
+from darkcfg.cli._common import friendly, parse_size
 
 
 @main.group()
 def data() -> None:
-    """Dataset tools: check a dataset (and a cfg against it), convert between COCO, VOC and Darknet labels."""
+    """Dataset tools: check a dataset (and a cfg against it), convert between COCO, VOC and Darknet labels, cut
+    large images into tiles for training."""
 
 
 @data.command("check")
@@ -110,3 +111,39 @@ def convert_yolo(list_file: str, names: str, out: str, ids: Optional[str]) -> No
     from darkcfg.data.names import read_names
 
     _report_conversion(yolo_to_coco(list_file, read_names(names), out, ids))
+
+
+@data.command("tile")
+@click.argument("source", metavar="DATA", type=click.Path(exists=True))
+@click.option("--size", required=True, metavar="N|WxH",
+              help="Tile size in pixels of the images, e.g. the network's (416 or 640x480): objects are then "
+                   "trained at the scale `detect --tiles auto` sees them.")
+@click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Overlap of neighbouring tiles, a fraction of the tile size.")
+@click.option("--min-visible", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="A box cut by a tile is kept (clipped) when at least this fraction of its area is inside.")
+@click.option("--empty", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of the tiles without boxes that are kept (every 1/F-th; 0: none, 1: all).")
+@click.option("--out-dir", "-o", "out", type=click.Path(file_okay=False), required=True,
+              help="New folder for the tiled dataset (tile images, labels, lists, names, .data, tiles.json).")
+@click.option("--name", default=None, help="Base name of the .data and .names files. Default: DATA's name.")
+@friendly
+def data_tile(source: str, size: str, overlap: float, min_visible: float, empty: float, out: str,
+              name: Optional[str]) -> None:
+    """A tiled copy of DATA (a .data file, or a folder of images with labels) for training on large images: every
+    image of its train and valid lists cut into overlapping tiles of --size pixels, boxes clipped to each tile,
+    written as `data convert` writes a dataset (OUT/images/ with labels beside, train.txt, valid.txt, .names,
+    .data) with OUT/tiles.json mapping each tile back to its image. Your files are not changed.
+
+    \b
+    darkcfg data tile drone/obj.data --size 416 -o drone-tiles/
+    darkcfg train drone-tiles/obj.data cfg/yolov4-tiny-obj.cfg ...   then: darkcfg detect ... --tiles auto
+    """
+    from darkcfg.data.tile import tile_dataset
+
+    wh = parse_size(size)
+    assert wh is not None
+    r = tile_dataset(source, out, wh, overlap, min_visible, empty, name)
+    click.echo(f"{r.images} images -> {r.tiles} tiles ({r.empty} without boxes; {r.empty_skipped} more left out), "
+               f"{r.boxes} boxes ({r.dropped} box parts less than {min_visible:g} visible left out); wrote "
+               f"{', '.join(map(str, r.files))}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import click
 
@@ -26,9 +26,48 @@ from darkcfg.cli._common import (
 )
 from darkcfg.errors import DarkcfgError
 
+if TYPE_CHECKING:
+    from darkcfg.infer.tiles import Tiling
+
 letterbox_option = click.option(
     "--letterbox/--no-letterbox", "-letter_box", default=None,
     help="Letterbox the input (keep the aspect ratio). Default: the cfg's [net] letter_box.")
+
+
+def tile_options(fn: Callable) -> Callable:
+    """--tiles, --tile-overlap, --tiles-full and --seam-ios (collected by `tiling_from`): detect, map, valid."""
+    for option in reversed((
+        click.option("--tiles", default=None, metavar="auto|RxC|Npx",
+                     help="Detect on overlapping tiles of each image, for small objects in large images: auto (tiles "
+                          "of the network's size, each seen at its native scale), RxC (a grid of rows x columns, "
+                          "e.g. 2x3) or a tile size in pixels (640px, 640x480px). Each image's tiles go through the "
+                          "network together; their boxes are mapped back, merged across seams and suppressed with "
+                          "the cfg's NMS kind: one result per image."),
+        click.option("--tile-overlap", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+                     help="With --tiles: overlap of neighbouring tiles, a fraction of the tile size."),
+        click.option("--tiles-full", is_flag=True,
+                     help="With --tiles: also detect on the whole image, for objects larger than a tile."),
+        click.option("--seam-ios", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                     help="With --tiles: a box cut by a tile seam joins its other half when their intersection over "
+                          "the smaller box, inside the region both tiles see, is above this (1: no seam merge)."),
+    )):
+        fn = option(fn)
+    return fn
+
+
+def tiling_from(tiles: Optional[str], overlap: float, full: bool, seam_ios: float) -> Optional[Tiling]:
+    """The Tiling the options name (None without --tiles); a usage error for a bad spec or a tile option
+    without --tiles."""
+    if tiles is None:
+        if full or overlap != 0.2 or seam_ios != 0.5:
+            raise click.UsageError("--tile-overlap, --tiles-full and --seam-ios go with --tiles (e.g. --tiles auto)")
+        return None
+    from darkcfg.infer.tiles import Tiling
+
+    try:
+        return Tiling.parse(tiles, overlap, full, seam_ios=seam_ios)
+    except DarkcfgError as e:
+        raise click.BadParameter(str(e).removeprefix("tiles").lstrip(": "), param_hint="--tiles") from None
 
 
 @main.command(context_settings={"max_content_width": 110})
@@ -66,6 +105,7 @@ letterbox_option = click.option(
               help="Live sources: reconnect attempts after the stream drops (negative: forever).")
 @click.option("--frames", "max_frames", type=click.IntRange(1), default=None,
               help="Live sources: stop after this many frames.")
+@tile_options
 @batch_option()
 @device_option
 @size_option
@@ -83,7 +123,8 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
            save_txt: bool, overwrite: bool, ext_output: bool, json_port: int, mjpeg_port: int, mjpeg_quality: int,
            show: bool, no_drop: bool, retries: int, max_frames: Optional[int], batch: int, device: Optional[str],
            size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], runtime: str, precision: str,
-           calibration: Optional[str], quiet: bool, port_host: str) -> None:
+           calibration: Optional[str], quiet: bool, port_host: str, tiles: Optional[str], tile_overlap: float,
+           tiles_full: bool, seam_ios: float) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
@@ -97,6 +138,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     darkcfg detect cfg/yolov4-tiny.cfg images/ --ext-output -o result.json -b 8
     darkcfg detect my.cfg clip.mp4 -w backup/my_best.weights -n obj.names --out-dir annotated
     darkcfg detect cfg/yolov4-tiny.cfg rtsp://cam/stream --mjpeg-port 8090 --json-port 8070 --nosave
+    darkcfg detect cfg/yolov4-tiny.cfg drone/ --tiles auto --tiles-full   # small objects in large images
     """
     from darkcfg.infer.run import LiveOutputs, run_detection
     from darkcfg.infer.runtime import load_detector
@@ -108,8 +150,9 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
         weights, sources = sources[0], sources[1:]
         if not sources:
             raise click.UsageError("no SOURCES after the weights file")
+    tiling = tiling_from(tiles, tile_overlap, tiles_full, seam_ios)
     rt = runtime_from(runtime, precision, calibration, device, fast=fast, compile=compile_, half=half)
-    det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, letterbox, batch, rt)
+    det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, letterbox, batch, rt, tiling)
     ports = (LiveOutputs(json_port, mjpeg_port, mjpeg_quality, show, port_host=port_host)
              if json_port or mjpeg_port or show else None)
     try:
@@ -138,27 +181,49 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
               help="How long the first request of a batch waits for others.")
 @click.option("--max-mb", type=click.FloatRange(0, min_open=True), default=20.0, show_default=True,
               help="Largest request body accepted (413 above).")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Largest image (width x height) decoded, read from its header first (413 above). "
+                   "[default: $DARKCFG_MAX_PIXELS (WxH or pixels; every command reads it), else 7680x4320]")
+@click.option("--max-boxes", type=click.IntRange(1), default=1000, show_default=True,
+              help="Candidate boxes per image into NMS (the highest objectness), and objects per answer.")
+@click.option("--max-connections", type=click.IntRange(1), default=1024, show_default=True,
+              help="Open connections at most: beyond, a new one replaces the longest idle, else gets 503.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Threads that decode images and wait for detections. [default: 2 x --batch]")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Seconds for a request's head to arrive (and for an idle kept-alive connection).")
+@click.option("--body-timeout", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
+              help="Seconds for a request's body to arrive.")
 @device_option
 @size_option
 @runtime_options
+@tile_options
 @friendly
 def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, port: int, thresh: float, nms: float,
-          batch: int, batch_wait_ms: float, max_mb: float, device: Optional[str], size: Optional[str], runtime: str,
-          precision: str, calibration: Optional[str]) -> None:
+          batch: int, batch_wait_ms: float, max_mb: float, max_pixels: Optional[int], max_boxes: int,
+          max_connections: int, workers: Optional[int], timeout: float, body_timeout: float, device: Optional[str],
+          size: Optional[str], runtime: str, precision: str, calibration: Optional[str], tiles: Optional[str],
+          tile_overlap: float, tiles_full: bool, seam_ios: float) -> None:
     """Serve detection over HTTP: POST an image to /detect (raw body or multipart; ?thresh=&nms=&ext=1) for the
-    JSON `detect --json` writes; GET /health. Concurrent requests are batched.
+    JSON `detect --json` writes; GET /health. Concurrent requests are batched. Built to face a network: bounded
+    connections, threads, memory and time per request (see darkcfg.infer.http_server); thresh >= 0.001.
 
     \b
     darkcfg serve cfg/yolov4-tiny.cfg --port 8080
     curl --data-binary @dog.jpg 'http://127.0.0.1:8080/detect?thresh=0.3'
     """
     from darkcfg.infer.runtime import load_detector
-    from darkcfg.infer.serve import make_server
+    from darkcfg.infer.serve import MIN_THRESH, make_server
 
+    if not MIN_THRESH <= thresh <= 1:
+        raise click.BadParameter(f"{thresh:g}: expected a value in [{MIN_THRESH:g}, 1]", param_hint="--thresh")
     rt = runtime_from(runtime, precision, calibration, device)
-    det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, None, batch, rt)
+    tiling = tiling_from(tiles, tile_overlap, tiles_full, seam_ios)
+    det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, None, batch, rt, tiling)
     try:
-        server = make_server(det, host, port, batch, batch_wait_ms / 1000, int(max_mb * 1024 * 1024))
+        server = make_server(det, host, port, batch, batch_wait_ms / 1000, int(max_mb * 1024 * 1024),
+                             max_pixels=max_pixels, max_boxes=max_boxes, workers=workers,
+                             max_connections=max_connections, timeout=timeout, body_timeout=body_timeout)
     except OSError as e:
         raise DarkcfgError(f"{host}:{port}: cannot listen ({e.strerror or e})") from None
     click.echo(f"serving {cfg} on http://{host}:{server.server_address[1]}/detect (Ctrl-C stops)", err=True)

@@ -17,6 +17,7 @@ from darkcfg.cli._common import (
     size_option,
     thresh_option,
 )
+from darkcfg.cli.detect import tile_options, tiling_from
 
 data_argument = click.argument("data", type=click.Path(exists=True))
 
@@ -39,6 +40,7 @@ data_argument = click.argument("data", type=click.Path(exists=True))
 @click.option("--report", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Write an error-analysis page DIR/index.html: TP/FP/FN per class, AP by object size, F1-best "
                    "thresholds, PR curves, confusion matrix and the images with the most errors.")
+@tile_options
 @batch_option()
 @device_option
 @size_option
@@ -47,16 +49,22 @@ data_argument = click.argument("data", type=click.Path(exists=True))
 def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points: int, thresh: float,
          names: Optional[str], coco: bool, plots: Optional[str], coco_gt: Optional[str], report: Optional[str],
          batch: int, device: Optional[str], size: Optional[str], runtime: str, precision: str,
-         calibration: Optional[str]) -> None:
+         calibration: Optional[str], tiles: Optional[str], tile_overlap: float, tiles_full: bool,
+         seam_ios: float) -> None:
     """mAP of CFG + WEIGHTS on the `valid` list of DATA (a .data file, or a folder of images with their labels),
     printed as `darknet detector map` prints it.
 
     Labels are found by Darknet's rule (images/ -> labels/, JPEGImages/ -> labels/, extension -> .txt), else
     beside the image; `difficult=` in DATA names a parallel list whose labels are difficult truths (ignored).
+    With --tiles, each image is detected in tiles as `detect --tiles` does; the TP and FP at --thresh count the
+    boxes `detect --tiles --thresh` prints.
     """
     from darkcfg.infer.classify import is_classifier_cfg
 
+    tiling = tiling_from(tiles, tile_overlap, tiles_full, seam_ios)
     if is_classifier_cfg(cfg):  # a classifier has no mAP: its top-1 / top-k, as `classifier-valid` prints them
+        if tiling is not None:
+            raise click.UsageError(f"--tiles: {cfg} is a classifier; tiles are for detectors")
         from darkcfg.cli.classify import run_classifier_valid_command
 
         return run_classifier_valid_command(data, cfg, weights, "single", batch, device, size)
@@ -69,7 +77,8 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
     rt = runtime_from(runtime, precision, calibration or data if precision == "int8" else calibration, device,
                       fast=runtime != "torch" or precision != "fp32")
     model = load_runtime_model(cfg, weights, parse_size(size), rt)
-    run = run_map(data, model, names, iou_thresh, thresh, points, batch, coco, coco_gt, plots, report=report)
+    run = run_map(data, model, names, iou_thresh, thresh, points, batch, coco, coco_gt, plots, report=report,
+                  tiles=tiling)
     click.echo("\n".join(map_lines(run.result, run.names)))
     for note in map_notes(run.result):
         click.echo(note, err=True)
@@ -91,6 +100,7 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="Results folder. Default: results= of DATA (results/).")
 @names_option("Class names, one per line. Default: names= of DATA, else COCO's for 80 classes.")
+@tile_options
 @batch_option()
 @device_option
 @size_option
@@ -98,14 +108,17 @@ def map_(data: str, cfg: str, weights: Optional[str], iou_thresh: float, points:
 @friendly
 def valid(data: str, cfg: str, weights: Optional[str], kind: Optional[str], out_dir: Optional[str],
           names: Optional[str], batch: int, device: Optional[str], size: Optional[str], runtime: str, precision: str,
-          calibration: Optional[str]) -> None:
+          calibration: Optional[str], tiles: Optional[str], tile_overlap: float, tiles_full: bool,
+          seam_ios: float) -> None:
     """Write detections on DATA's valid list like `darknet detector valid` (thresh .001, nms .6): COCO
-    results JSON (eval=coco) or VOC comp4_det_test_<class>.txt files."""
+    results JSON (eval=coco) or VOC comp4_det_test_<class>.txt files; with --tiles, detected in tiles."""
     from darkcfg.eval.runner import run_valid
     from darkcfg.infer.runtime import load_runtime_model
+
+    tiling = tiling_from(tiles, tile_overlap, tiles_full, seam_ios)
 
     rt = runtime_from(runtime, precision, calibration or data if precision == "int8" else calibration, device,
                       fast=runtime != "torch" or precision != "fp32")
     model = load_runtime_model(cfg, weights, parse_size(size), rt)
-    images, files = run_valid(data, model, names, kind, out_dir, batch)
+    images, files = run_valid(data, model, names, kind, out_dir, batch, tiles=tiling)
     click.echo(f"{images} images: wrote {files[0]}" + (f" and {len(files) - 1} more" if len(files) > 1 else ""))

@@ -2,7 +2,10 @@
 valid` (`write_valid`, `run_valid`).
 
 Images go through the batched, streaming Detector (thresh .005, nms .45, the cfg's NMS kind and
-letter_box, as validate_detector_map), and their labels are read by the reference's path rule.
+letter_box, as validate_detector_map), and their labels are read by the reference's path rule. With `tiles`
+(a `darkcfg.infer.tiles.Tiling`) each image is detected in tiles as `detect --tiles` does; map merges seams
+among the detections above its --thresh (`Tiling.merge_thresh`), so its counts at that threshold are the
+boxes `detect --tiles --thresh` prints.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from darkcfg.files import write_text
 from darkcfg.infer.detector import Detector, Result
 from darkcfg.infer.names import names_for
 from darkcfg.infer.sources import Frame, Source
+from darkcfg.infer.tiles import Tiling
 from darkcfg.progress import Progress
 
 PathLike = Union[str, Path]
@@ -50,11 +54,15 @@ def check_paths(paths: Sequence[str], what: str) -> None:
 def compute_map(model: torch.nn.Module, paths: Sequence[str], names: Sequence[str], iou_thresh: float = 0.5,
                 thresh: float = 0.25, points: int = 0, batch: int = 1, difficult: Optional[Sequence[str]] = None,
                 loader: Callable[[str], np.ndarray] = read_bgr, progress: bool = True,
-                coco: Optional[CocoCollector] = None, record: Optional[list] = None) -> MapResult:
+                coco: Optional[CocoCollector] = None, record: Optional[list] = None,
+                tiles: Optional[Tiling] = None) -> MapResult:
     """validate_detector_map over `paths` (labels by label_file; `difficult` is a parallel list whose
     labels are the difficult truths). With `coco`, the same detections and truths are collected for
-    pycocotools as well; with `record` (a list), each image's (path, DetectionArray, ImageOutcome) is appended."""
-    det = Detector(model, names, MAP_THRESH, MAP_NMS, None, batch)
+    pycocotools as well; with `record` (a list), each image's (path, DetectionArray, ImageOutcome) is appended.
+    `tiles`: detect in tiles (its merge_thresh, when None, becomes `thresh`)."""
+    if tiles is not None and tiles.merge_thresh is None:
+        tiles = tiles.with_merge_thresh(thresh)
+    det = Detector(model, names, MAP_THRESH, MAP_NMS, None, batch, tiles)
     acc = MapAccumulator(det.classes, iou_thresh, thresh, record=record is not None)
     index = {p: k for k, p in enumerate(paths)}
     with Progress(len(paths), "map", unit="img", enabled=progress) as bar:
@@ -82,11 +90,13 @@ VALID_THRESH, VALID_NMS = 0.001, 0.6
 
 
 def write_valid(model: torch.nn.Module, paths: Sequence[str], names: Sequence[str], kind: str, out_dir: Path,
-                batch: int = 1, prefix: str = "comp4_det_test_", progress: bool = True) -> list[Path]:
+                batch: int = 1, prefix: str = "comp4_det_test_", progress: bool = True,
+                tiles: Optional[Tiling] = None) -> list[Path]:
     """detector.c:validate_detector (thresh .001, nms .6): `kind` coco -> <out_dir>/coco_results.json with
     COCO category ids for 80-class models (else class id + 1); voc (or anything else) ->
-    <out_dir>/<prefix><class name>.txt per class. Files are written beside and renamed into place."""
-    det = Detector(model, names, VALID_THRESH, VALID_NMS, None, batch)
+    <out_dir>/<prefix><class name>.txt per class. Files are written beside and renamed into place. `tiles`:
+    detect in tiles (seams merged among all the detections written, unless its merge_thresh says otherwise)."""
+    det = Detector(model, names, VALID_THRESH, VALID_NMS, None, batch, tiles)
     coco = kind == "coco"
     cats = COCO_IDS if det.classes == 80 else tuple(range(1, det.classes + 1))
     json_lines: list[str] = []
@@ -138,11 +148,12 @@ class MapRun:
 def run_map(data: PathLike, model: torch.nn.Module, names: Optional[PathLike] = None, iou_thresh: float = 0.5,
             thresh: float = 0.25, points: int = 0, batch: int = 1, coco: bool = False,
             coco_gt: Optional[PathLike] = None, plots: Optional[PathLike] = None, progress: bool = True,
-            report: Optional[PathLike] = None) -> MapRun:
+            report: Optional[PathLike] = None, tiles: Optional[Tiling] = None) -> MapRun:
     """`darknet detector map DATA CFG WEIGHTS` with `model`: mAP over DATA's valid list (labels by the
     reference's rule; `difficult=` names a parallel list of difficult truths). `names` overrides names=.
     With `coco`/`coco_gt` also pycocotools' metrics; with `plots` a folder for pr_curves.png and
-    confusion_matrix.png; with `report` a folder for the error-analysis page (darkcfg.eval.html_report)."""
+    confusion_matrix.png; with `report` a folder for the error-analysis page (darkcfg.eval.html_report);
+    with `tiles`, detected in tiles (`compute_map`)."""
     dc, paths = validation_list(data)
     difficult = image_list(dc.difficult) if dc.difficult else None
     if difficult is not None and len(difficult) != len(paths):
@@ -152,7 +163,7 @@ def run_map(data: PathLike, model: torch.nn.Module, names: Optional[PathLike] = 
     collector = CocoCollector(class_names, read_coco_gt(coco_gt) if coco_gt else None) if coco or coco_gt else None
     record: Optional[list] = [] if report else None
     res = compute_map(model, paths, class_names, iou_thresh, thresh, points, batch, difficult, progress=progress,
-                      coco=collector, record=record)
+                      coco=collector, record=record, tiles=tiles)
     run = MapRun(res, class_names)
     if report and record is not None:
         from darkcfg.eval.analysis import analyse
@@ -177,10 +188,12 @@ def run_map(data: PathLike, model: torch.nn.Module, names: Optional[PathLike] = 
 
 
 def run_valid(data: PathLike, model: torch.nn.Module, names: Optional[PathLike] = None, kind: Optional[str] = None,
-              out: Optional[PathLike] = None, batch: int = 1, progress: bool = True) -> tuple[int, list[Path]]:
+              out: Optional[PathLike] = None, batch: int = 1, progress: bool = True,
+              tiles: Optional[Tiling] = None) -> tuple[int, list[Path]]:
     """`darknet detector valid DATA CFG WEIGHTS`: (images, files written) of `write_valid` over DATA's valid
-    list, in `kind` (default eval= of DATA) into `out` (default results= of DATA)."""
+    list, in `kind` (default eval= of DATA) into `out` (default results= of DATA), in tiles with `tiles`."""
     dc, paths = validation_list(data)
     class_names = names_for(model, names or dc.names)
-    files = write_valid(model, paths, class_names, kind or dc.eval, Path(out or dc.results), batch, progress=progress)
+    files = write_valid(model, paths, class_names, kind or dc.eval, Path(out or dc.results), batch, progress=progress,
+                        tiles=tiles)
     return len(paths), files

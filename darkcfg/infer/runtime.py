@@ -17,6 +17,7 @@ import torch
 from darkcfg.errors import DarkcfgError
 from darkcfg.infer.detector import Detector
 from darkcfg.infer.names import names_for
+from darkcfg.infer.tiles import Tiling
 from darkcfg.model.loading import Size, load, load_trained, load_trained_weights
 
 PathLike = Union[str, Path]
@@ -80,17 +81,18 @@ def prepare(model: torch.nn.Module, runtime: Runtime, letterbox: Optional[bool] 
 
 def load_detector(cfg: PathLike, weights: Optional[PathLike] = None, names: Optional[PathLike] = None,
                   size: Size = None, thresh: float = 0.25, nms: float = 0.45, letterbox: Optional[bool] = None,
-                  batch: int = 1, runtime: Optional[Runtime] = None) -> Detector:
+                  batch: int = 1, runtime: Optional[Runtime] = None, tiles: Optional[Tiling] = None) -> Detector:
     """A Detector for `cfg` (a .cfg or a .pt checkpoint) with `weights` (default: the .pt's own, else
     weights/<cfg name>.weights), class `names` (a file with one per class; default COCO's for 80 classes),
-    `size` overriding the cfg's, the thresholds, letterbox (None: the cfg's), images per forward and the
-    runtime. The names are checked before the weights are read."""
+    `size` overriding the cfg's, the thresholds, letterbox (None: the cfg's), images per forward, the
+    runtime and `tiles` (detection on tiles of each image, `darkcfg.infer.tiles`). The names are checked
+    before the weights are read."""
     runtime = runtime or Runtime()
     runtime.check()
     model = load(cfg, size=size)
     class_names = names_for(model, names)
     load_trained_weights(model, cfg, weights)
-    return Detector(prepare(model, runtime, letterbox), class_names, thresh, nms, letterbox, batch)
+    return Detector(prepare(model, runtime, letterbox), class_names, thresh, nms, letterbox, batch, tiles)
 
 
 def load_runtime_model(cfg: PathLike, weights: Optional[PathLike] = None, size: Size = None,

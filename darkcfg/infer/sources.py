@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from darkcfg.data.dataset import image_list
-from darkcfg.data.images import IMAGE_EXTENSIONS, ImageError, list_images, read_bgr
+from darkcfg.data.images import IMAGE_EXTENSIONS, ImageError, check_pixels, list_images, read_bgr
 from darkcfg.infer.live import LiveReader, is_live
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".mjpeg")
@@ -104,8 +104,10 @@ def expand_sources(args: Sequence[str]) -> tuple[list[Source], list[str]]:
     return sources, errors
 
 
-def video_frames(source: Source) -> Iterator[Frame]:
-    """Decode a video sequentially; each frame is already read when yielded."""
+def video_frames(source: Source, max_pixels: Optional[int] = None) -> Iterator[Frame]:
+    """Decode a video sequentially; each frame is already read when yielded. A frame size (from the container,
+    before any frame is decoded) above `max_pixels` (None: darkcfg.data.images.MAX_PIXELS) is a one-line
+    ImageError."""
     import cv2
 
     cap = cv2.VideoCapture(source.path)
@@ -113,6 +115,8 @@ def video_frames(source: Source) -> Iterator[Frame]:
         raise ImageError(f"{source.path}: cannot open this video")
     i = 0
     try:
+        check_pixels(source.path, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                     max_pixels)
         while True:
             ok, bgr = cap.read()
             if not ok:
