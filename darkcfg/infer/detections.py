@@ -34,6 +34,7 @@ class Detection:
     confidence: float
     box: tuple[float, float, float, float]
     relative: tuple[float, float, float, float]
+    track_id: Optional[int] = None  # the object's identity across frames, when tracked (`darkcfg.infer.track`)
 
 
 @dataclass
@@ -42,6 +43,9 @@ class DetectionArray:
 
     boxes (N, 4) float32 (cx, cy, w, h) relative to the image; objectness (N,) float32;
     probs (N, C) float32; width, height: the original image size in pixels.
+    embeddings (N, E) float32: each box's appearance vector where the run keeps one (the cfg's
+    `embedding_layer`, or the network's feature map at the box), else None. track_ids (N,) int64: each box's
+    track when tracked (-1: not assigned to a track), else None.
     """
 
     boxes: np.ndarray
@@ -52,6 +56,8 @@ class DetectionArray:
     source: str = ""
     frame: Optional[int] = None
     names: list[str] = field(default_factory=list, repr=False)
+    embeddings: Optional[np.ndarray] = field(default=None, repr=False)
+    track_ids: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -63,7 +69,9 @@ class DetectionArray:
     def take(self, order: np.ndarray, probs: Optional[np.ndarray] = None) -> DetectionArray:
         """The detections reordered by `order` (with replaced probabilities, already in the new order)."""
         return DetectionArray(self.boxes[order], self.objectness[order], self.probs[order] if probs is None else probs,
-                          self.width, self.height, self.source, self.frame, self.names)
+                              self.width, self.height, self.source, self.frame, self.names,
+                              None if self.embeddings is None else self.embeddings[order],
+                              None if self.track_ids is None else self.track_ids[order])
 
     def name(self, class_id: int) -> str:
         return self.names[class_id] if class_id < len(self.names) else str(class_id)
@@ -96,5 +104,6 @@ class DetectionArray:
             cx, cy, w, h = (float(v) for v in self.boxes[i])
             box = ((cx - w / 2) * self.width, (cy - h / 2) * self.height,
                    (cx + w / 2) * self.width, (cy + h / 2) * self.height)
-            out.append(Detection(j, self.name(j), float(self.probs[i, j]), box, (cx, cy, w, h)))
+            track = None if self.track_ids is None or self.track_ids[i] < 0 else int(self.track_ids[i])
+            out.append(Detection(j, self.name(j), float(self.probs[i, j]), box, (cx, cy, w, h), track))
         return out
