@@ -425,18 +425,22 @@ def timed_detect(port):
     return status, body, time.perf_counter() - t
 
 
+IDLE, STALLED = 1000, 30  # the issue's probe: 1000 half-open connections, 30 slow uploads
+
+
 def test_idle_connections_and_stalled_uploads_cost_no_threads_and_bounded_memory(serve_process):
     p, port, _ = serve_process
     for _ in range(3):  # warm: the first forwards allocate what every later one reuses
         assert timed_detect(port)[0] == 200
     rss0, threads0 = proc_status(p.pid)
+    alone = min(timed_detect(port)[2] for _ in range(3))  # this machine's time for the request, nothing held
     held = []
-    for k in range(250):  # idle: half connect only, half stop inside the request head
+    for k in range(IDLE):  # idle: half connect only, half stop inside the request head
         s = socket.create_connection(("127.0.0.1", port))
         if k % 2:
             s.sendall(b"POST /detect HTTP/1.1\r\nHost: t\r\nContent-Le")
         held.append(s)
-    for _ in range(8):  # stalled uploads: 1.5 MiB sent of the 2 MiB announced
+    for _ in range(STALLED):  # stalled uploads: 1.5 MiB sent of the 2 MiB announced
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(HEAD + b"Content-Length: %d\r\n\r\n" % (2 << 20) + bytes(3 << 19))
         held.append(s)
@@ -444,14 +448,18 @@ def test_idle_connections_and_stalled_uploads_cost_no_threads_and_bounded_memory
         time.sleep(1.0)  # the uploads are now stalled: no byte for a second
         status, answer, seconds = timed_detect(port)
         assert status == 200 and answer[0]["frame_id"] == 1
-        assert seconds < 1.0
+        # within a second of what the request takes alone (a loaded CI machine is slower at both)
+        assert seconds < alone + 1.0, f"{seconds:.3f} s held against {alone:.3f} s alone"
         rss, threads = proc_status(p.pid)
-        print(f"\nRSS {rss0 / 2**20:.0f} -> {rss / 2**20:.0f} MiB, threads {threads0} -> {threads}, {seconds:.3f} s")
+        print(f"\nRSS {rss0 / 2**20:.0f} -> {rss / 2**20:.0f} MiB, threads {threads0} -> {threads}, {seconds:.3f} s "
+              f"(alone {alone:.3f} s)")
         assert threads - threads0 <= 16  # no thread per connection: at most the workers (2 x batch), on demand
-        assert rss - rss0 < 64 << 20, f"{(rss - rss0) / 2**20:.0f} MiB more"  # 8 x 1.5 MiB bodies + 258 sockets
-        # the 8 uploads filled the memory for bodies (8 x 2 MiB): one stalled upload gave way, with a 408
-        evicted = [read_responses(s, 0.05)[0] for s in held[250:]]
-        assert [a[0][0] for a in evicted if a] == [408]
+        # bodies held at once are bounded (8 x --max-mb), so are the sockets' buffers
+        assert rss - rss0 < 64 << 20, f"{(rss - rss0) / 2**20:.0f} MiB more"
+        # the stalled uploads filled the memory for bodies: the oldest gave way, each with a 408
+        evicted = [read_responses(s, 0.05)[0] for s in held[IDLE:]]
+        statuses = [a[0][0] for a in evicted if a]
+        assert statuses and set(statuses) == {408}
     finally:
         for s in held:
             s.close()

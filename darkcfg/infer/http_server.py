@@ -9,8 +9,9 @@ What one client may cost is bounded (`Limits`):
   on a kept-alive one), the body within `body_timeout`, and the answer must be taken within `send_timeout`;
 - memory: the head within `max_head` bytes and `max_headers` lines; a body within `max_body` bytes, read only
   when its declared length fits in `body_budget` (the bytes of all bodies held at once). A request that does
-  not fit makes room by evicting uploads that stalled (less than `min_rate` bytes in the last second: 408), or
-  waits for room, up to `timeout`, then 503. Bodies grow as they arrive (a stalled upload holds what it sent);
+  not fit makes room by evicting uploads that stalled (less than `min_rate` bytes/s over half a second: 408;
+  the room is held for it), or waits for room, up to `timeout`, then 503. Bodies grow as they arrive (a
+  stalled upload holds what it sent);
 - threads: the event loop, and `workers` threads that run the handlers.
 
 Parsing is strict, so that this server and a proxy in front of it always agree where a request ends (no request
@@ -188,49 +189,74 @@ class _Upload:
 
     def progress(self, received: int, now: float, min_rate: int) -> None:
         self.received = received
-        if received - self.mark_bytes >= min_rate:
+        if received - self.mark_bytes >= min_rate * _Uploads.STALL:
             self.mark, self.mark_bytes = now, received
 
 
 class _Uploads:
     """The bodies held at once, by declared length, within `total` bytes (on the event loop). A request that does
-    not fit evicts uploads that stalled (less than `min_rate` bytes in the last second) to make room, else waits
-    for room."""
+    not fit evicts uploads that stalled (less than `min_rate` bytes in the last STALL seconds) to make room, and
+    the room they leave is held for it (other waiters, stalled uploads among them, cannot take it first); else it
+    waits for room."""
+
+    STALL = 0.5  # seconds without min_rate * STALL bytes: stalled (evicted only when another request needs room)
 
     def __init__(self, total: int, min_rate: int) -> None:
         self.total, self.min_rate, self.used = total, min_rate, 0
         self.active: set[_Upload] = set()
+        self._claims: list[list[_Upload]] = []  # per waiting request: the uploads it evicted
         self._cond = asyncio.Condition()
+
+    def _held(self, claim: list[_Upload]) -> int:
+        """Room a waiting request made: the bytes of its evicted uploads already released."""
+        return sum(u.n for u in claim if u not in self.active)
 
     async def admit(self, n: int, timeout: float) -> Optional[_Upload]:
         """Room for a body of n bytes (None: not within `timeout` seconds)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        async with self._cond:
-            while self.used + n > self.total:
-                self._evict(n, loop.time())
-                left = end - loop.time()
-                if left <= 0:
-                    return None
-                try:  # stalls show with time: look again every quarter second
-                    await asyncio.wait_for(self._cond.wait(), min(left, 0.25))
-                except asyncio.TimeoutError:
-                    pass
-            self.used += n
-            up = _Upload(n, loop.time())
-            self.active.add(up)
-            return up
+        mine: list[_Upload] = []
+        self._claims.append(mine)
+        try:
+            async with self._cond:
+                while True:
+                    others = sum(self._held(c) for c in self._claims if c is not mine)
+                    if self.used + others + n <= self.total:
+                        break
+                    leaving = sum(u.n for u in mine if u in self.active)  # evicted by me, not yet released
+                    deficit = self.used + others + n - self.total - leaving
+                    if deficit > 0:
+                        mine += self._evict(deficit, loop.time())
+                    left = end - loop.time()
+                    if left <= 0:
+                        return None
+                    try:  # stalls show with time: look again every tenth of a second
+                        await asyncio.wait_for(self._cond.wait(), min(left, 0.1))
+                    except asyncio.TimeoutError:
+                        pass
+                self.used += n
+                up = _Upload(n, loop.time())
+                self.active.add(up)
+                return up
+        finally:
+            self._claims.remove(mine)
+            if mine:  # the room held for this request is everyone's again
+                async with self._cond:
+                    self._cond.notify_all()
 
-    def _evict(self, n: int, now: float) -> None:
-        freeing = sum(u.n for u in self.active if u.evicted)
-        stalled = [u for u in self.active if u.reading and not u.evicted and now - u.mark > 1.0]
-        for u in sorted(stalled, key=lambda u: u.mark):  # the longest stalled first
-            if self.used - freeing + n <= self.total:
-                return
+    def _evict(self, need: int, now: float) -> list[_Upload]:
+        """Evict stalled uploads, the longest stalled first, until `need` bytes are on their way out."""
+        stalled = [u for u in self.active if u.reading and not u.evicted and now - u.mark > self.STALL]
+        out: list[_Upload] = []
+        for u in sorted(stalled, key=lambda u: u.mark):
+            if need <= 0:
+                break
             u.evicted = True
-            freeing += u.n
+            need -= u.n
+            out.append(u)
             if u.task is not None:
                 u.task.cancel()  # it is waiting inside _read_body, which answers 408
+        return out
 
     async def release(self, up: _Upload) -> None:
         async with self._cond:
