@@ -4,6 +4,8 @@
     model = darkcfg.load("cfg/yolov3-tiny.cfg", "weights/yolov3-tiny.weights", size=416)
     outputs = model.forward_all(x)   # every layer's output, Darknet's numbering and layout
     detections = model.detect("dog.jpg")          # a detector; a classifier: model.classify("dog.jpg", top=5)
+    for index, frame, dets in model.track("clip.mp4"):  # dets[i].track_id: the same object keeps its id
+        ...
     detector = darkcfg.load_detector("cfg/yolov4-tiny.cfg", names="obj.names", runtime=darkcfg.Runtime("openvino"))
 
 The package reads as the pipeline: `model/` (cfg -> network -> weights, heads), `data/` (dataset and image
@@ -12,7 +14,7 @@ higher one. `cli/` is the command line.
 
 Importing `darkcfg` is cheap (no torch): the names below are loaded on first use (PEP 562), so that the command
 line starts, and `darkcfg --help` answers, without loading PyTorch. Touching any of them also loads the
-inference stage, which gives every `Darknet` its `detect`, `stream` and `classify` methods.
+inference stage, which gives every `Darknet` its `detect`, `stream`, `track` and `classify` methods.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'darkcfg' has no attribute {name!r}")
     importlib.import_module("darkcfg.infer.detector")  # registers Darknet.detect / Darknet.stream
+    importlib.import_module("darkcfg.infer.run")  # registers Darknet.track (and stream(track=True))
     importlib.import_module("darkcfg.infer.classify")  # registers Darknet.classify
     value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value

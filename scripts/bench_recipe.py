@@ -65,7 +65,7 @@ def main() -> int:
     table: dict[str, list[tuple[float, float, float]]] = {}
     for recipe in a.recipes:
         for seed in range(a.seeds):
-            folder = out / f"{recipe}-{seed}"
+            folder = out / f"{recipe}-{seed}-it{n}-b{a.batch}"  # a finished run is reused for the same budget only
             done = folder / "score.json"
             if done.is_file():
                 m50, m5095, wall = json.loads(done.read_text())

@@ -26,8 +26,9 @@ All at one detection threshold (--thresh; SAHI's switch to NMS below 0.1 turned 
 Measured: AP50 (pycocotools, 101-point, IoU 0.5, up to 10000 detections per image) over all objects and by
 COCO area (small < 32^2 pixels, medium, large >= 96^2); duplicates: for each object, the detections above 0.25
 of its class that lie mostly on it (intersection over the smaller box > 0.5) beyond the first, summed over the
-objects crossing an inner edge of darkcfg's tiles ("at seams") and over all; time per image (wall time over the
-set after one warm-up image, file reading included). The machine is printed first.
+objects crossing an inner edge of darkcfg's tiles ("at seams") and over all; time per image (wall time, file
+reading included, after one warm-up call of each contender; the contenders take turns image by image, so that
+the load of a shared machine weighs on all of them alike). The machine is printed first.
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ import io
 import platform
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,13 +72,13 @@ def pixel_dets(d: DetectionArray, thresh: float) -> Dets:
     return [(t.class_id, t.confidence, *t.box) for t in d.to_list(thresh)]
 
 
-def run_darkcfg(det: Detector, paths: list[str]) -> tuple[list[Dets], float]:
-    """The Detector's stream over the files (as `darkcfg detect` runs it): per-image detections, s per image."""
-    for _ in det.stream(frames_for(paths[:1])):  # warm-up
-        pass
-    t0 = time.perf_counter()
-    out = [pixel_dets(r.detections, det.thresh) for r in det.stream(frames_for(paths)) if r.detections is not None]
-    return out, (time.perf_counter() - t0) / len(paths)
+def darkcfg_runner(det: Detector) -> Callable[[str], Dets]:
+    """One image file through the Detector's stream (as `darkcfg detect` runs it: loading and cutting into tiles
+    in a worker thread, the tiles in one forward) -> its detections."""
+    def one(path: str) -> Dets:
+        return [d for r in det.stream(frames_for([path])) if r.detections is not None
+                for d in pixel_dets(r.detections, det.thresh)]
+    return one
 
 
 def sahi_model(det: Detector, batched: bool):  # noqa: ANN201 - a sahi DetectionModel
@@ -128,7 +131,8 @@ def sahi_model(det: Detector, batched: bool):  # noqa: ANN201 - a sahi Detection
     return DarkcfgModel(model=det, confidence_threshold=det.thresh, category_mapping=names, device="cpu")
 
 
-def run_sahi(det: Detector, paths: list[str], tile: int, overlap: float, batch: int) -> tuple[list[Dets], float]:
+def sahi_runner(det: Detector, tile: int, overlap: float, batch: int) -> Callable[[str], Dets]:
+    """One image file through SAHI's get_sliced_prediction around `det` -> its detections."""
     from sahi.predict import get_sliced_prediction
 
     model = sahi_model(det, batch > 1)
@@ -141,11 +145,24 @@ def run_sahi(det: Detector, paths: list[str], tile: int, overlap: float, batch: 
                                       postprocess_match_threshold=0.5, verbose=0, force_postprocess_type=True,
                                       batch_size=batch)
         return [(p.category.id, p.score.value, *p.bbox.to_xyxy()) for p in r.object_prediction_list]
+    return one
 
-    one(paths[0])  # warm-up
-    t0 = time.perf_counter()
-    out = [one(p) for p in paths]
-    return out, (time.perf_counter() - t0) / len(paths)
+
+def run_all(contenders: list[tuple[str, Callable[[str], Dets]]], paths: list[str]
+            ) -> tuple[list[list[Dets]], list[float]]:
+    """Every contender on every image, round-robin image by image (a shared machine's load then weighs on all
+    alike), after one warm-up call each on the first image: per contender, its detections per image and its
+    mean seconds per image."""
+    for _, fn in contenders:
+        fn(paths[0])
+    dets: list[list[Dets]] = [[] for _ in contenders]
+    seconds = [0.0] * len(contenders)
+    for p in paths:
+        for k, (_, fn) in enumerate(contenders):
+            t0 = time.perf_counter()
+            dets[k].append(fn(p))
+            seconds[k] += time.perf_counter() - t0
+    return dets, [t / len(paths) for t in seconds]
 
 
 def ap50_by_size(truths: list[np.ndarray], sizes: list[tuple[int, int]], dets: list[Dets],
@@ -246,14 +263,11 @@ def main() -> int:
           f"{len(paths)} of {dc.valid_list()} ({', '.join(sorted({f'{w}x{h}' for w, h in sizes}))}), "
           f"{sum(len(t) for t in truths)} objects; tiles {tile}px overlap {a.overlap:g} + full pass: "
           f"{min(n_tiles)}..{max(n_tiles)} network inputs per image; threshold {a.thresh:g}", flush=True)
-    rows: list[tuple[str, list[Dets], float]] = []
-    contenders = [
-        ("whole image (detect)", lambda: run_darkcfg(Detector(model, names, a.thresh), paths)),
-        (f"darkcfg --tiles {tile}px --tiles-full", lambda: run_darkcfg(Detector(model, names, a.thresh,
-                                                                               tiles=tiling), paths)),
-        ("darkcfg tiles, no seam merge", lambda: run_darkcfg(Detector(model, names, a.thresh,
-                                                                     tiles=Tiling(tiling.grid, tiling.size,
-                                                                                  tiling.overlap, True, 1.0)), paths)),
+    contenders: list[tuple[str, Callable[[str], Dets]]] = [
+        ("whole image (detect)", darkcfg_runner(Detector(model, names, a.thresh))),
+        (f"darkcfg --tiles {tile}px --tiles-full", darkcfg_runner(Detector(model, names, a.thresh, tiles=tiling))),
+        ("darkcfg tiles, no seam merge", darkcfg_runner(Detector(model, names, a.thresh,
+                                                                 tiles=replace(tiling, seam_ios=1.0)))),
     ]
     if not a.no_sahi:
         try:
@@ -262,19 +276,18 @@ def main() -> int:
             print("SAHI: not installed (pip install sahi); its rows are left out")
         else:
             det = Detector(model, names, a.thresh)
-            contenders += [(f"SAHI {sahi.__version__} batch_size 1", lambda: run_sahi(det, paths, tile, a.overlap, 1)),
+            contenders += [(f"SAHI {sahi.__version__} batch_size 1", sahi_runner(det, tile, a.overlap, 1)),
                            (f"SAHI {sahi.__version__} batch_size {a.sahi_batch}",
-                            lambda: run_sahi(det, paths, tile, a.overlap, a.sahi_batch))]
+                            sahi_runner(det, tile, a.overlap, a.sahi_batch))]
+    all_dets, seconds = run_all(contenders, paths)
     print(f"\n| {'contender':38s} | AP50 all | small | medium | large | dup. at seams | dup. all | s/image |")
     print(f"|{'-' * 40}|---------:|------:|-------:|------:|--------------:|---------:|--------:|")
-    for label, fn in contenders:
-        dets, seconds = fn()
+    for (label, _), dets, sec in zip(contenders, all_dets, seconds):
         ap50 = ap50_by_size(truths, sizes, dets, classes)
         seam_dups, seam_objects, all_dups = duplicates(truths, sizes, dets, tiling, net)
-        rows.append((label, dets, seconds))
         print(f"| {label:38s} | {ap50['all'] * 100:8.1f} | {ap50['small'] * 100:5.1f} | {ap50['medium'] * 100:6.1f} "
               f"| {ap50['large'] * 100:5.1f} | {seam_dups:5d} of {seam_objects:4d} | {all_dups:8d} | "
-              f"{seconds:7.2f} |", flush=True)
+              f"{sec:7.2f} |", flush=True)
     return 0
 
 

@@ -14,6 +14,20 @@ Two runs this project reports (README, "Training"):
   weights at layer 15, batch 16, at 224 x 224 throughout (`--fixed-size` writes random=0 into the adapted cfg: with
   random=1 the reference trains its last 100 iterations, here all of them, at the largest multi-scale size, 352).
 
+With --classify, a classifier instead (the issue's target: darkcfg's top-1 >= the reference's at >= 3x its
+images/s):
+
+    python scripts/bench_train.py --classify [--iterations 1000] [--train-images 2000] [--valid-images 200]
+        [--reference PATH/TO/darknet]
+
+trains OUT/shapes-classifier.cfg (scripts/make_shapes_dataset.py --classify: 3 classes, 64x64, batch 32, steps at 70
+and 90 % of the iterations) on the generated classification set, with darkcfg (`darkcfg train`, the reference's
+recipe) and, given --reference, with `darknet classifier train` on the same set, cfg and schedule (one cfg file for
+both, OUT/shapes-classifier-bench.cfg); then each one's top-1 on the valid list (`classifier valid`, the reference's
+own for its weights) and the reference's `classifier valid` on darkcfg's weights, which must print darkcfg's
+top-1. images/s is the whole run's (iterations x batch / its wall time, start-up and the last save included) for
+both, and darkcfg's after its tenth iteration too.
+
 --reference runs a darknet binary you built (`darknet detector train DATA CFG WEIGHTS -dont_show -nomap`) on the
 same set, cfg ([net] set to the same batch, size and schedule: OUT/<cfg>-reference.cfg), weights and host, before
 and after darkcfg's run (a ratio in one run: the host's speed moves between hours), and prints both rates and
@@ -30,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import platform
 import re
 import statistics
@@ -126,13 +141,131 @@ def reference_rate(darknet: Path, data: Path, cfg: Path, weights: Optional[Path]
     return ReferenceRun((int(rows[-1][4]) - int(rows[2][4])) / seconds, build, nan_at)
 
 
+CLASSIFIER_LINE = re.compile(r"^(\d+), [0-9.]+: (\S+), (\S+) avg, ")
+TOP1 = re.compile(r"^\s*(\d+): top 1: ([0-9.]+), top (\d+): ([0-9.]+)")
+
+
+class ClassifierRun(NamedTuple):
+    images_per_s: float  # iterations x batch / the run's wall seconds
+    seconds: float
+    final: Path  # the weights at the end
+    avg_loss: float
+    nan_at: Optional[int] = None
+
+
+def darknet_top1(darknet: Path, data: Path, cfg: Path, weights: Path, log: Path) -> tuple[float, int]:
+    """`darknet classifier valid DATA CFG WEIGHTS`: its last running top-1 and the images it counted."""
+    with open(log, "w") as f:
+        done = subprocess.run([str(darknet), "classifier", "valid", str(data), str(cfg), str(weights)], stdout=f,
+                              stderr=subprocess.STDOUT, cwd=data.parent)
+    rows = [m for m in (TOP1.match(line) for line in log.read_text(errors="replace").splitlines()) if m]
+    if done.returncode or not rows:
+        raise SystemExit(f"{darknet} classifier valid: exit status {done.returncode}; see {log}")
+    return float(rows[-1][2]), int(rows[-1][1]) + 1
+
+
+def darkcfg_top1(data: Path, cfg: Path, weights: Path) -> tuple[float, int]:
+    """darkcfg's classifier-valid (validate_classifier_single): the last running top-1 and the images counted."""
+    import darkcfg
+    from darkcfg.eval.classifier import run_classifier_valid
+
+    run = run_classifier_valid(str(data), darkcfg.load(cfg, weights), batch=16)
+    steps = list(run.steps)
+    return float(steps[-1].top1), len(steps)
+
+
+def darknet_classifier_train(darknet: Path, data: Path, cfg: Path, log: Path) -> ClassifierRun:
+    """`darknet classifier train DATA CFG -dont_show` from scratch, its backup folder OUT/reference-backup."""
+    backup = data.parent / "reference-backup"
+    backup.mkdir(exist_ok=True)
+    for f in backup.glob("*"):
+        f.unlink()
+    ref_data = data.with_name(f"{data.stem}-reference.data")
+    ref_data.write_text(re.sub(r"(?m)^backup\s*=.*$", f"backup = {backup}/", data.read_text()))
+    t0 = time.time()
+    with open(log, "w") as f:
+        done = subprocess.run([str(darknet), "classifier", "train", str(ref_data), str(cfg), "-dont_show"], stdout=f,
+                              stderr=subprocess.STDOUT, cwd=data.parent)
+    seconds = time.time() - t0
+    rows = [m for m in (CLASSIFIER_LINE.match(line) for line in log.read_text(errors="replace").splitlines()) if m]
+    final = backup / f"{cfg.stem}_final.weights"
+    if done.returncode or not rows or not final.is_file():
+        raise SystemExit(f"{darknet} classifier train: exit status {done.returncode}, {len(rows)} iteration lines; "
+                         f"see {log}")
+    nan_at = next((int(m[1]) for m in rows if "nan" in m[2].lower()), None)
+    return ClassifierRun(int(rows[-1][1]) * _net_value(cfg, "batch") / seconds, seconds, final, float(rows[-1][3]),
+                         nan_at)
+
+
+def _net_value(cfg: Path, key: str) -> int:
+    m = re.search(rf"(?m)^\s*{key}\s*=\s*(\d+)", cfg.read_text())
+    assert m, f"{cfg}: no {key}="
+    return int(m.group(1))
+
+
+def classify_main(a: argparse.Namespace) -> int:
+    """--classify (module docstring)."""
+    n = a.iterations or 1000
+    out = Path(a.out) / "shapes-classify"
+    data = out / "shapes.data"
+    train_images = a.train_images or 2000
+    if not data.is_file() or len((out / "train.txt").read_text().split()) != train_images or \
+            len((out / "valid.txt").read_text().split()) != a.valid_images:
+        subprocess.run([sys.executable, str(REPO / "scripts" / "make_shapes_dataset.py"), str(out), "--classify",
+                        "--train", str(train_images), "--valid", str(a.valid_images), "--size", "96", "--classes",
+                        "3", "--seed", "0"], check=True)
+    base = out / "shapes-classifier.cfg"
+    cfg = out / "shapes-classifier-bench.cfg"  # the same file for both: the schedule scaled to the iterations
+    net = {"max_batches": str(n), "steps": f"{int(n * .7)},{int(n * .9)}", "burn_in": str(max(1, min(50, n // 20)))}
+    if a.batch:
+        net.update(batch=str(a.batch), subdivisions="1")
+    cfg.write_text(edit_cfg_text(base.read_text(), str(base), {(0, k): v for k, v in net.items()}))
+    batch = _net_value(cfg, "batch")
+    for f in (out / "backup").glob("*"):
+        f.unlink()
+    print(f"machine: {machine()}")
+    print(f"{cfg.name}: 64x64, batch {batch}, {n} iterations ({n * batch / train_images:.1f} epochs of "
+          f"{train_images} images), steps {net['steps']}; valid: {a.valid_images} images")
+    opts = TrainOptions(data=str(data), cfg=str(cfg), device=a.device, workers=a.workers, seed=0, calc_map=False,
+                        backup=str(out / "backup"))
+    t0 = time.time()
+    r = Trainer(opts).run()
+    wall = time.time() - t0
+    assert r.final is not None
+    rows = list(csv.DictReader(open(out / "backup" / f"{cfg.stem}.csv")))
+    rates = [float(row["images_per_s"]) for row in rows[10:]] or [float(row["images_per_s"]) for row in rows]
+    steady = len(rates) * batch / sum(batch / v for v in rates)
+    ours = ClassifierRun(n * batch / wall, wall, Path(r.final), r.avg_loss)
+    top1, counted = darkcfg_top1(data, cfg, ours.final)
+    table = [("darkcfg", ours, top1)]
+    cross = None
+    if a.reference:
+        ref = darknet_classifier_train(a.reference, data, cfg, out / "reference-train.log")
+        ref_top1, _ = darknet_top1(a.reference, data, cfg, ref.final, out / "reference-valid.log")
+        table.append((f"reference {a.reference.name}", ref, ref_top1))
+        cross, _ = darknet_top1(a.reference, data, cfg, ours.final, out / "reference-valid-darkcfg-weights.log")
+    print(f"| trainer | top-1 on {counted} valid images | images/s (whole run) | wall s | final avg loss |")
+    print("|---|---|---|---|---|")
+    for name, run, t in table:
+        print(f"| {name} | {t * 100:.2f} % | {run.images_per_s:.1f} | {run.seconds:.0f} | {run.avg_loss:.3f}"
+              f"{f' (NaN from iteration {run.nan_at})' if run.nan_at else ''} |")
+    print(f"darkcfg after its tenth iteration: {steady:.1f} training images/s")
+    if a.reference:
+        ref = table[1][1]
+        print(f"darkcfg / reference: **{ours.images_per_s / ref.images_per_s:.1f}x** images/s; top-1 "
+              f"{top1 * 100:.2f} % against {table[1][2] * 100:.2f} %")
+        print(f"the reference's classifier valid on darkcfg's {ours.final.name}: top-1 {cross * 100:.2f} % "
+              f"({'the same as' if abs(cross - top1) < 5e-7 else 'DIFFERENT from'} darkcfg's classifier-valid)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "darkcfg-bench-train"))
-    ap.add_argument("--iterations", type=int, default=600)
+    ap.add_argument("--iterations", type=int, help="default 600 (--classify: 1000)")
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--train-images", type=int, default=400)
+    ap.add_argument("--batch", type=int, help="default 16 (--classify: the cfg's 32)")
+    ap.add_argument("--train-images", type=int, help="default 400 (--classify: 2000)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cfg", default=str(REPO / "cfg" / "yolov4-tiny.cfg"), help="adapted to the set's classes")
@@ -143,7 +276,17 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="print where the time goes")
     ap.add_argument("--reference", type=Path, help="a darknet binary: its rate on the same run, before and after")
     ap.add_argument("--reference-iterations", type=int, default=30)
+    ap.add_argument("--classify", action="store_true", help="a classifier on the shapes classification set")
+    ap.add_argument("--valid-images", type=int, default=200, help="--classify: the valid list's length")
+    ap.add_argument("--threads", type=int, help="torch threads, and OMP_NUM_THREADS of the reference (default: "
+                    "PyTorch's, the cores; on a busy host 1 can be much faster: each operator waits for every thread)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)
+    if a.classify:
+        return classify_main(a)
+    a.iterations, a.batch, a.train_images = a.iterations or 600, a.batch or 16, a.train_images or 400
     out = Path(a.out) / f"{Path(a.cfg).stem}-{a.size}"
     cfg = out / f"{Path(a.cfg).stem}-shapes.cfg"
     if not (out / "shapes.data").is_file() or not cfg.is_file():

@@ -57,7 +57,8 @@ def test_detector_training_skips_the_image_with_one_warning(dataset, no_decode):
     from darkcfg.train.augment import AugmentConfig
     from darkcfg.train.batches import TrainDataset
 
-    ds = TrainDataset([str(dataset / "bomb.jpg"), str(dataset / "good.jpg")], AugmentConfig(width=32, height=32, classes=1))
+    ds = TrainDataset([str(dataset / "bomb.jpg"), str(dataset / "good.jpg")],
+                      AugmentConfig(width=32, height=32, classes=1))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         img, labels, missing = ds._read(0, skipped := [], [])

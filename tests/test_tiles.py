@@ -375,3 +375,113 @@ def test_data_tile_boxes_mapped_back_are_the_originals_clipped(dataset, tmp_path
     assert kept and all(len(k) for k in kept)  # --empty 0: no tile without boxes
     inside = run("data", "tile", dataset / "set.data", "--size", "200", "-o", dataset / "sub")
     assert inside.exit_code == 1 and "source folder" in inside.output and not (dataset / "sub" / "images").exists()
+
+
+# -- serve, videos and live streams ---------------------------------------------------------------------------
+
+def test_serve_with_tiles_answers_what_detect_tiles_finds(tmp_path, sample):
+    """A live server on 127.0.0.1 port 0 built as `darkcfg serve --tiles 2x2 --tiles-full --size 160` builds it;
+    two images sent together (one batch of both images' tiles) answer the objects `detect --tiles --json`
+    writes for them."""
+    import http.client
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from darkcfg.cli.detect import tiling_from
+    from darkcfg.infer.runtime import load_detector
+    from darkcfg.infer.serve import make_server
+
+    paths = [tmp_path / "a.jpg", tmp_path / "b.png"]
+    cv2.imwrite(str(paths[0]), sample[:400])
+    cv2.imwrite(str(paths[1]), cv2.resize(sample, (450, 520)))
+    args = ("--tiles", "2x2", "--tiles-full", "--size", "160", "--thresh", "0.05")
+    r = run("detect", CFG, *paths, "-w", WEIGHTS, "--nosave", "--json", tmp_path / "r.json", "-q", *args)
+    assert r.exit_code == 0, r.output
+    expected = {e["filename"]: e["objects"] for e in json.loads((tmp_path / "r.json").read_text())}
+    det = load_detector(CFG, WEIGHTS, size=(160, 160), thresh=0.05, batch=2,
+                        tiles=tiling_from("2x2", 0.2, True, 0.5))
+    srv = make_server(det, "127.0.0.1", 0, batch=2, batch_wait=0.5)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+    def ask(p):
+        c = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=60)
+        c.request("POST", "/detect", body=p.read_bytes(), headers={"Content-Type": "image/jpeg"})
+        resp = c.getresponse()
+        answer = (resp.status, json.loads(resp.read()))
+        c.close()
+        return answer
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(ask, paths))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    for p, (status, entry) in zip(paths, answers):
+        assert status == 200, entry
+        assert entry[0]["objects"] == expected[str(p)]
+    assert sum(map(len, expected.values())) > 4 and expected[str(paths[0])] != expected[str(paths[1])]
+    assert max(srv.batcher.batches) == 2  # both images' tiles in one run
+
+
+def _clip_frames(n=3, size=(420, 330)):
+    """n distinct JPEG frames of the sample (shifted), as bytes."""
+    im = cv2.resize(cv2.imread(str(SAMPLE)), size)
+    out = []
+    for k in range(n):
+        ok, buf = cv2.imencode(".jpg", np.roll(im, 9 * k, axis=1), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        out.append(buf.tobytes())
+    return out
+
+
+def test_tiles_on_a_video_and_a_live_stream_equal_tiles_on_its_frames(tmp_path):
+    """A 3-frame video (MJPG .avi) through `detect --tiles`: each frame's objects are those of `detect --tiles` on
+    the frame written as a PNG (decoded by OpenCV from the same video), and differ from untiled detection; the
+    same JPEG frames from a live MJPEG stream (the reference's demo path, reading the newest frame) give what
+    the same frames as an .mjpeg file give."""
+    from streams import FrameServer
+
+    from darkcfg.infer.run import run_detection
+    from darkcfg.infer.sources import LiveOptions
+
+    jpegs = _clip_frames()
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (420, 330))
+    for b in jpegs:
+        w.write(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR))
+    w.release()
+    cap = cv2.VideoCapture(str(video))
+    pngs = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        pngs.append(tmp_path / f"frame{len(pngs)}.png")
+        cv2.imwrite(str(pngs[-1]), frame)
+    assert len(pngs) == 3
+    args = ("-w", WEIGHTS, "--nosave", "-q", "--size", "160", "--thresh", "0.2")
+    results = {}
+    for key, sources, tiles in (("video", [video], ("--tiles", "2x2")), ("frames", pngs, ("--tiles", "2x2")),
+                                ("untiled", pngs, ())):
+        r = run("detect", CFG, *sources, *args, *tiles, "--json", tmp_path / f"{key}.json")
+        assert r.exit_code == 0, r.output
+        results[key] = [e["objects"] for e in json.loads((tmp_path / f"{key}.json").read_text())]
+    assert len(results["video"]) == 3 and all(results["video"])
+    assert results["video"] == results["frames"]
+    assert results["video"] != results["untiled"]
+
+    det = Detector(darkcfg.load(CFG, WEIGHTS, size=(160, 160)), thresh=0.2, tiles="2x2")
+    srv = FrameServer(jpegs, fps=10).start()
+    try:
+        live = run_detection(det, [srv.url], None, json_path=tmp_path / "live.json", quiet=True, progress=False,
+                             live=LiveOptions(keep_all=True, retries=0, max_frames=3))
+    finally:
+        srv.stop()
+    assert live.done == 3 and live.failed == 0
+    (tmp_path / "same.mjpeg").write_bytes(b"".join(jpegs))
+    run_detection(det, [str(tmp_path / "same.mjpeg")], None, json_path=tmp_path / "file.json", quiet=True,
+                  progress=False)
+    from_live = [e["objects"] for e in json.loads((tmp_path / "live.json").read_text())]
+    from_file = [e["objects"] for e in json.loads((tmp_path / "file.json").read_text())]
+    assert from_live == from_file and all(from_live)

@@ -22,6 +22,6 @@ def main() -> None:
 
 main.command_class = DarknetCommand
 
-from darkcfg.cli import classify, darknet, data, detect, evaluate, model, train  # noqa: E402,F401  (each adds its commands)
+from darkcfg.cli import classify, darknet, data, detect, evaluate, model, track, train  # noqa: E402,F401  (each adds its commands)
 
 __all__ = ["main"]

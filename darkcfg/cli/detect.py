@@ -27,6 +27,7 @@ from darkcfg.cli._common import (
 from darkcfg.errors import DarkcfgError
 
 if TYPE_CHECKING:
+    from darkcfg.infer.run import TrackOptions
     from darkcfg.infer.tiles import Tiling
 
 letterbox_option = click.option(
@@ -53,6 +54,54 @@ def tile_options(fn: Callable) -> Callable:
     )):
         fn = option(fn)
     return fn
+
+
+def track_options(fn: Callable) -> Callable:
+    """--track, --tracker, --mot and --count-line (collected by `track_from`)."""
+    for option in reversed((
+        click.option("--track", is_flag=True,
+                     help="Follow objects from frame to frame: each box gets an id (printed `car: 81% (id: 7)`, "
+                          "\"track_id\" in the JSON and --json-port, drawn `id 7 car 81%` in the track's colour). "
+                          "Each video, stream, folder or list is one sequence with its own tracker (images in "
+                          "name/list order; image files named one after another on the command line are one)."),
+        click.option("--tracker", type=click.Choice(["bytetrack", "darknet"]), default=None,
+                     help="With --track: bytetrack (default: motion and IoU, using the low-score boxes too), or "
+                          "darknet (the reference's demo tracker, for cfgs whose [yolo] has embedding_layer)."),
+        click.option("--mot", "mot_path", type=click.Path(), default=None,
+                     help="With --track: write MOTChallenge text (frame,id,x,y,w,h,conf,-1,-1,-1; frames from 1). "
+                          "Several sequences: FILE_<sequence>.txt each; a folder (ending in /): <folder>/<sequence>"
+                          ".txt each, as `darkcfg track-eval` reads them."),
+        click.option("--count-line", "count_lines", multiple=True, metavar="X1,Y1,X2,Y2",
+                     help="With --track: count the tracks crossing this line (pixels; repeatable) per class and "
+                          "direction: drawn on the frames, in the JSON (\"counts\") and printed at the end."),
+    )):
+        fn = option(fn)
+    return fn
+
+
+def parse_line(text: str) -> tuple[float, float, float, float]:
+    """`x1,y1,x2,y2` (pixels) -> the four numbers; a usage error naming the option otherwise."""
+    import math
+
+    parts = text.replace(" ", "").split(",")
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals) or vals[:2] == vals[2:]:
+        raise click.BadParameter(f"{text!r}: expected x1,y1,x2,y2 in pixels, two distinct points (e.g. "
+                                 "0,240,640,240)", param_hint="--count-line")
+    return vals  # type: ignore[return-value]
+
+
+def track_from(track: bool, tracker: Optional[str], mot_path: Optional[str],
+               count_lines: tuple[str, ...]) -> Optional[TrackOptions]:
+    """The TrackOptions the options ask for (None: no tracking); --tracker, --mot and --count-line imply --track."""
+    from darkcfg.infer.run import TrackOptions
+
+    if not (track or tracker or mot_path or count_lines):
+        return None
+    return TrackOptions(tracker or "bytetrack", [parse_line(t) for t in count_lines])
 
 
 def tiling_from(tiles: Optional[str], overlap: float, full: bool, seam_ios: float) -> Optional[Tiling]:
@@ -105,6 +154,7 @@ def tiling_from(tiles: Optional[str], overlap: float, full: bool, seam_ios: floa
               help="Live sources: reconnect attempts after the stream drops (negative: forever).")
 @click.option("--frames", "max_frames", type=click.IntRange(1), default=None,
               help="Live sources: stop after this many frames.")
+@track_options
 @tile_options
 @batch_option()
 @device_option
@@ -124,7 +174,8 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
            show: bool, no_drop: bool, retries: int, max_frames: Optional[int], batch: int, device: Optional[str],
            size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], runtime: str, precision: str,
            calibration: Optional[str], quiet: bool, port_host: str, tiles: Optional[str], tile_overlap: float,
-           tiles_full: bool, seam_ios: float) -> None:
+           tiles_full: bool, seam_ios: float, track: bool, tracker: Optional[str], mot_path: Optional[str],
+           count_lines: tuple[str, ...]) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
@@ -139,6 +190,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     darkcfg detect my.cfg clip.mp4 -w backup/my_best.weights -n obj.names --out-dir annotated
     darkcfg detect cfg/yolov4-tiny.cfg rtsp://cam/stream --mjpeg-port 8090 --json-port 8070 --nosave
     darkcfg detect cfg/yolov4-tiny.cfg drone/ --tiles auto --tiles-full   # small objects in large images
+    darkcfg detect cfg/yolov4-tiny.cfg road.mp4 --track --count-line 0,300,1280,300 --mot road.txt
     """
     from darkcfg.infer.run import LiveOutputs, run_detection
     from darkcfg.infer.runtime import load_detector
@@ -151,16 +203,25 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
         if not sources:
             raise click.UsageError("no SOURCES after the weights file")
     tiling = tiling_from(tiles, tile_overlap, tiles_full, seam_ios)
+    tracking = track_from(track, tracker, mot_path, count_lines)
+    if tracking is not None and tracking.tracker == "darknet" and (runtime != "torch" or compile_):
+        raise click.UsageError("--tracker darknet reads the cfg's embedding layer while the network runs: it needs "
+                               "--runtime torch without --compile")
     rt = runtime_from(runtime, precision, calibration, device, fast=fast, compile=compile_, half=half)
     det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, letterbox, batch, rt, tiling)
     ports = (LiveOutputs(json_port, mjpeg_port, mjpeg_quality, show, port_host=port_host)
              if json_port or mjpeg_port or show else None)
     try:
         run = run_detection(det, sources, None if nosave else out_dir, save_txt, json_path, ext_output, quiet,
-                            overwrite=overwrite, live=LiveOptions(no_drop, retries, max_frames), outputs_live=ports)
+                            overwrite=overwrite, live=LiveOptions(no_drop, retries, max_frames), outputs_live=ports,
+                            track=tracking, mot_path=mot_path)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: what was written is complete (a video holds the frames done so far)", err=True)
         sys.exit(130)
+    from darkcfg.infer.printout import count_report
+
+    for name, counts in run.counts:
+        click.echo("\n".join(count_report(name, counts)))
     where = f"; annotated in {out_dir}/" if not nosave and run.done else ""
     click.echo(f"{run.done} image(s), {run.boxes} labelled box(es){where}"
                + (f"; {run.failed} failed" if run.failed else ""), err=True)
@@ -194,6 +255,13 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
               help="Seconds for a request's head to arrive (and for an idle kept-alive connection).")
 @click.option("--body-timeout", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
               help="Seconds for a request's body to arrive.")
+@click.option("--tracker", type=click.Choice(["bytetrack", "darknet"]), default="bytetrack", show_default=True,
+              help="The tracker of each stream POSTed as /detect?stream=NAME&track=1 (as detect --tracker).")
+@click.option("--max-streams", type=click.IntRange(1), default=64, show_default=True,
+              help="Tracked streams kept at once: a new one replaces the least recently used idle one (503 when "
+                   "every stream has a request in progress).")
+@click.option("--stream-timeout", type=click.FloatRange(0, min_open=True), default=300.0, show_default=True,
+              help="Seconds a tracked stream is kept without a frame.")
 @device_option
 @size_option
 @runtime_options
@@ -203,27 +271,34 @@ def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, por
           batch: int, batch_wait_ms: float, max_mb: float, max_pixels: Optional[int], max_boxes: int,
           max_connections: int, workers: Optional[int], timeout: float, body_timeout: float, device: Optional[str],
           size: Optional[str], runtime: str, precision: str, calibration: Optional[str], tiles: Optional[str],
-          tile_overlap: float, tiles_full: bool, seam_ios: float) -> None:
+          tile_overlap: float, tiles_full: bool, seam_ios: float, tracker: str, max_streams: int,
+          stream_timeout: float) -> None:
     """Serve detection over HTTP: POST an image to /detect (raw body or multipart; ?thresh=&nms=&ext=1) for the
     JSON `detect --json` writes; GET /health. Concurrent requests are batched. Built to face a network: bounded
     connections, threads, memory and time per request (see darkcfg.infer.http_server); thresh >= 0.001.
+    POST a video's frames as /detect?stream=NAME&track=1 to follow objects: each object gets its track_id.
 
     \b
     darkcfg serve cfg/yolov4-tiny.cfg --port 8080
     curl --data-binary @dog.jpg 'http://127.0.0.1:8080/detect?thresh=0.3'
+    curl --data-binary @frame1.jpg 'http://127.0.0.1:8080/detect?stream=cam1&track=1'
     """
     from darkcfg.infer.runtime import load_detector
     from darkcfg.infer.serve import MIN_THRESH, make_server
 
     if not MIN_THRESH <= thresh <= 1:
         raise click.BadParameter(f"{thresh:g}: expected a value in [{MIN_THRESH:g}, 1]", param_hint="--thresh")
+    if tracker == "darknet" and runtime != "torch":
+        raise click.UsageError("--tracker darknet reads the cfg's embedding layer while the network runs: it needs "
+                               "--runtime torch")
     rt = runtime_from(runtime, precision, calibration, device)
     tiling = tiling_from(tiles, tile_overlap, tiles_full, seam_ios)
     det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, None, batch, rt, tiling)
     try:
         server = make_server(det, host, port, batch, batch_wait_ms / 1000, int(max_mb * 1024 * 1024),
                              max_pixels=max_pixels, max_boxes=max_boxes, workers=workers,
-                             max_connections=max_connections, timeout=timeout, body_timeout=body_timeout)
+                             max_connections=max_connections, timeout=timeout, body_timeout=body_timeout,
+                             tracker=tracker, max_streams=max_streams, stream_timeout=stream_timeout)
     except OSError as e:
         raise DarkcfgError(f"{host}:{port}: cannot listen ({e.strerror or e})") from None
     click.echo(f"serving {cfg} on http://{host}:{server.server_address[1]}/detect (Ctrl-C stops)", err=True)

@@ -10,6 +10,9 @@ heads whose `undo_letterbox` says so): x = (x - (net_w - new_w)/2/net_w) / (new_
 
 Candidates are selected on the host in numpy (whose calls cost microseconds where torch's cost tens: this
 runs per head and image), or with torch where the outputs live on a GPU, and only they are decoded.
+
+With an `EmbeddingTap` (darkcfg.infer.track.appearance), each candidate also gets its embedding: the cfg's
+embedding layer at its cell (yolo_layer.c:get_yolo_detections), or the feature map pooled inside its box.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from torch import Tensor
 
 from darkcfg.infer.detections import DetectionArray
 from darkcfg.infer.preprocess import letterbox_size
+from darkcfg.infer.track.appearance import EmbeddingTap
 from darkcfg.model.heads import CellIndex, DetectionHead, head_layers
 
 F32, F64 = np.float32, np.float64
@@ -55,14 +59,16 @@ def _candidates_on_device(v: Tensor, obj: Optional[int], thresh: float) -> tuple
     return idx[o].cpu().numpy(), v[a[o], :, y[o], x[o]].float().cpu().numpy()
 
 
-def _decode_head(head: DetectionHead, planes: Tensor, net_w: int, net_h: int,
-                 thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _decode_head(head: DetectionHead, planes: Tensor, net_w: int, net_h: int, thresh: float,
+                 embed: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """One image's head planes (n, E, H, W) -> boxes (N, 4) relative to the network input, objectness (N,),
-    probs (N, C) zeroed at or below thresh."""
+    probs (N, C) zeroed at or below thresh, and embed(indices (N,), boxes) -> (N, D) where asked (else None)."""
     n, _, lh, lw = planes.shape
     idx, rows = select_candidates(planes, head.objectness_entry, thresh)
     if not len(idx):
-        return np.zeros((0, 4), F32), np.zeros(0, F32), np.zeros((0, head.classes), F32)
+        empty = None if embed is None else embed(idx, np.zeros((0, 4), F32))
+        return np.zeros((0, 4), F32), np.zeros(0, F32), np.zeros((0, head.classes), F32), empty
     cell, slot = np.divmod(idx, n)
     row, col = np.divmod(cell, lw)
     at = CellIndex(torch.from_numpy(col.astype(F32)), torch.from_numpy(row.astype(F32)), torch.from_numpy(slot),
@@ -71,7 +77,7 @@ def _decode_head(head: DetectionHead, planes: Tensor, net_w: int, net_h: int,
     boxes = torch.stack([d.x, d.y, d.w, d.h], 1).numpy()
     probs = d.probs.numpy()
     probs = np.where(probs > F32(thresh), probs, F32(0)).astype(F32)
-    return boxes, d.objectness.numpy().astype(F32), probs
+    return boxes, d.objectness.numpy().astype(F32), probs, None if embed is None else embed(idx, boxes)
 
 
 def correct_boxes(boxes: np.ndarray, width: int, height: int, net_w: int, net_h: int, letter: bool) -> np.ndarray:
@@ -102,7 +108,7 @@ def _quiet_floats(fn: Callable) -> Callable:
 
 @_quiet_floats
 def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tuple[int, int]], thresh: float,
-           letterbox: bool) -> list[DetectionArray]:
+           letterbox: bool, tap: Optional[EmbeddingTap] = None) -> list[DetectionArray]:
     """get_network_boxes for a batch.
 
     Args:
@@ -111,6 +117,8 @@ def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tu
         sizes: (width, height) of each original image, B of them.
         thresh: detection threshold (strict >), on objectness and on each class probability.
         letterbox: whether the inputs were letterboxed (boxes are mapped back accordingly).
+        tap: the hooks that saw this forward's layers (darkcfg.infer.track.appearance): each detection's
+            embedding is filled in (`DetectionArray.embeddings`); None: no embeddings.
     Returns:
         B `DetectionArray`, each with boxes relative to its original image, in the reference's order.
     """
@@ -118,15 +126,30 @@ def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tu
     net_w, net_h = model.net.width, model.net.height
     classes = heads[-1].classes
     planes = [h.planes(out.detach()) for h, out in zip(heads, outputs)]  # (B, n, E, H, W) views
+    if tap is not None:
+        tap.check()
     result = []
     for b, (w, h) in enumerate(sizes):
-        parts = [(head, _decode_head(head, p[b], net_w, net_h, thresh)) for head, p in zip(heads, planes)]
+        parts = [(head, _decode_head(head, p[b], net_w, net_h, thresh, _embedder(tap, k, b, head.n)))
+                 for k, (head, p) in enumerate(zip(heads, planes))]
         if sum(len(d[0]) for _, d in parts) == 0:
-            result.append(DetectionArray.empty(classes, w, h))
+            empty = DetectionArray.empty(classes, w, h)
+            if tap is not None:
+                empty.embeddings = np.zeros((0, tap.size), F32)
+            result.append(empty)
             continue
         boxes = np.concatenate([correct_boxes(d[0], w, h, net_w, net_h, letterbox and head.undo_letterbox)
                                 for head, d in parts])
         obj = np.concatenate([d[1] for _, d in parts])
         probs = np.concatenate([d[2] for _, d in parts])
-        result.append(DetectionArray(boxes, obj, probs, w, h))
+        emb = None if tap is None else np.concatenate([d[3] for _, d in parts]).astype(F32)
+        result.append(DetectionArray(boxes, obj, probs, w, h, embeddings=emb))
     return result
+
+
+def _embedder(tap: Optional[EmbeddingTap], head: int, image: int,
+              n: int) -> Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """(candidate indices, boxes relative to the network input) -> their embeddings, for one head and image."""
+    if tap is None:
+        return None
+    return lambda idx, boxes: tap.embed(head, image, idx, n, boxes)

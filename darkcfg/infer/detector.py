@@ -36,6 +36,7 @@ from darkcfg.infer.nms import nms_sort
 from darkcfg.infer.preprocess import prepare
 from darkcfg.infer.sources import Frame, LiveOptions, expand_sources, iter_frames
 from darkcfg.infer.tiles import MAX_TILE_PIXELS, Tile, Tiling, crop, merge_tiles, tile_plan
+from darkcfg.infer.track.appearance import EmbeddingTap
 from darkcfg.model.heads import last_head
 from darkcfg.model.network import Darknet
 
@@ -67,10 +68,15 @@ class Detector:
         batch: images per forward (tiled: the tiles of that many images, module docstring).
         tiles: detect on tiles of each image (`darkcfg.infer.tiles`): a Tiling, or its text (`auto`, `2x3`,
             `640px`); None: whole images.
+        embeddings: also give each box its appearance vector (`DetectionArray.embeddings`, for tracking):
+            "layer" (the cfg's [yolo] embedding_layer, as the reference), "features" (the network's feature map
+            pooled in the box), "auto" or True (layer where the cfg has one, else features); None/False: none
+            (no cost). A tiled image's merged detections carry none.
     """
 
     def __init__(self, model: torch.nn.Module, names: Optional[Sequence[str]] = None, thresh: float = 0.25,
-                 nms: float = 0.45, letterbox: Optional[bool] = None, batch: int = 1, tiles: TilesArg = None) -> None:
+                 nms: float = 0.45, letterbox: Optional[bool] = None, batch: int = 1, tiles: TilesArg = None,
+                 embeddings: Union[None, bool, str] = None) -> None:
         self.model = model
         last = last_head(model)
         self.classes = last.classes
@@ -86,6 +92,11 @@ class Detector:
         if self.tiles is not None and self.stateful:
             raise DarkcfgError(f"{getattr(model, 'cfg_file', 'the network')}: --tiles: a recurrent network carries "
                                "its state from frame to frame; tiles are independent images: detect without tiles")
+        self.tap: Optional[EmbeddingTap] = None
+        if embeddings:
+            self.tap = EmbeddingTap(model, "auto" if embeddings is True else str(embeddings))
+            if getattr(model, "cuda_graphs", False):
+                model.cuda_graphs = False  # a replayed graph runs no hooks: the embedding layers are read live
 
     @property
     def device(self) -> torch.device:
@@ -161,8 +172,10 @@ class Detector:
         """inputs: B network inputs (3, net_h, net_w); sizes: B original (width, height) -> B DetectionArray."""
         x = torch.from_numpy(np.stack(inputs)).to(self.device)
         dtype = next(self.model.parameters(), x).dtype
+        if self.tap is not None:
+            self.tap.begin()
         outs = self.model(x.to(dtype))
-        dets = decode(self.model, outs, sizes, self.thresh, self.letterbox)
+        dets = decode(self.model, outs, sizes, self.thresh, self.letterbox, self.tap)
         return [self.postprocess(d) for d in dets]
 
     @property

@@ -6,6 +6,11 @@ reference's colour per class (get_color at offset class*123457 % classes), line 
 font on a filled box of the class colour instead of the reference's bitmap alphabet, above the box where there is
 room, else inside it (at the image's top edge), placed surest first so that no label covers another's: a label
 whose place is taken moves below the box or down a line.
+
+Tracked detections (`dets.track_ids` set) are coloured by track instead (`track_color`: hues a golden-ratio step
+apart, so neighbouring ids differ) and labelled `id 7 car 81%`; a box without a track keeps its class colour and
+plain label. `counts` (`darkcfg.infer.track.counting.LineCounter.counts`) draws each counting line with its number
+and, top left, the counts so far per line, class and direction.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from darkcfg.infer.detections import DetectionArray
+from darkcfg.infer.printout import directions_text
 
 _COLORS = ((1, 0, 1), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 1, 0), (1, 0, 0))
 
@@ -45,8 +51,17 @@ def pixel_box(box: object, w: int, h: int) -> Optional[tuple[int, int, int, int]
     return max(int(left), 0), max(int(top), 0), min(int(right), w - 1), min(int(bot), h - 1)
 
 
-def draw_detections(bgr: np.ndarray, dets: DetectionArray, thresh: float) -> np.ndarray:
-    """bgr (H, W, 3) uint8 -> a copy with the boxes and labels of `dets` drawn on it."""
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A track's colour, OpenCV BGR 0..255: hue id x 0.618 (mod 1), full saturation, bright."""
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((track_id * 0.6180339887) % 1.0, 0.85, 1.0)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def draw_detections(bgr: np.ndarray, dets: DetectionArray, thresh: float, counts: Optional[dict] = None) -> np.ndarray:
+    """bgr (H, W, 3) uint8 -> a copy with the boxes and labels of `dets` drawn on it (tracked boxes by track, and the
+    counting lines with their `counts`, module docstring)."""
     import cv2
 
     out = bgr.copy()
@@ -63,11 +78,12 @@ def draw_detections(bgr: np.ndarray, dets: DetectionArray, thresh: float) -> np.
         if place is None:
             continue
         left, top, right, bot = place
-        color = class_color(best, classes)
+        tid = -1 if dets.track_ids is None else int(dets.track_ids[i])
+        color = track_color(tid) if tid > 0 else class_color(best, classes)
         cv2.rectangle(out, (left, top), (right, bot), color, width)
         others = [dets.name(int(j)) for j in np.flatnonzero(dets.probs[i] > t) if j != best and dets.shown(int(j))]
-        drawn.append(((left, top, right, bot), color, ", ".join([f"{dets.name(best)} {dets.probs[i, best] * 100:.0f}%"]
-                                                                + others)))
+        first = f"{dets.name(best)} {dets.probs[i, best] * 100:.0f}%"
+        drawn.append(((left, top, right, bot), color, ", ".join([f"id {tid} {first}" if tid > 0 else first] + others)))
     taken: list[tuple[int, int, int, int]] = []
     for (left, top, _, bot), color, label in reversed(drawn):  # surest first: it gets its first choice
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
@@ -77,7 +93,46 @@ def draw_detections(bgr: np.ndarray, dets: DetectionArray, thresh: float) -> np.
         taken.append((x0, y0, x0 + lw, y0 + lh))
         cv2.rectangle(out, (x0, y0), (x0 + lw, y0 + lh), color, -1)
         cv2.putText(out, label, (x0 + 2, y0 + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    if counts is not None:
+        _draw_counts(out, counts, width, scale)
     return out
+
+
+LINE_COLOR = (0, 255, 255)  # counting lines: yellow
+
+
+def count_text(counts: dict) -> list[str]:
+    """The counts of every line, one text line per (line, class): `line 1 car: left_to_right 3, right_to_left 1`,
+    and `line 1: 0` for a line nothing crossed yet."""
+    out = []
+    for k, line in enumerate(counts.get("lines", []), 1):
+        classes = line.get("classes", {})
+        if not classes:
+            out.append(f"line {k}: 0")
+        for name, by_dir in classes.items():
+            out.append(f"line {k} {name}: {directions_text(by_dir)}")
+    return out
+
+
+def _draw_counts(out: np.ndarray, counts: dict, width: int, scale: float) -> None:
+    """The counting lines (numbered at their first end) and, top left, their counts on a dark panel; in place."""
+    import cv2
+
+    for k, line in enumerate(counts.get("lines", []), 1):
+        x1, y1, x2, y2 = (int(round(v)) for v in line["line"])
+        cv2.line(out, (x1, y1), (x2, y2), LINE_COLOR, max(2, width))
+        cv2.putText(out, str(k), (x1 + 3, y1 + 14), cv2.FONT_HERSHEY_SIMPLEX, scale, LINE_COLOR, 1, cv2.LINE_AA)
+    rows = count_text(counts)
+    if not rows:
+        return
+    sizes = [cv2.getTextSize(r, cv2.FONT_HERSHEY_SIMPLEX, scale, 1) for r in rows]
+    lh = max(th + base for (_, th), base in sizes) + 4
+    pw = min(out.shape[1], max(tw for (tw, _), _ in sizes) + 8)
+    ph = min(out.shape[0], lh * len(rows) + 4)
+    region = out[:ph, :pw]
+    region[:] = (region.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken: the text stays readable
+    for n, r in enumerate(rows):
+        cv2.putText(out, r, (4, (n + 1) * lh - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, LINE_COLOR, 1, cv2.LINE_AA)
 
 
 def _label_row(top: int, bot: int, lh: int, width: int, h: int, x0: int, lw: int,

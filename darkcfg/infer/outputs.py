@@ -1,4 +1,5 @@
-"""Every file `darkcfg detect` writes: annotated images and videos, YOLO label files, the `-out` JSON file.
+"""Every file `darkcfg detect` writes: annotated images and videos, YOLO label files, the `-out` JSON file, and
+with tracking the MOTChallenge text files (`--mot`, one per sequence: `MotWriter`).
 
 Every file is written to a temporary name beside its destination and renamed into place, so an
 interrupted run never leaves a truncated image, label file, video or JSON file behind. Label files beside
@@ -10,18 +11,30 @@ both before anything runs, and every write checks again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from darkcfg.data.dataset import label_path
+from darkcfg.data.mot import mot_line
 from darkcfg.errors import DarkcfgError
 from darkcfg.files import AtomicFile, Sources, write_bytes, write_text
 from darkcfg.infer.detections import DetectionArray
 from darkcfg.infer.draw import draw_detections
 from darkcfg.infer.printout import json_object, label_lines
 from darkcfg.infer.sources import Source, video_info
+
+
+@dataclass
+class FrameTrack:
+    """A tracked frame's place: its sequence (index into the run's sequence names), its frame number in that
+    sequence (from 1, as MOTChallenge counts), and the sequence's counts so far (None without counting lines)."""
+
+    sequence: int
+    frame: int
+    counts: Optional[dict] = None
 
 
 class Outputs:
@@ -31,25 +44,31 @@ class Outputs:
     save_txt: YOLO label files, into out_dir when given, else beside each image like `-save_labels`
     (replacing existing ones only with `overwrite`); json_path: the reference's `-out` JSON file.
     Inputs with the same file name from different folders keep their own outputs: the second one's
-    names get `_2`, the third's `_3`, and so on. `close()` finishes every file (also after an error).
+    names get `_2`, the third's `_3`, and so on. mot_path: MOTChallenge files of a tracked run (`MotWriter`; the
+    sequence names come with `check`). `close()` finishes every file (also after an error).
     """
 
     def __init__(self, out_dir: Optional[Path], save_txt: bool, thresh: float,
-                 json_path: Optional[Union[str, Path]] = None, overwrite: bool = False) -> None:
+                 json_path: Optional[Union[str, Path]] = None, overwrite: bool = False,
+                 mot_path: Optional[Union[str, Path]] = None) -> None:
         self.out_dir, self.save_txt, self.thresh, self.overwrite = out_dir, save_txt, thresh, overwrite
         self.sources = Sources()  # the input files, which no output may be (filled by `check`)
+        self.mot_path = mot_path
+        self.mot: Optional[MotWriter] = None  # made by `check`, which knows the sequences
         self._json = JsonWriter(json_path, self.sources) if json_path is not None else None
         self._video: Optional[tuple[str, Any, AtomicFile]] = None  # (source path, writer, file)
         self.written: list[Path] = []
         self._stems: dict[str, str] = {}  # source path -> the stem of its outputs, unique in this run
         self._taken: set[str] = set()  # the stems in use (a set: a folder of any size stays linear)
 
-    def check(self, sources: Sequence[Source]) -> None:
+    def check(self, sources: Sequence[Source], sequences: Sequence[str] = ()) -> None:
         """Before a run: refuse (one line) to write any output over an input (naming both), and to replace label
         files beside the images without `overwrite`. The output names of every input are fixed here, in input
-        order (so they do not depend on which inputs fail to read). On a refusal the JSON file is dropped, so
-        nothing at all is written."""
+        order (so they do not depend on which inputs fail to read); `sequences`: the names of a tracked run's
+        sequences (for the --mot files). On a refusal the JSON file is dropped, so nothing at all is written."""
         try:
+            if self.mot_path is not None:
+                self.mot = MotWriter(self.mot_path, sequences, self.thresh, self.sources)
             self._check(sources)
         except BaseException:
             if self._json is not None:
@@ -75,6 +94,7 @@ class Outputs:
         """Every file this run may write: the JSON file, and per input its annotated image or video and its
         label file."""
         out: list[Path] = [self._json.path] if self._json is not None else []
+        out += self.mot.paths if self.mot is not None else []
         for s in sources:
             if self.save_txt and s.kind == "image":
                 out.append(self._label_dest(s.path))
@@ -108,11 +128,17 @@ class Outputs:
     def _label_dest(self, src: str) -> Path:
         return (self.out_dir / (self.stem(src) + ".txt")) if self.out_dir else Path(label_path(src))
 
-    def add(self, source: Source, frame: Optional[int], bgr: np.ndarray, dets: DetectionArray) -> None:
+    def add(self, source: Source, frame: Optional[int], bgr: np.ndarray, dets: DetectionArray,
+            track: Optional[FrameTrack] = None) -> None:
+        """One frame's outputs; `track`: where a tracked frame belongs (its MOT rows, the counts in the JSON and
+        on the picture)."""
         import cv2
 
+        counts = track.counts if track is not None else None
         if self._json is not None:
-            self._json.add(dets, source.path)
+            self._json.add(dets, source.path, counts)
+        if self.mot is not None and track is not None:
+            self.mot.add(track.sequence, track.frame, dets)
         if self.save_txt and source.kind == "image":
             dest = self._label_dest(source.path)
             text = "".join(line + "\n" for line in label_lines(dets, self.thresh))
@@ -120,7 +146,7 @@ class Outputs:
             self.written.append(dest)
         if self.out_dir is None:
             return
-        drawn = draw_detections(bgr, dets, self.thresh)
+        drawn = draw_detections(bgr, dets, self.thresh, counts)
         if source.kind in ("video", "live"):
             self._video_frame(source, drawn)
             return
@@ -155,10 +181,13 @@ class Outputs:
             self._video = None
 
     def close(self) -> None:
-        """Finish the video being written and the JSON file (an empty `[...]` when no frame came)."""
+        """Finish the video being written, the MOT file and the JSON file (an empty `[...]` when no frame came)."""
         try:
             self.finish_video()
         finally:
+            if self.mot is not None:
+                self.written += self.mot.close()
+                self.mot = None
             if self._json is not None:
                 self._json.close()
                 self.written.append(self._json.path)
@@ -175,11 +204,11 @@ class JsonWriter:
         self._f.file.write("[\n")  # type: ignore[union-attr]
         self.count = 0
 
-    def add(self, dets: DetectionArray, filename: str) -> None:
+    def add(self, dets: DetectionArray, filename: str, counts: Optional[dict] = None) -> None:
         if self.count:
             self._f.file.write(", \n")  # type: ignore[union-attr]
         self.count += 1
-        self._f.file.write(json_object(dets, self.count, filename))  # type: ignore[union-attr]
+        self._f.file.write(json_object(dets, self.count, filename, counts))  # type: ignore[union-attr]
 
     def close(self) -> None:
         if self._f.done:
@@ -196,3 +225,58 @@ class JsonWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def mot_paths(path: Union[str, Path], sequences: Sequence[str]) -> list[Path]:
+    """Where `--mot PATH` writes each sequence: PATH itself for one sequence; `<PATH stem>_<sequence>.txt` beside
+    it for several; `PATH/<sequence>.txt` when PATH is a folder (exists, or ends with a slash), as MOTChallenge
+    lays out a tracker's results (what `darkcfg track-eval` reads)."""
+    p = Path(path)
+    if p.is_dir() or str(path).endswith(("/", "\\")):
+        return [p / f"{name}.txt" for name in sequences]
+    if len(sequences) <= 1:
+        return [p]
+    return [p.with_name(f"{p.stem}_{name}{p.suffix or '.txt'}") for name in sequences]
+
+
+class MotWriter:
+    """The MOTChallenge text of a tracked run (`frame,id,x,y,w,h,conf,-1,-1,-1`, darkcfg.data.mot): one file per
+    sequence (`mot_paths`), rows of the boxes shown (best class above `thresh`) that have a track, by id within a
+    frame; conf is the best class's probability. A sequence's file is written to a temporary name and moved into
+    place when the next sequence starts or on `close` (a sequence whose every frame failed writes none)."""
+
+    def __init__(self, path: Union[str, Path], sequences: Sequence[str], thresh: float,
+                 sources: Optional[Sources] = None) -> None:
+        self.paths = mot_paths(path, sequences)
+        self.thresh, self.sources = thresh, sources
+        self._open: Optional[tuple[int, AtomicFile]] = None
+        self.written: list[Path] = []
+
+    def add(self, sequence: int, frame: int, dets: DetectionArray) -> None:
+        """One frame (from 1) of a sequence (index into the names given): its tracked boxes as rows."""
+        if self._open is None or self._open[0] != sequence:
+            self._commit()
+            self._open = (sequence, AtomicFile(self.paths[sequence], text=True, sources=self.sources))
+        rows = []
+        if dets.track_ids is not None:
+            for i, best in dets.best_classes(self.thresh):
+                tid = int(dets.track_ids[i])
+                if tid < 1:
+                    continue
+                cx, cy, w, h = (float(v) for v in dets.boxes[i])
+                x, y = (cx - w / 2) * dets.width, (cy - h / 2) * dets.height
+                rows.append((tid, mot_line(frame, tid, x, y, w * dets.width, h * dets.height,
+                                           float(dets.probs[i, best]))))
+        f = self._open[1].file
+        for _, line in sorted(rows):
+            f.write(line + "\n")  # type: ignore[union-attr]
+
+    def _commit(self) -> None:
+        if self._open is not None:
+            self.written.append(self._open[1].commit())
+            self._open = None
+
+    def close(self) -> list[Path]:
+        """Finish the file being written; the files written."""
+        self._commit()
+        return self.written

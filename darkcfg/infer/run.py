@@ -1,25 +1,49 @@
 """`darkcfg detect`: the detector run over sources, as `darknet detector test` (files, folders, lists, videos)
 and `detector demo` (cameras, streams) run it: the printout, the files (`Outputs`), and the live outputs (the
 reference's JSON and MJPEG ports, a window).
+
+Tracking (`TrackOptions`, `detect --track`, `model.track`): the sources form sequences (`plan_sequences`), each
+with its own tracker (`darkcfg.infer.track`) and counting lines; every frame's detections gain their track ids
+before they are printed, drawn, written (JSON, --mot) and published. The detector runs at the tracker's
+`detect_thresh` (ByteTrack's low-score bound, below --thresh, so that its second association has boxes to use);
+after the tracker has seen them, the probabilities at or below --thresh are zeroed and boxes left with none are
+dropped (`shown_only`): what is shown, written and counted is what a run at --thresh shows (NMS removes a box only
+for a more probable one, so the boxes above --thresh are the same), now with ids. Frames reach the tracker in
+order: `Detector.stream` yields them as they were read, whatever its batch and reading threads.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Optional, Union
+from typing import IO, Any, Callable, Optional, Union
 
 import numpy as np
 
-from darkcfg.infer.detections import DetectionArray
-from darkcfg.infer.detector import Detector
+from darkcfg.errors import DarkcfgError
+from darkcfg.infer.detections import Detection, DetectionArray
+from darkcfg.infer.detector import Detector, TilesArg
 from darkcfg.infer.draw import draw_detections
-from darkcfg.infer.outputs import Outputs
+from darkcfg.infer.names import default_names
+from darkcfg.infer.outputs import FrameTrack, Outputs
 from darkcfg.infer.printout import json_object, text_lines
-from darkcfg.infer.sources import Frame, LiveOptions, expand_sources, iter_frames, video_info
+from darkcfg.infer.sources import (
+    LIST_EXTENSIONS,
+    Frame,
+    LiveOptions,
+    Source,
+    expand_sources,
+    iter_frames,
+    video_info,
+)
+from darkcfg.infer.track import TRACKERS, Tracker, make_tracker
+from darkcfg.infer.track.counting import LineCounter
+from darkcfg.model.network import Darknet
 from darkcfg.progress import Progress
 
 log = logging.getLogger("darkcfg")
@@ -35,6 +59,7 @@ class DetectionRun:
     failed: int = 0
     sources: int = 0
     written: list[Path] = field(default_factory=list)
+    counts: list[tuple[str, dict]] = field(default_factory=list)  # tracked with lines: (sequence, counts) each
 
 
 @dataclass
@@ -70,16 +95,16 @@ class _Live:
         self.frame_id = 0
         self.window = _open_window() if opts.show else False
 
-    def publish(self, frame: Frame, bgr: np.ndarray, d: DetectionArray) -> None:
+    def publish(self, frame: Frame, bgr: np.ndarray, d: DetectionArray, counts: Optional[dict] = None) -> None:
         self.frame_id += 1
         if self.json is not None or self.opts.on_json is not None:
-            text = json_object(d, self.frame_id, None)
+            text = json_object(d, self.frame_id, None, counts)
             if self.json is not None:
                 self.json.publish(text.encode())
             if self.opts.on_json is not None:
                 self.opts.on_json(frame, self.frame_id, text)
         if self.mjpeg is not None and self.mjpeg.clients or self.window:
-            drawn = draw_detections(bgr, d, self.thresh)
+            drawn = draw_detections(bgr, d, self.thresh, counts)
             if self.mjpeg is not None:
                 self.mjpeg.publish_image(drawn)
             if self.window:
@@ -114,11 +139,195 @@ def _open_window() -> bool:
         return False
 
 
+@dataclass
+class TrackOptions:
+    """Tracking in a detection run: the tracker (one of darkcfg.infer.track.TRACKERS), counting `lines` (pixels,
+    (x1, y1, x2, y2) each), and ByteTrack's appearance cue (`appearance`: each box's embedding from the network's
+    own feature map, or the cfg's embedding layer)."""
+
+    tracker: str = "bytetrack"
+    lines: Sequence[Sequence[float]] = ()
+    appearance: bool = False
+
+    def embeddings(self) -> Optional[str]:
+        """What the detector must keep for this tracker: "layer" (darknet), "auto" (appearance), else None."""
+        if self.tracker == "darknet":
+            return "layer"
+        return "auto" if self.appearance else None
+
+
+def check_tracking(detector: Detector, opts: TrackOptions) -> None:
+    """Refuse, in one line, what cannot track: an unknown tracker, `darknet` on a cfg without embedding_layer or
+    with tiles (merged tiles carry no embeddings), bad counting lines."""
+    from darkcfg.infer.track.appearance import has_embedding_layer
+
+    cfg = getattr(detector.model, "cfg_file", "the network")
+    if opts.tracker not in TRACKERS:
+        raise DarkcfgError(f"--tracker {opts.tracker}: expected one of {', '.join(TRACKERS)}")
+    if opts.tracker == "darknet":
+        if not has_embedding_layer(detector.model):
+            raise DarkcfgError(f"{cfg}: --tracker darknet needs a [yolo] layer with embedding_layer (as "
+                               "yolov4-tiny_contrastive.cfg has); this cfg has none: use --tracker bytetrack")
+        if detector.tiles is not None:
+            raise DarkcfgError(f"{cfg}: --tracker darknet with --tiles: boxes merged across tiles carry no "
+                               "embeddings: track without --tiles, or with --tracker bytetrack")
+    LineCounter(opts.lines)  # one-line errors for bad lines
+
+
+def tracking_detector(detector: Detector, thresh: float, embeddings: Optional[str]) -> Detector:
+    """`detector` (the same network and settings) at detection threshold `thresh`, also keeping each box's embedding
+    where asked (`Detector(embeddings=)`, hooks on the network that `_untap` removes); the same detector when
+    nothing changes."""
+    if embeddings is None:
+        if thresh == detector.thresh:
+            return detector
+        other = copy.copy(detector)  # its class and settings (a subclass's too), at another threshold
+        other.thresh = thresh
+        return other
+    try:
+        return Detector(detector.model, detector.names, thresh, detector.nms, detector.letterbox, detector.batch,
+                        detector.tiles, embeddings=embeddings)
+    except AttributeError:  # a runtime without PyTorch layers to read (OpenVINO)
+        raise DarkcfgError(f"{getattr(detector.model, 'cfg_file', 'the network')}: embeddings for tracking need "
+                           "the PyTorch runtime") from None
+
+
+def shown_only(dets: DetectionArray, thresh: float) -> DetectionArray:
+    """The detections a run at `thresh` shows: probabilities at or below thresh set to 0 (as decode does), rows
+    left without any dropped, in their order (with their track ids)."""
+    t = np.float32(thresh)
+    if not len(dets) or bool((dets.probs > t).any(1).all() and not ((dets.probs > 0) & (dets.probs <= t)).any()):
+        return dets
+    probs = np.where(dets.probs > t, dets.probs, np.float32(0)).astype(np.float32)
+    keep = np.flatnonzero(probs.any(1))
+    return dets.take(keep, probs[keep])
+
+
+def _safe_name(text: str) -> str:
+    """A sequence name usable as a file name: runs of other characters than letters, digits, `.`, `_`, `-`
+    become `_` (at most 80 characters)."""
+    return re.sub(r"[^\w.-]+", "_", text).strip("._")[:80] or "sequence"
+
+
+@dataclass
+class SequencePlan:
+    """The sources of a run grouped into the sequences tracking follows: `sources` (in order) and `errors` as
+    `expand_sources` gives them; `place[i]` = (sequence index, position in it from 0) of sources[i]; `names`: each
+    sequence's name (unique, usable in a file name)."""
+
+    sources: list[Source]
+    errors: list[str]
+    place: list[tuple[int, int]]
+    names: list[str]
+
+    def __post_init__(self) -> None:
+        self._by_id = {id(s): p for s, p in zip(self.sources, self.place)}
+
+    def of(self, source: Source) -> tuple[int, int]:
+        """The (sequence, position) of one of `sources` (by identity)."""
+        return self._by_id[id(source)]
+
+
+def plan_sequences(args: Sequence[str]) -> SequencePlan:
+    """SOURCE arguments -> their sources grouped into sequences: each video and each live source is one; the images
+    of one folder (in name order), one glob or one list file are one (a video inside a list splits it); image files
+    named one by one, next to each other on the command line (a shell glob), are one. Names: the video's, folder's
+    or list's stem, the folder of loose images, `camera0` for camera 0, the URL made file-safe; a second sequence of
+    the same name gets `_2`."""
+    sources: list[Source] = []
+    errors: list[str] = []
+    place: list[tuple[int, int]] = []
+    names: list[str] = []
+    taken: set[str] = set()
+    current: Optional[tuple[int, int]] = None  # (sequence index, images in it) of the image run that is open
+    loose_open = False  # the last argument was a single image file: the next one may join its sequence
+
+    def start(name: str) -> int:
+        base = name = _safe_name(name)
+        k = 1
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        names.append(name)
+        return len(names) - 1
+
+    for arg in args:
+        found, errs = expand_sources([arg])
+        errors += errs
+        p = Path(arg)
+        loose = len(found) == 1 and found[0].kind == "image" and p.is_file() \
+            and p.suffix.lower() not in LIST_EXTENSIONS
+        if not (loose and loose_open):
+            current = None
+        if p.is_dir():
+            group = p.resolve().name
+        elif loose:
+            group = p.resolve().parent.name
+        elif p.is_file():
+            group = p.stem
+        else:
+            group = Path(arg).parent.name or "images"
+        for s in found:
+            sources.append(s)
+            if s.kind in ("video", "live"):
+                current = None
+                name = Path(s.path).stem if s.kind == "video" else \
+                    (f"camera{s.path}" if s.path.isdigit() else s.path.split("://", 1)[-1])
+                place.append((start(name), 0))
+                continue
+            if current is None:
+                current = (start(group), 0)
+            place.append(current)
+            current = (current[0], current[1] + 1)
+        loose_open = loose
+    return SequencePlan(sources, errors, place, names)
+
+
+class SequenceTracking:
+    """The tracking state of a run: one tracker and one LineCounter per sequence, started when its first frame
+    comes (`update`). `detect_thresh`: the threshold the detector runs at."""
+
+    def __init__(self, opts: TrackOptions, thresh: float, params: object = None) -> None:
+        self.opts, self.thresh, self.params = opts, thresh, params
+        self.tracker: Optional[Tracker] = None
+        self.counter: Optional[LineCounter] = None
+        self.sequence: Optional[int] = None
+        self.detect_thresh = min(thresh, self._make(30.0).detect_thresh)
+        self.counts: dict[int, dict] = {}  # sequence -> its counts so far (with lines)
+
+    def _make(self, fps: float) -> Tracker:
+        return make_tracker(self.opts.tracker, thresh=self.thresh, fps=fps, params=self.params,
+                            appearance=self.opts.appearance)
+
+    def update(self, sequence: int, fps: float, dets: DetectionArray) -> tuple[DetectionArray, Optional[dict]]:
+        """One frame of `sequence` (a new sequence starts a fresh tracker at its `fps`) -> its detections as shown
+        at thresh (`shown_only`) with track ids, and the sequence's counts so far (None without lines)."""
+        if sequence != self.sequence:
+            self.sequence, self.tracker = sequence, self._make(fps)
+            self.counter = LineCounter(self.opts.lines) if self.opts.lines else None
+        assert self.tracker is not None
+        self.tracker.update(dets)
+        shown = shown_only(dets, self.thresh)
+        if self.counter is None:
+            return shown, None
+        self.counter.update(shown)
+        self.counts[sequence] = self.counter.counts
+        return shown, self.counts[sequence]
+
+
+def _fps(source: Source) -> float:
+    if source.kind == "video":
+        return video_info(source.path)[1]
+    return source.fps or 30.0
+
+
 def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[Union[str, Path]] = "predictions",
                   save_txt: bool = False, json_path: Optional[Union[str, Path]] = None, ext_output: bool = False,
                   quiet: bool = False, progress: bool = True, stdout: Optional[IO[str]] = None,
                   overwrite: bool = False, live: Optional[LiveOptions] = None,
-                  outputs_live: Optional[LiveOutputs] = None) -> DetectionRun:
+                  outputs_live: Optional[LiveOutputs] = None, track: Optional[TrackOptions] = None,
+                  mot_path: Optional[Union[str, Path]] = None) -> DetectionRun:
     """`darknet detector test` over SOURCES (image files, folders, globs, list files, videos) and `detector
     demo` over live ones (camera indices, stream URLs; read as `live` says).
 
@@ -129,16 +338,31 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
     reported on stderr, one line each, and skipped. Label files beside the images (`save_txt` without
     `out_dir`, like `-save_labels`) never replace existing ones (a dataset's own labels) unless `overwrite`: a
     one-line error before anything runs. Ctrl-C stops cleanly: what was written so far is kept.
+
+    `track` follows objects through each sequence of the sources (module docstring): ids in the printout
+    (`car: 81% (id: 7)`), the JSON (`"track_id"`), the ports and the annotated frames; `mot_path` writes
+    MOTChallenge text (`darkcfg.infer.outputs.mot_paths` names one file per sequence); the counting lines' totals
+    per sequence come back in `DetectionRun.counts`.
     """
     out = stdout if stdout is not None else sys.stdout
-    found, errors = expand_sources(sources)
+    if mot_path is not None and track is None:
+        raise DarkcfgError("--mot writes track ids: it goes with --track")
+    thresh = detector.thresh
+    plan = plan_sequences(sources)
+    found, errors = plan.sources, plan.errors
+    tracking: Optional[SequenceTracking] = None
+    if track is not None:
+        check_tracking(detector, track)
+        tracking = SequenceTracking(track, thresh, _params(detector, track))
+        detector = tracking_detector(detector, tracking.detect_thresh, track.embeddings())
     live = live or LiveOptions()
     has_live = any(s.kind == "live" for s in found)
-    outputs = Outputs(Path(out_dir) if out_dir is not None else None, save_txt, detector.thresh, json_path, overwrite)
+    outputs = Outputs(Path(out_dir) if out_dir is not None else None, save_txt, thresh, json_path, overwrite, mot_path)
     try:
-        outputs.check(found)
+        outputs.check(found, plan.names)
     except BaseException:
         outputs.close()
+        _untap(detector)
         raise
     run = DetectionRun(failed=len(errors), sources=len(found))
     for e in errors:
@@ -146,7 +370,7 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
     total: Optional[int] = sum(video_info(s.path)[0] or 1 if s.kind == "video" else 1 for s in found)
     if has_live:
         total = live.max_frames if live.max_frames is not None and len(found) == 1 else None
-    ports = _Live(outputs_live, detector.thresh) if outputs_live is not None else None
+    ports = _Live(outputs_live, thresh) if outputs_live is not None else None
     show_bar = progress and (total is None or total > 1 or any(s.kind == "video" for s in found))
     try:
         with Progress(total, "detect", unit="img", enabled=show_bar) as bar:
@@ -157,19 +381,96 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
                     if r.frame.source.kind != "live":  # a stream that failed is not a frame done
                         bar.update(1)
                     continue
-                d = r.detections
-                lines = text_lines(d, detector.thresh, ext_output)
+                d, where = r.detections, None
+                if tracking is not None:
+                    seq, pos = plan.of(r.frame.source)
+                    fps = _fps(r.frame.source) if seq != tracking.sequence else 0.0  # read once per sequence
+                    d, counts = tracking.update(seq, fps, d)
+                    where = FrameTrack(seq, (r.frame.index if r.frame.index is not None else pos) + 1, counts)
+                lines = text_lines(d, thresh, ext_output)
                 run.boxes += len(lines)
                 if not quiet:
                     bar.write("\n".join([f"{r.frame.name}: Predicted in {r.ms:f} milli-seconds."] + lines), stream=out)
-                outputs.add(r.frame.source, r.frame.index, r.image, d)
+                outputs.add(r.frame.source, r.frame.index, r.image, d, where)
                 if ports is not None:
-                    ports.publish(r.frame, r.image, d)
+                    ports.publish(r.frame, r.image, d, where.counts if where is not None else None)
                 run.done += 1
                 bar.update(1)
     finally:
+        _untap(detector)
+        if tracking is not None and track is not None and track.lines:
+            run.counts = [(plan.names[k], c) for k, c in sorted(tracking.counts.items())]
         outputs.close()
         if ports is not None:
             ports.close()
     run.written = outputs.written
     return run
+
+
+def _params(detector: Detector, opts: TrackOptions) -> Any:
+    """The options of the network's last head (`YoloParams`), which the darknet tracker reads; None for others."""
+    if opts.tracker != "darknet":
+        return None
+    from darkcfg.model.heads import last_head
+
+    return getattr(last_head(detector.model), "params", None)
+
+
+def _untap(detector: Detector) -> None:
+    """Remove the embedding hooks a tracking detector put on the (shared) network."""
+    tap = getattr(detector, "tap", None)
+    if tap is not None:
+        tap.close()
+
+
+def track(model: Any, source: Union[str, int], thresh: float = 0.25, nms: float = 0.45,
+          names: Optional[Sequence[str]] = None, letterbox: Optional[bool] = None, tracker: str = "bytetrack",
+          lines: Sequence[Sequence[float]] = (), appearance: bool = False, keep_all: bool = False, retries: int = -1,
+          max_frames: Optional[int] = None, tiles: TilesArg = None,
+          batch: int = 1) -> Iterator[tuple[int, np.ndarray, list[Detection]]]:
+    """`model.track(source)` (also `model.stream(source, track=True)`): `model.stream` with identities. Yields
+    (frame index, the frame as (H, W, 3) uint8 BGR, its `Detection` list, each with its `track_id`, None for a
+    box without a track yet) for every frame of `source` (a video, a camera index, a stream URL, a folder of
+    images in name order, a list file), as `darkcfg detect --track` follows it: one tracker per sequence of the
+    source (a list file's videos are sequences of their own), `tracker` one of "bytetrack" (default) and "darknet"
+    (the reference's set_track_id, for cfgs with an embedding_layer); `appearance`: ByteTrack also matches on the
+    network's own features; `lines`: counting lines (pixels), whose counts `track_arrays` gives. Unreadable frames
+    raise their one-line error."""
+    for index, bgr, dets, _ in track_arrays(model, source, thresh, nms, names, letterbox, tracker, lines, appearance,
+                                            keep_all, retries, max_frames, tiles, batch):
+        yield index, bgr, dets.to_list(thresh)
+
+
+def track_arrays(model: Any, source: Union[str, int], thresh: float = 0.25, nms: float = 0.45,
+                 names: Optional[Sequence[str]] = None, letterbox: Optional[bool] = None, tracker: str = "bytetrack",
+                 lines: Sequence[Sequence[float]] = (), appearance: bool = False, keep_all: bool = False,
+                 retries: int = -1, max_frames: Optional[int] = None, tiles: TilesArg = None,
+                 batch: int = 1) -> Iterator[tuple[int, np.ndarray, DetectionArray, Optional[dict]]]:
+    """`track` with each frame's tracked `DetectionArray` (track_ids set) and its sequence's counts so far (None
+    without `lines`) instead of the Detection list."""
+    opts = TrackOptions(tracker, lines, appearance)
+    det = Detector(model, names if names is not None else default_names(model), thresh, nms, letterbox, batch, tiles)
+    check_tracking(det, opts)
+    plan = plan_sequences([str(source)])
+    if plan.errors:
+        raise DarkcfgError(plan.errors[0])
+    tracking = SequenceTracking(opts, thresh, _params(det, opts))
+    det = tracking_detector(det, tracking.detect_thresh, opts.embeddings())
+    live = LiveOptions(keep_all, retries, max_frames)
+    try:
+        k = 0
+        for r in det.stream(iter_frames(plan.sources, live), lookahead=live.lookahead(plan.sources)):
+            if r.error is not None or r.detections is None or r.image is None:
+                raise DarkcfgError(r.error or f"{r.frame.name}: cannot read")
+            seq, pos = plan.of(r.frame.source)
+            fps = _fps(r.frame.source) if seq != tracking.sequence else 0.0
+            d, counts = tracking.update(seq, fps, r.detections)
+            yield (r.frame.index if r.frame.index is not None else pos), r.image, d, counts
+            k += 1
+            if max_frames is not None and k >= max_frames:
+                return
+    finally:
+        _untap(det)
+
+
+Darknet.tracker_stream = track  # `model.track(...)` and `model.stream(..., track=True)`

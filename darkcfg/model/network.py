@@ -37,6 +37,7 @@ class Darknet(nn.Module):
     # (touching any name of the `darkcfg` facade imports it): the model stage never imports a higher stage.
     detector: ClassVar[Optional[Callable[..., list]]] = None
     streamer: ClassVar[Optional[Callable[..., Iterator]]] = None
+    tracker_stream: ClassVar[Optional[Callable[..., Iterator]]] = None  # darkcfg.infer.run.track
     classifier: ClassVar[Optional[Callable[..., list]]] = None  # darkcfg.infer.classify registers itself here
 
     def __init__(self, cfg_text: str, file: str = "<cfg>", size: Optional[tuple[int, int]] = None,
@@ -258,12 +259,24 @@ class Darknet(nn.Module):
             raise RuntimeError("the inference stage is not loaded: use darkcfg.load, or import darkcfg.infer.detector")
         return Darknet.detector(self, images, thresh, nms, **options)
 
-    def stream(self, source: object, thresh: float = 0.25, nms: float = 0.45, **options: object) -> Iterator:
+    def stream(self, source: object, thresh: float = 0.25, nms: float = 0.45, track: bool = False,
+               **options: object) -> Iterator:
         """Detect frame by frame on a video, camera index (0) or stream URL (or images): yields (frame index, BGR
-        frame, [Detection, ...]); see `darkcfg.infer.detector.stream`. Live sources give the newest frame."""
+        frame, [Detection, ...]); see `darkcfg.infer.detector.stream`. Live sources give the newest frame.
+        `track=True` is `model.track(source, ...)`: each Detection gets its `track_id`."""
+        if track:
+            return self.track(source, thresh, nms, **options)
         if Darknet.streamer is None:
             raise RuntimeError("the inference stage is not loaded: use darkcfg.load, or import darkcfg.infer.detector")
         return Darknet.streamer(self, source, thresh, nms, **options)
+
+    def track(self, source: object, thresh: float = 0.25, nms: float = 0.45, **options: object) -> Iterator:
+        """Follow objects through a video, camera, stream or folder of frames: `stream` whose Detections carry a
+        `track_id` (the same object keeps its id); see `darkcfg.infer.run.track` (tracker="bytetrack" or
+        "darknet", counting lines)."""
+        if Darknet.tracker_stream is None:
+            raise RuntimeError("the inference stage is not loaded: use darkcfg.load, or import darkcfg.infer.run")
+        return Darknet.tracker_stream(self, source, thresh, nms, **options)
 
     def classify(self, images: object, top: int = 5, **options: object) -> list:
         """Classify like `darknet classifier predict`: see `darkcfg.infer.classify.classify` for arguments.

@@ -94,7 +94,7 @@ def random_augment(im: np.ndarray, angle: float, aspect: float, low: int, high: 
     a = rand_scale(rng, aspect)
     r = int(rng.integers(min(low, high), max(low, high) + 1))
     _, ih, iw = im.shape
-    short = ih if ih < iw * a else iw * a
+    short = ih if ih < iw * a else int(iw * a)  # an int in the reference (int min = ...)
     s = r / short
     rad = float(rng.uniform(-angle, angle)) * 2.0 * math.pi / 360.0
     mx = max(0.0, (iw * s / a - size) / 2.0)

@@ -16,13 +16,12 @@ class j of the detections (j < lines of the map file) is obj x that probability 
 box gets one class, found by descending the tree from the root group while obj x the path's probability stays
 above `tree_thresh` (.5, hierarchy_top_prediction), with probability obj. The files are looked for as given
 (the reference opens them relative to the working directory), then beside the cfg and in its parent folder
-(darknet's layout: cfg/ and data/). Training with a tree is not supported.
+(darknet's layout: cfg/ and data/); the tree itself is `darkcfg.model.wordtree`. Training with a tree is not
+supported.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -40,6 +39,7 @@ from darkcfg.model.heads import (
 )
 from darkcfg.model.layers._base import BuildContext, Shape
 from darkcfg.model.layers._registry import register
+from darkcfg.model.wordtree import WordTree, find_beside_cfg, read_section_tree
 
 
 @dataclass
@@ -71,84 +71,6 @@ class RegionParams:
 
 
 TREE_THRESH = 0.5  # darknet detector test's hier_thresh
-
-
-@dataclass
-class WordTree:
-    """tree.c:read_tree: each node's parent (-1: a root) and the groups, runs of consecutive nodes with the same
-    parent (offset, size); `child[i]` is the group whose parent is node i (-1: a leaf)."""
-
-    parent: list[int]
-    groups: list[tuple[int, int]]
-    child: list[int]
-
-    @classmethod
-    def read(cls, path: Path) -> WordTree:
-        parent = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            parts = line.split()
-            if not parts:
-                continue
-            parent.append(int(parts[1]) if len(parts) > 1 and parts[1].lstrip("-").isdigit() else -1)
-        groups: list[tuple[int, int]] = []
-        for i, p in enumerate(parent):
-            if i == 0 or p != parent[i - 1]:
-                groups.append((i, 0))
-            groups[-1] = (groups[-1][0], groups[-1][1] + 1)
-        child = [-1] * len(parent)
-        for g, (off, _) in enumerate(groups):
-            if parent[off] >= 0 and child[parent[off]] < 0:
-                child[parent[off]] = g
-        return cls(parent, groups, child)
-
-    def softmax(self, x: Tensor) -> Tensor:
-        """softmax_tree over the last dimension (one softmax per group)."""
-        return torch.cat([x[..., o:o + n].softmax(-1) for o, n in self.groups], -1)
-
-    def hierarchy(self, p: Tensor) -> Tensor:
-        """hierarchy_predictions: each node's probability times its ancestors' (parents come first in the file)."""
-        out = p.clone()
-        for o, n in self.groups:
-            par = self.parent[o]
-            if par >= 0:
-                out[..., o:o + n] = out[..., o:o + n] * out[..., par:par + 1]
-        return out
-
-    def top(self, h: Tensor, thresh: float) -> Tensor:
-        """hierarchy_top_prediction for rows of conditional probabilities h (N, nodes) -> node index (N,)."""
-        idx = []
-        for row in h.tolist():
-            p, group = 1.0, 0
-            while True:
-                o, n = self.groups[group]
-                seg = row[o:o + n]
-                k = max(range(n), key=seg.__getitem__)
-                best = o + k
-                if p * seg[k] > thresh:
-                    p *= seg[k]
-                    if self.child[best] < 0:
-                        break
-                    group = self.child[best]
-                elif group == 0:
-                    break
-                else:
-                    best = self.parent[o]
-                    break
-            idx.append(best)
-        return torch.tensor(idx, dtype=torch.long)
-
-
-def _find(sec: Section, key: str) -> Path:
-    """A tree/map file: as written (the working directory), else beside the cfg, else in its parent folder."""
-    name = sec.str(key)
-    assert name is not None
-    cfg_dir = Path(sec.file).parent
-    for cand in (Path(name), cfg_dir / name, cfg_dir.parent / name):
-        if cand.is_file():
-            return cand
-    opt = sec.find(key)
-    raise sec.error(f"{key}={name}: no such file (looked in {os.getcwd()}, {cfg_dir} and {cfg_dir.parent})",
-                    opt.line if opt else None)
 
 
 class Region(DetectionHead):
@@ -261,13 +183,9 @@ def build(sec: Section, ctx: BuildContext) -> Region:
     p.class_scale = sec.float("class_scale", 1.0)
     p.bias_match = sec.int("bias_match", 0)
     if sec.str("tree") is not None:
-        p.tree = WordTree.read(_find(sec, "tree"))
-        if len(p.tree.parent) != p.classes:
-            opt = sec.find("tree")
-            raise sec.error(f"tree={sec.str('tree')} has {len(p.tree.parent)} nodes, expected classes={p.classes}",
-                            opt.line if opt else None)
+        p.tree = read_section_tree(sec, p.classes, f"classes={p.classes}")
     if sec.str("map") is not None:
-        path = _find(sec, "map")
+        path = find_beside_cfg(sec, "map")
         p.map = [int(v) for v in path.read_text().split()]
         bad = [v for v in p.map if not 0 <= v < p.classes]
         if bad:

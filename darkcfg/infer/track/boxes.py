@@ -1,0 +1,40 @@
+"""Box geometry for the trackers: IoU matrices and pixel conversions (numpy, float64)."""
+from __future__ import annotations
+
+import numpy as np
+
+from darkcfg.infer.detections import DetectionArray
+
+F64 = np.float64
+
+
+def pixel_boxes(dets: DetectionArray) -> np.ndarray:
+    """dets.boxes (N, 4) relative (cx, cy, w, h) -> (N, 4) (cx, cy, w, h) in pixels of the image, float64."""
+    b = np.asarray(dets.boxes, F64).reshape(-1, 4)
+    return b * np.array([dets.width, dets.height, dets.width, dets.height], F64)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a (T, 4), b (N, 4) boxes as (cx, cy, w, h) -> (T, N) intersection over union (0 where the union is 0)."""
+    a = np.asarray(a, F64)
+    b = np.asarray(b, F64)
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)), F64)
+    ax1, ay1 = a[:, 0] - a[:, 2] / 2, a[:, 1] - a[:, 3] / 2
+    ax2, ay2 = a[:, 0] + a[:, 2] / 2, a[:, 1] + a[:, 3] / 2
+    bx1, by1 = b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2
+    bx2, by2 = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2
+    iw = np.minimum(ax2[:, None], bx2[None]) - np.maximum(ax1[:, None], bx1[None])  # (T, N)
+    ih = np.minimum(ay2[:, None], by2[None]) - np.maximum(ay1[:, None], by1[None])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def best_class(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """probs (N, C) -> each row's score (N,) = its highest probability and class (N,) = the first class holding it."""
+    p = np.asarray(probs)
+    if p.ndim != 2 or p.shape[1] == 0:
+        return np.zeros(len(p), F64), np.zeros(len(p), np.int64)
+    cls = p.argmax(1)
+    return p[np.arange(len(p)), cls].astype(F64), cls.astype(np.int64)

@@ -1,0 +1,402 @@
+"""The trackers (darkcfg.infer.track): the darknet tracker against a loop-for-loop transcription of the reference's
+http_stream.cpp:set_track_id, ByteTrack's identities through a crossing and an occlusion in a generated sequence,
+counting lines against hand-counted crossings, and the per-box embeddings against the layer outputs they come
+from."""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from oracle import randomize
+
+from darkcfg.errors import DarkcfgError
+from darkcfg.infer.detections import DetectionArray
+from darkcfg.infer.track import TRACKERS, make_tracker
+from darkcfg.infer.track.counting import LineCounter
+from darkcfg.infer.track.darknet import DarknetTracker
+
+DATA = Path(__file__).parent / "data" / "track"
+F32 = np.float32
+
+
+# -- the darknet tracker ---------------------------------------------------------------------------------
+class SetTrackId:
+    """http_stream.cpp:set_track_id and its helpers, statement for statement (the static state as attributes).
+    A detection is a dict: bbox (x, y, w, h), prob (list), embeddings (list), track_id, sort_class, sim.
+    std::sort is not stable: equal similarities are kept in (old, new) order here, as the tracker does."""
+
+    def __init__(self, thresh, sim_thresh, track_ciou_norm, deque_size, dets_for_track, dets_for_show):
+        self.thresh, self.sim_thresh, self.track_ciou_norm = F32(thresh), F32(sim_thresh), F32(track_ciou_norm)
+        self.deque_size, self.dets_for_track, self.dets_for_show = deque_size, dets_for_track, dets_for_show
+        self.new_track_id = 1
+        self.old_dets_dq = []
+
+    @staticmethod
+    def cosine_similarity(a, b):
+        mul, d_a, d_b = F32(0), F32(0), F32(0)
+        for x, y in zip(a, b):
+            mul += x * y
+            d_a += x * x
+            d_b += y * y
+        divider = F32(math.sqrt(d_a)) * F32(math.sqrt(d_b))
+        return mul / divider if divider > 0 else F32(0)
+
+    @staticmethod
+    def box_iou(a, b):
+        def overlap(x1, w1, x2, w2):
+            l1, l2 = x1 - w1 / F32(2), x2 - w2 / F32(2)
+            left = l1 if l1 > l2 else l2
+            r1, r2 = x1 + w1 / F32(2), x2 + w2 / F32(2)
+            right = r1 if r1 < r2 else r2
+            return right - left
+
+        w = overlap(a[0], a[2], b[0], b[2])
+        h = overlap(a[1], a[3], b[1], b[3])
+        inter = F32(0) if w < 0 or h < 0 else w * h
+        union = a[2] * a[3] + b[2] * b[3] - inter
+        return F32(0) if inter == 0 or union == 0 else inter / union
+
+    def check_prob(self, det):
+        for p in det["prob"]:
+            if p > self.thresh:
+                return 1
+        return 0
+
+    def check_classes_id(self, det1, det2):
+        det1_id, det1_prob, det2_id, det2_prob = -1, F32(0), -1, F32(0)
+        for i in range(len(det1["prob"])):
+            if det1["prob"][i] > self.thresh and det1["prob"][i] > det1_prob:
+                det1_prob, det1_id = det1["prob"][i], i
+            if det2["prob"][i] > self.thresh and det2["prob"][i] > det2_prob:
+                det2_prob, det2_id = det2["prob"][i], i
+        return 1 if det1_id == det2_id and det2_id != -1 else 0
+
+    def fill_remaining_id(self, new_dets):
+        for d in new_dets:
+            if d["track_id"] == 0 and self.check_prob(d):
+                if d["sort_class"] > self.dets_for_track:
+                    d["track_id"] = self.new_track_id
+                    self.new_track_id += 1
+
+    def __call__(self, new_dets):
+        old_dets = [dict(d) for v in self.old_dets_dq for d in v]
+        sim_det = []
+        for old_id in range(len(old_dets)):
+            for new_id in range(len(new_dets)):
+                sim = self.cosine_similarity(new_dets[new_id]["embeddings"], old_dets[old_id]["embeddings"])
+                sim_det.append({"new_id": new_id, "old_id": old_id, "sim": sim})
+        sim_det.sort(key=lambda v: -v["sim"])
+        new_idx = [1] * len(new_dets)
+        old_idx = [1] * len(old_dets)
+        track_idx = [1] * self.new_track_id
+        for index in range(len(new_dets) * len(old_dets)):
+            new_id, old_id = sim_det[index]["new_id"], sim_det[index]["old_id"]
+            track_id = old_dets[old_id]["track_id"]
+            det_count = old_dets[old_id]["sort_class"]
+            if track_idx[track_id] and new_idx[new_id] and old_idx[old_id] \
+                    and self.check_classes_id(new_dets[new_id], old_dets[old_id]):
+                sim = sim_det[index]["sim"]
+                ciou = self.box_iou(new_dets[new_id]["bbox"], old_dets[old_id]["bbox"])
+                sim = sim * (F32(1) - self.track_ciou_norm) + ciou * self.track_ciou_norm
+                if self.sim_thresh < sim and new_dets[new_id]["sim"] < sim:
+                    new_dets[new_id]["sim"] = sim
+                    new_dets[new_id]["track_id"] = track_id
+                    new_dets[new_id]["sort_class"] = det_count + 1
+                    old_idx[old_id] = 0
+                    if track_id:
+                        track_idx[track_id] = 0
+        self.fill_remaining_id(new_dets)
+        self.old_dets_dq.append([dict(d, prob=list(d["prob"])) for d in new_dets if self.check_prob(d)])
+        if len(self.old_dets_dq) > self.deque_size:
+            self.old_dets_dq.pop(0)
+        for d in new_dets:
+            if d["sort_class"] < self.dets_for_show:
+                d["prob"] = [F32(0)] * len(d["prob"])
+
+
+def _stored_frames():
+    """tests/data/track/darknet_frames.npz (20 frames: objects crossing, one hidden for 5 frames, a look-alike
+    of another, one appearing late; per row a box, class probabilities and a 16-value embedding) as
+    DetectionArrays."""
+    z = np.load(DATA / "darknet_frames.npz", allow_pickle=False)
+    out = []
+    for f in range(int(z["frame"].max()) + 1):
+        k = z["frame"] == f
+        d = DetectionArray(z["boxes"][k], np.ones(int(k.sum()), F32), z["probs"][k], 640, 480)
+        d.embeddings = z["embeddings"][k]
+        out.append(d)
+    return out
+
+
+@pytest.mark.parametrize("opts", [
+    dict(sim_thresh=0.7, track_ciou_norm=0.2, track_history_size=20, dets_for_track=8, dets_for_show=2),  # the cfg's
+    dict(sim_thresh=0.7, track_ciou_norm=0.2, track_history_size=20, dets_for_track=2, dets_for_show=2,
+         after_nms=False),
+    dict(sim_thresh=0.8, track_ciou_norm=0.01, track_history_size=5, dets_for_track=1, dets_for_show=1),  # parser.c
+    dict(sim_thresh=0.5, track_ciou_norm=0.5, track_history_size=3, dets_for_track=0, dets_for_show=3,
+         after_nms=False),
+])
+def test_darknet_tracker_equals_set_track_id(opts):
+    thresh = 0.25
+    after_nms = opts.pop("after_nms", True)
+    tracker = DarknetTracker(thresh, after_nms=after_nms, **opts)
+    ref = SetTrackId(thresh, opts["sim_thresh"], opts["track_ciou_norm"], opts["track_history_size"],
+                     opts["dets_for_track"], opts["dets_for_show"])
+    assigned = 0
+    for k, dets in enumerate(_stored_frames()):
+        start = dets.probs.shape[1] - 1 if after_nms else 0  # do_nms_sort leaves sort_class at the last class
+        new = [{"bbox": [F32(v) for v in b], "prob": [F32(v) for v in p], "embeddings": [F32(v) for v in e],
+                "track_id": 0, "sort_class": start, "sim": F32(0)}
+               for b, p, e in zip(dets.boxes, dets.probs, dets.embeddings)]
+        ref(new)
+        ids = tracker.update(dets)
+        want = [d["track_id"] if d["track_id"] else -1 for d in new]
+        assert ids.tolist() == want, f"frame {k}"
+        assert dets.track_ids.tolist() == want
+        np.testing.assert_array_equal(dets.probs, np.array([d["prob"] for d in new], F32).reshape(dets.probs.shape),
+                                      err_msg=f"frame {k}: dets_for_show")
+        assigned += sum(i > 0 for i in want)
+    assert assigned > 20  # the sequence exercises matching, not only "no id"
+    tracker.reset()
+    assert tracker.update(_stored_frames()[0]).max() <= 3  # ids start again at 1
+
+
+def test_darknet_tracker_needs_embeddings():
+    d = DetectionArray(np.full((1, 4), 0.5, F32), np.ones(1, F32), np.full((1, 2), 0.9, F32), 10, 10)
+    with pytest.raises(DarkcfgError, match="embedding"):
+        make_tracker("darknet").update(d)
+    with pytest.raises(DarkcfgError, match="unknown tracker 'sort'"):
+        make_tracker("sort")
+    assert TRACKERS == ("bytetrack", "darknet")
+
+
+# -- ByteTrack -------------------------------------------------------------------------------------------
+W, H = 640, 480
+
+
+def _crossing_sequence(seed=0, frames=80):
+    """A generated sequence (boxes only, no network): A (class 0) moves right and B (class 0) left; they cross
+    near frame 30 with their boxes overlapping; B then goes behind an occluder: 3 frames of low scores, 15 frames
+    unseen, 3 frames of low scores, then seen again; C (class 1) appears at frame 50. Box noise 1.5 px.
+    -> [(DetectionArray, [object name per row])]."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in range(frames):
+        objs = [("A", (40 + 7 * f, 200, 40, 60, 0), 0.9)]
+        score_b = 0.85
+        if 38 <= f < 41 or 56 <= f < 59:
+            score_b = 0.15
+        elif 41 <= f < 56:
+            score_b = 0.0
+        objs.append(("B", (460 - 6 * f, 212, 42, 62, 0), score_b))
+        if f >= 50:
+            objs.append(("C", (300 + 2 * (f - 50), 420 - 4 * (f - 50), 50, 50, 1), 0.8))
+        boxes, probs, names = [], [], []
+        for name, (cx, cy, w, h, c), s in objs:
+            if s <= 0:
+                continue
+            e = rng.normal(0, 1.5, 4)
+            boxes.append([(cx + e[0]) / W, (cy + e[1]) / H, (w + e[2]) / W, (h + e[3]) / H])
+            p = np.zeros(2, F32)
+            p[c] = s
+            probs.append(p)
+            names.append(name)
+        order = rng.permutation(len(boxes))  # detections come in no particular order
+        d = DetectionArray(np.array(boxes, F32)[order].reshape(-1, 4), np.ones(len(boxes), F32),
+                           np.array(probs, F32)[order].reshape(-1, 2), W, H)
+        out.append((d, [names[i] for i in order]))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bytetrack_keeps_ids_through_crossing_and_occlusion(seed):
+    tracker = make_tracker("bytetrack", thresh=0.25)
+    seen: dict[str, set[int]] = {"A": set(), "B": set(), "C": set()}
+    for f, (dets, names) in enumerate(_crossing_sequence(seed)):
+        ids = tracker.update(dets)
+        assert ids.dtype == np.int64 and dets.track_ids is ids
+        for name, i, p in zip(names, ids.tolist(), dets.probs.max(1)):
+            if i >= 0:
+                seen[name].add(i)
+            elif p > 0.25 and not (name == "C" and f == 50):  # a high box is tracked, but in a new track's 1st frame
+                pytest.fail(f"frame {f}: {name} has no id")
+        if 38 <= f < 41:  # B still tracked: its low-score boxes continue it
+            assert ids[names.index("B")] in seen["B"]
+    # one id each, from 1, through the crossing and the occlusion
+    assert len(seen["A"]) == len(seen["B"]) == 1 and seen["A"] | seen["B"] == {1, 2}
+    assert len(seen["C"]) == 1 and seen["C"] != {1} and seen["C"] != {2}  # the new object gets a new id
+
+
+def test_bytetrack_reset_and_empty_frames():
+    tracker = make_tracker("bytetrack")
+    seq = _crossing_sequence(0, 10)
+    for d, _ in seq:
+        tracker.update(d)
+    empty = DetectionArray.empty(2, W, H)
+    assert tracker.update(empty).shape == (0,) and empty.track_ids.shape == (0,)
+    tracker.reset()
+    d = _crossing_sequence(1, 1)[0][0]
+    assert sorted(tracker.update(d).tolist()) == [1, 2]
+
+
+# -- counting --------------------------------------------------------------------------------------------
+def _count_frames():
+    """Tracks given directly (no tracker): id -> (class, centre per frame or None when unseen)."""
+    def path(f0, p0, v, frames, hide=()):
+        return [None if f in hide else (p0[0] + v[0] * f, p0[1] + v[1] * f) for f in range(frames)]
+
+    wobble = [(310 + (20 if (f // 2) % 2 else 0), 150) for f in range(40)]  # across x=320 and back, many times
+    return {
+        1: (0, path(0, (100, 200), (10, 0), 40)),  # car, left to right across the vertical line
+        2: (1, path(0, (500, 250), (-10, 0), 40)),  # person, right to left
+        3: (0, wobble),  # car, wobbling on the vertical line: one each way
+        4: (0, path(0, (100, 450), (10, 0), 40)),  # car, below the vertical segment's end: not counted
+        5: (1, path(0, (200, 100), (0, 9), 40)),  # person, down across the horizontal line
+        6: (0, path(0, (100, 350), (10, 0), 40, hide=range(15, 23))),  # car, unseen while crossing: counted
+        7: (0, path(0, (300, 120), (4, 0), 40)),  # car, its centre exactly on the line at frame 5
+    }
+
+
+def _count_dets(tracks, f, names=("car", "person")):
+    rows = [(tid, c, p[f]) for tid, (c, p) in tracks.items() if p[f] is not None]
+    boxes = np.array([[x / W, y / H, 20 / W, 20 / H] for _, _, (x, y) in rows], F32).reshape(-1, 4)
+    probs = np.zeros((len(rows), 2), F32)
+    for i, (_, c, _) in enumerate(rows):
+        probs[i, c] = 0.9
+    d = DetectionArray(boxes, np.ones(len(rows), F32), probs, W, H, names=list(names))
+    d.track_ids = np.array([tid for tid, _, _ in rows], np.int64)
+    return d
+
+
+def test_counting_lines_per_class_and_direction():
+    tracks = _count_frames()
+    counter = LineCounter([(320, 100, 320, 400), (100, 300, 500, 300), (500, 60, 100, 60)])
+    events = []
+    for f in range(40):
+        events += counter.update(_count_dets(tracks, f))
+    c = counter.counts["lines"]
+    assert c[0]["classes"] == {"car": {"left_to_right": 4, "right_to_left": 1}, "person": {"right_to_left": 1}}
+    assert c[0]["total"] == {"left_to_right": 4, "right_to_left": 2}
+    # the horizontal line: person 5 down; car 6 passes under it (x 100..500 at y 350: never crosses y=300)
+    assert c[1]["classes"] == {"person": {"top_to_bottom": 1}} and c[1]["total"] == {"top_to_bottom": 1,
+                                                                                       "bottom_to_top": 0}
+    assert c[2]["total"] == {"top_to_bottom": 0, "bottom_to_top": 0}  # nobody goes above y=60
+    assert sorted((k, t) for k, t, _, _ in events if k == 0) == [(0, 1), (0, 2), (0, 3), (0, 3), (0, 6), (0, 7)]
+    import json
+    json.dumps(counter.counts)
+    counter.reset()
+    assert counter.counts["lines"][0]["total"] == {"left_to_right": 0, "right_to_left": 0}
+    with pytest.raises(DarkcfgError, match="count line 1"):
+        LineCounter([(1, 2, 1, 2)])
+
+
+# -- embeddings ------------------------------------------------------------------------------------------
+def _contrastive(size=128):
+    from darkcfg.model.network import Darknet
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracking options of its [yolo]
+        model = Darknet.from_file(DATA / "yolov4-tiny_contrastive.cfg", size=(size, size)).eval()
+    randomize(model, 0)
+    return model
+
+
+def test_embeddings_are_the_embedding_layer_at_each_cell():
+    from darkcfg.infer.detector import Detector
+    model = _contrastive()
+    head = model.output_layers[-1]
+    emb_layer = model.layers[head].params.embedding_layer
+    assert emb_layer == head - 4
+    im = np.random.default_rng(0).random((3, 96, 150), dtype=F32)
+    thresh = 0.53  # objectness of this random network: 0.46 .. 0.55
+    plain = Detector(model, thresh=thresh, nms=0).detect_arrays([im])[0]
+    assert plain.embeddings is None  # off by default
+    dets = Detector(model, thresh=thresh, nms=0, embeddings=True).detect_arrays([im])[0]
+    x = torch.from_numpy(Detector(model, thresh=thresh).prepare(im))[None]
+    with torch.no_grad():
+        outs = model.forward_all(x)
+    yolo = outs[head][0].numpy()  # (n*(5+C), H, W)
+    emb = outs[emb_layer][0].numpy()  # (n*E, H, W)
+    n = len(model.layers[head].params.mask)
+    lh, lw = yolo.shape[1:]
+    e = emb.shape[0] // n
+    want = []
+    for i in range(lw * lh):  # get_yolo_detections' loops, get_embedding's index
+        row, col = i // lw, i % lw
+        for a in range(n):
+            if yolo[a * (yolo.shape[0] // n) + 4, row, col] > thresh:
+                want.append([emb[a * e + k, row, col] for k in range(e)])
+    assert 5 < len(want) == len(dets) < n * lh * lw
+    # the same values (up to the convolution's run-to-run rounding: forward_all is a second forward)
+    np.testing.assert_allclose(dets.embeddings, np.array(want, F32), rtol=0, atol=1e-5)
+    # after NMS each row keeps its own embedding
+    nmsd = Detector(model, thresh=thresh, embeddings="layer").detect_arrays([im])[0]
+    for b, v in zip(nmsd.boxes, nmsd.embeddings):
+        j = int(np.flatnonzero((dets.boxes == b).all(1))[0])
+        np.testing.assert_array_equal(v, dets.embeddings[j])
+
+
+def test_feature_embeddings_pool_the_map_feeding_each_head():
+    from darkcfg.infer.detector import Detector
+    from darkcfg.infer.track.appearance import EmbeddingTap
+    model = _contrastive(96)
+    with pytest.raises(DarkcfgError, match="no \\[yolo\\] layer has embedding_layer"):
+        EmbeddingTap(_plain_model(), "layer")
+    im = np.random.default_rng(1).random((3, 96, 96), dtype=F32)  # the network's size: boxes need no letterbox
+    dets = Detector(model, thresh=0.53, nms=0, embeddings="features", letterbox=False).detect_arrays([im])[0]
+    head = model.output_layers[-1]
+    with torch.no_grad():
+        fmap = model.forward_all(torch.from_numpy(im)[None])[head - 2][0].double().numpy()  # (C, h, w)
+    c, h, w = fmap.shape
+    assert dets.embeddings.shape == (len(dets), c) and len(dets) > 3
+    for b, v in list(zip(dets.boxes.astype(np.float64), dets.embeddings))[:20]:
+        x0, x1 = max(0, math.floor((b[0] - b[2] / 2) * w)), min(w, math.ceil((b[0] + b[2] / 2) * w))
+        y0, y1 = max(0, math.floor((b[1] - b[3] / 2) * h)), min(h, math.ceil((b[1] + b[3] / 2) * h))
+        if x1 <= x0 or y1 <= y0:
+            x0, y0 = min(w - 1, max(0, int(b[0] * w))), min(h - 1, max(0, int(b[1] * h)))
+            x1, y1 = x0 + 1, y0 + 1
+        mean = sum(fmap[:, y, x] for y in range(y0, y1) for x in range(x0, x1)) / ((x1 - x0) * (y1 - y0))
+        np.testing.assert_allclose(v, mean / np.linalg.norm(mean), rtol=1e-4, atol=1e-6)
+
+
+def _plain_model():
+    from darkcfg.model.network import Darknet
+    text = (DATA / "yolov4-tiny_contrastive.cfg").read_text().replace("embedding_layer = -4", "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Darknet(text[:text.index("[route]\nlayers= -5")], "plain.cfg", size=(64, 64)).eval()
+
+
+def test_bytetrack_appearance_finds_a_lost_track_its_motion_missed():
+    """A moves right, is hidden 10 frames and comes back 42 px behind where its motion puts it (it slowed down
+    behind the occluder); B, elsewhere, looks different. With appearance its embedding brings A's id back at
+    once; without, A gets a new id."""
+    rng = np.random.default_rng(0)
+    look = {"A": rng.normal(size=32), "B": rng.normal(size=32)}
+
+    def frame(f):
+        objs = [("B", 500, 400)]
+        if f < 20:
+            objs.append(("A", 100 + 6 * f, 200))
+        elif f >= 30:
+            objs.append(("A", 100 + 6 * f - 42, 200))  # its boxes no longer overlap the motion's (40 px wide)
+        d = DetectionArray(np.array([[x / W, y / H, 40 / W, 60 / H] for _, x, y in objs], F32),
+                           np.ones(len(objs), F32), np.full((len(objs), 1), 0.9, F32), W, H)
+        d.embeddings = np.array([look[n] + rng.normal(0, 0.1, 32) for n, _, _ in objs], F32)
+        return d, [n for n, _, _ in objs]
+
+    for appearance in (True, False):
+        tracker = make_tracker("bytetrack", appearance=appearance)
+        before, after = set(), set()
+        for f in range(40):
+            d, names = frame(f)
+            ids = tracker.update(d)
+            if "A" in names and f > 0:
+                (before if f < 20 else after).add(int(ids[names.index("A")]))
+        if appearance:
+            assert before == after == {2}  # from its first frame back
+        else:
+            assert before == {2} and -1 in after and len(after - {-1}) == 1 and not after & before
