@@ -92,7 +92,8 @@ def assert_same(got, expected):
 # ---- the JSON port, the --mot file, the -out file and the Python API agree ----------------------------------------
 
 @needs_shared
-@pytest.mark.xfail(reason="open: the dog gets a second id in one frame since the last ByteTrack change (issue 28 is not resolved)", strict=False)
+@pytest.mark.xfail(reason="open: the dog gets a second id in one frame since the last ByteTrack change "
+                          "(issue 28 is not resolved)", strict=False)
 def test_json_port_mot_and_api_carry_the_same_ids(model, dog_jpegs, tmp_path):
     """The same JPEG frames as a live MJPEG stream (detect --track --json-port --mot) and as an .mjpeg file
     (model.track, and the CLI with -o and --mot): every object's track id, class and box agree frame by frame."""
