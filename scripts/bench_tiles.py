@@ -2,11 +2,11 @@
 """Tiled detection of small objects in large images: AP50 by object size, duplicates at tile seams and time per
 image, for whole-image detection, darkcfg's tiles and SAHI's slicing around the same darkcfg model, in one run.
 
-    python scripts/bench_train.py --out /tmp/tiles-bench/train --iterations 1200 --size 128 --train-images 800
-    python scripts/make_large_set.py /tmp/tiles-bench/large --images 12 --seam-tile 128
-    python scripts/bench_tiles.py --cfg /tmp/tiles-bench/train/yolov4-tiny-128/yolov4-tiny-shapes.cfg \\
-        --weights /tmp/tiles-bench/train/yolov4-tiny-128/backup/yolov4-tiny-shapes_final.weights \\
-        --data /tmp/tiles-bench/large/large.data [--size 128] [--tile N] [--overlap 0.2] [--thresh 0.05]
+    python scripts/bench_train.py --out bench-tiles/train --iterations 1200 --size 128 --train-images 800
+    python scripts/make_large_set.py bench-tiles/large --images 12 --seam-tile 128
+    python scripts/bench_tiles.py --cfg bench-tiles/train/yolov4-tiny-128/yolov4-tiny-shapes.cfg \\
+        --weights bench-tiles/train/yolov4-tiny-128/backup/yolov4-tiny-shapes_final.weights \\
+        --data bench-tiles/large/large.data [--size 128] [--tile N] [--overlap 0.2] [--thresh 0.05]
         [--sahi-batch 64] [--no-sahi] [--images N] [--device cpu|cuda]
 
 The model is a yolov4-tiny trained on scripts/make_shapes_dataset.py's set (bench_train.py; its weights stay

@@ -2,10 +2,10 @@
 """Tracking benchmark: darkcfg's trackers and the peers on the same detections of generated sequences, scored by
 `darkcfg track-eval` (HOTA, DetA, AssA, MOTA, IDF1, ID switches), with the time of one tracker update.
 
-    python scripts/bench_track.py --cfg /tmp/tiles-bench/train/yolov4-tiny-128/yolov4-tiny-shapes.cfg \\
-        --weights /tmp/tiles-bench/train/yolov4-tiny-128/backup/yolov4-tiny-shapes_final.weights \\
-        [--size 256] [--out /tmp/track-bench] [--seqs DIR] [--sequences 3] [--frames 150] [--seed 0]
-        [--thresh 0.25] [--det-thresh 0.1] [--peers /tmp/peers/bin/python] [--no-peers] [--detect-fps]
+    python scripts/bench_track.py --cfg bench-tiles/train/yolov4-tiny-128/yolov4-tiny-shapes.cfg \\
+        --weights bench-tiles/train/yolov4-tiny-128/backup/yolov4-tiny-shapes_final.weights \\
+        [--size 256] [--out DIR] [--seqs DIR] [--sequences 3] [--frames 150] [--seed 0]
+        [--thresh 0.25] [--det-thresh 0.1] [--peers PYTHON] [--no-peers] [--detect-fps]
         [--device cpu|cuda] [--redetect]
 
 1. Sequences: scripts/make_track_video.py's (moving shapes crossing, hidden behind a bar, entering and leaving;
@@ -18,7 +18,8 @@
    appearance cue, and the peers Roboflow `trackers` (Apache-2.0) ByteTrack and OC-SORT, at their defaults and
    with their thresholds set to darkcfg's (high = --thresh, a new track from --thresh + 0.1, as darkcfg's
    ByteTrack). The peers run in their own virtual environment (they need opencv-python 5, which would hide
-   the OpenCV test oracle in darkcfg's): `python -m venv /tmp/peers && /tmp/peers/bin/pip install trackers`;
+   the OpenCV test oracle in darkcfg's): `python -m venv PEERS && PEERS/bin/pip install trackers`
+   (default PEERS: darkcfg-peers in the temporary folder);
    this script runs itself there (`--peer-worker`) on the stored detections.
 4. Scores: each tracker's boxes (the detections it gave an id) as OUT/pred/<tracker>/<seq>.txt, scored against
    the ground truth with darkcfg.eval.tracking (TrackEval's definitions, combined over the sequences).
@@ -39,11 +40,14 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+
+PEERS = Path(tempfile.gettempdir()) / "darkcfg-peers"  # the peers' own venv (opencv-python 5)
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = ["circle", "square", "triangle", "cross", "ring"]
@@ -240,18 +244,17 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cfg", default="/tmp/tiles-bench/train/yolov4-tiny-128/yolov4-tiny-shapes.cfg")
-    ap.add_argument("--weights",
-                    default="/tmp/tiles-bench/train/yolov4-tiny-128/backup/yolov4-tiny-shapes_final.weights")
+    ap.add_argument("--cfg", required=True, help="a shapes-trained cfg (scripts/bench_train.py)")
+    ap.add_argument("--weights", required=True)
     ap.add_argument("--size", type=int, default=256, help="network input (square)")
-    ap.add_argument("--out", default="/tmp/track-bench")
+    ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "darkcfg-bench-track"))
     ap.add_argument("--seqs", default=None, help="a folder of make_track_video.py sequences (default: OUT/seqs)")
     ap.add_argument("--sequences", type=int, default=3)
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--thresh", type=float, default=0.25, help="the trackers' detection (high-score) threshold")
     ap.add_argument("--det-thresh", type=float, default=0.1, help="the detector's threshold (low-score boxes)")
-    ap.add_argument("--peers", default="/tmp/peers/bin/python", help="python of the venv with `trackers`")
+    ap.add_argument("--peers", default=str(PEERS / "bin" / "python"), help="python of the venv with `trackers`")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--detect-fps", action="store_true", help="also time `darkcfg detect` with and without --track")
     ap.add_argument("--device", default="cpu")
@@ -308,8 +311,8 @@ def main(argv: list[str]) -> int:
                     else:
                         contenders[name] = times
         else:
-            peers_note = (f"peers skipped: {a.peers} not found (python -m venv /tmp/peers && "
-                          "/tmp/peers/bin/pip install trackers)")
+            peers_note = (f"peers skipped: {a.peers} not found (python -m venv {PEERS} && "
+                          f"{PEERS}/bin/pip install trackers)")
 
     print(f"machine: {machine()}")
     lengths = [seq_length(s / "seqinfo.ini") for s in seqs]
