@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -56,16 +55,9 @@ from darkcfg.infer.detections import DetectionArray  # noqa: E402
 from darkcfg.infer.detector import Detector  # noqa: E402
 from darkcfg.infer.fast import prepare_for_inference  # noqa: E402
 from darkcfg.infer.tiles import Tiling, tile_plan  # noqa: E402
+from scripts.bench_train import machine  # noqa: E402
 
 Dets = list[tuple[int, float, float, float, float, float]]  # (class, score, x0, y0, x1, y1) pixels
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
-    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"{cpu}{gpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-            f"Python {platform.python_version()}")
 
 
 def pixel_dets(d: DetectionArray, thresh: float) -> Dets:

@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -122,16 +121,6 @@ def peer_worker(dets_dir: str, out_dir: str, thresh: float, fps: float) -> int:
 
 
 # -- darkcfg's side --------------------------------------------------------------------------------------------
-def machine() -> str:
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
-    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"{cpu} ({os.cpu_count()} logical CPUs){gpu}, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}")
-
-
 def detect_sequences(seqs: list[Path], cfg: str, weights: str, size: int, det_thresh: float, device: str,
                      out: Path, redetect: bool = True) -> None:
     """Run the detector once over every frame of every sequence; store OUT/dets/<seq>.npz (kept from an earlier
@@ -269,6 +258,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(REPO / "scripts"))
     from darkcfg.data.mot import find_sequences, seq_length
     from darkcfg.eval.tracking import evaluate_tracking
+    from scripts.bench_train import machine  # darkcfg's side only: the peers' venv has no torch
 
     out = Path(a.out)
     seq_root = Path(a.seqs) if a.seqs else out / "seqs"

@@ -71,9 +71,12 @@ KINDS = (("convolution", ("convolution",)), ("batch norm", ("batch_norm",)),
 
 
 def machine() -> str:
+    """The machine every benchmark prints first: CPU model and count, the GPU if any, threads and versions."""
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
-    return f"{model}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {platform.python_version()}"
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return (f"{model} ({os.cpu_count()} logical CPUs){gpu}, {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
 def op_profile(opts: TrainOptions, steps: int = 5) -> None:
