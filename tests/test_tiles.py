@@ -424,28 +424,17 @@ def test_serve_with_tiles_answers_what_detect_tiles_finds(tmp_path, sample):
     assert max(srv.batcher.batches) == 2  # both images' tiles in one run
 
 
-def _clip_frames(n=3, size=(420, 330)):
-    """n distinct JPEG frames of the sample (shifted), as bytes."""
-    im = cv2.resize(cv2.imread(str(SAMPLE)), size)
-    out = []
-    for k in range(n):
-        ok, buf = cv2.imencode(".jpg", np.roll(im, 9 * k, axis=1), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        assert ok
-        out.append(buf.tobytes())
-    return out
-
-
 def test_tiles_on_a_video_and_a_live_stream_equal_tiles_on_its_frames(tmp_path):
     """A 3-frame video (MJPG .avi) through `detect --tiles`: each frame's objects are those of `detect --tiles` on
     the frame written as a PNG (decoded by OpenCV from the same video), and differ from untiled detection; the
     same JPEG frames from a live MJPEG stream (the reference's demo path, reading the newest frame) give what
     the same frames as an .mjpeg file give."""
-    from streams import FrameServer
+    from streams import FrameServer, frames
 
     from darkcfg.infer.run import run_detection
     from darkcfg.infer.sources import LiveOptions
 
-    jpegs = _clip_frames()
+    jpegs = frames(3, (420, 330))
     video = tmp_path / "clip.avi"
     w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (420, 330))
     for b in jpegs:
