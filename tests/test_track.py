@@ -299,7 +299,7 @@ def _contrastive(size=128):
     from darkcfg.model.network import Darknet
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracking options of its [yolo]
-        model = Darknet.from_file(DATA / "yolov4-tiny_contrastive.cfg", size=(size, size)).eval()
+        model = Darknet.from_file(DATA / "tiny-embedding.cfg", size=(size, size)).eval()
     randomize(model, 0)
     return model
 
@@ -346,13 +346,15 @@ def test_feature_embeddings_pool_the_map_feeding_each_head():
     with pytest.raises(DarkcfgError, match="no \\[yolo\\] layer has embedding_layer"):
         EmbeddingTap(_plain_model(), "layer")
     im = np.random.default_rng(1).random((3, 96, 96), dtype=F32)  # the network's size: boxes need no letterbox
-    dets = Detector(model, thresh=0.53, nms=0, embeddings="features", letterbox=False).detect_arrays([im])[0]
+    dets = Detector(model, thresh=0.3, nms=0, embeddings="features", letterbox=False).detect_arrays([im])[0]
     head = model.output_layers[-1]
     with torch.no_grad():
         fmap = model.forward_all(torch.from_numpy(im)[None])[head - 2][0].double().numpy()  # (C, h, w)
     c, h, w = fmap.shape
-    assert dets.embeddings.shape == (len(dets), c) and len(dets) > 3
-    for b, v in list(zip(dets.boxes.astype(np.float64), dets.embeddings))[:20]:
+    live = (dets.probs > 0).any(1)  # boxes with a class above thresh: the others are never tracked
+    assert dets.embeddings.shape == (len(dets), c) and 3 < live.sum() < len(dets)
+    assert not dets.embeddings[~live].any()
+    for b, v in list(zip(dets.boxes[live].astype(np.float64), dets.embeddings[live]))[:20]:
         x0, x1 = max(0, math.floor((b[0] - b[2] / 2) * w)), min(w, math.ceil((b[0] + b[2] / 2) * w))
         y0, y1 = max(0, math.floor((b[1] - b[3] / 2) * h)), min(h, math.ceil((b[1] + b[3] / 2) * h))
         if x1 <= x0 or y1 <= y0:
@@ -364,7 +366,7 @@ def test_feature_embeddings_pool_the_map_feeding_each_head():
 
 def _plain_model():
     from darkcfg.model.network import Darknet
-    text = (DATA / "yolov4-tiny_contrastive.cfg").read_text().replace("embedding_layer = -4", "")
+    text = (DATA / "tiny-embedding.cfg").read_text().replace("embedding_layer = -4", "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Darknet(text[:text.index("[route]\nlayers= -5")], "plain.cfg", size=(64, 64)).eval()
@@ -400,3 +402,13 @@ def test_bytetrack_appearance_finds_a_lost_track_its_motion_missed():
             assert before == after == {2}  # from its first frame back
         else:
             assert before == {2} and -1 in after and len(after - {-1}) == 1 and not after & before
+
+
+def test_darknet_tracker_reads_the_cfg_options():
+    model = _contrastive(64)
+    params = model.layers[model.output_layers[-1]].params
+    t = make_tracker("darknet", thresh=0.3, params=params)
+    assert (t.history, t.sim_thresh, t.dets_for_track, t.dets_for_show, t.track_ciou_norm, t.thresh) == \
+        (20, pytest.approx(0.7), 8, 2, pytest.approx(0.2), 0.3)
+    d = make_tracker("darknet", params=None)  # parser.c's defaults
+    assert (d.history, d.sim_thresh, d.dets_for_track, d.dets_for_show, d.track_ciou_norm) == (5, 0.8, 1, 1, 0.01)

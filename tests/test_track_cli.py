@@ -395,7 +395,7 @@ def test_darknet_tracker_through_the_api_leaves_no_hooks(tmp_path):
     from darkcfg.model.network import Darknet
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = Darknet.from_file(REPO / "tests" / "data" / "track" / "yolov4-tiny_contrastive.cfg", size=(128, 128))
+        m = Darknet.from_file(REPO / "tests" / "data" / "track" / "tiny-embedding.cfg", size=(128, 128))
     randomize(m.eval(), 0)
     frames = [np.full((96, 128, 3), 40 * k, np.uint8) for k in range(3)]
     for k, f in enumerate(frames):

@@ -60,14 +60,15 @@ def _candidates_on_device(v: Tensor, obj: Optional[int], thresh: float) -> tuple
 
 
 def _decode_head(head: DetectionHead, planes: Tensor, net_w: int, net_h: int, thresh: float,
-                 embed: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None
+                 embed: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """One image's head planes (n, E, H, W) -> boxes (N, 4) relative to the network input, objectness (N,),
-    probs (N, C) zeroed at or below thresh, and embed(indices (N,), boxes) -> (N, D) where asked (else None)."""
+    probs (N, C) zeroed at or below thresh, and embed(indices (N,), boxes, live (N,)) -> (N, D) where asked
+    (else None; live: the candidates with a prob above thresh)."""
     n, _, lh, lw = planes.shape
     idx, rows = select_candidates(planes, head.objectness_entry, thresh)
     if not len(idx):
-        empty = None if embed is None else embed(idx, np.zeros((0, 4), F32))
+        empty = None if embed is None else embed(idx, np.zeros((0, 4), F32), np.zeros(0, bool))
         return np.zeros((0, 4), F32), np.zeros(0, F32), np.zeros((0, head.classes), F32), empty
     cell, slot = np.divmod(idx, n)
     row, col = np.divmod(cell, lw)
@@ -77,7 +78,8 @@ def _decode_head(head: DetectionHead, planes: Tensor, net_w: int, net_h: int, th
     boxes = torch.stack([d.x, d.y, d.w, d.h], 1).numpy()
     probs = d.probs.numpy()
     probs = np.where(probs > F32(thresh), probs, F32(0)).astype(F32)
-    return boxes, d.objectness.numpy().astype(F32), probs, None if embed is None else embed(idx, boxes)
+    emb = None if embed is None else embed(idx, boxes, (probs > 0).any(1))
+    return boxes, d.objectness.numpy().astype(F32), probs, emb
 
 
 def correct_boxes(boxes: np.ndarray, width: int, height: int, net_w: int, net_h: int, letter: bool) -> np.ndarray:
@@ -148,8 +150,9 @@ def decode(model: torch.nn.Module, outputs: Sequence[Tensor], sizes: Sequence[tu
 
 
 def _embedder(tap: Optional[EmbeddingTap], head: int, image: int,
-              n: int) -> Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]]:
-    """(candidate indices, boxes relative to the network input) -> their embeddings, for one head and image."""
+              n: int) -> Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]]:
+    """(candidate indices, boxes relative to the network input, which have a prob) -> their embeddings, for one
+    head and image."""
     if tap is None:
         return None
-    return lambda idx, boxes: tap.embed(head, image, idx, n, boxes)
+    return lambda idx, boxes, live: tap.embed(head, image, idx, n, boxes, live)

@@ -47,10 +47,14 @@ def cell_embeddings(emb: Tensor, idx: np.ndarray, n: int) -> np.ndarray:
 
 def pooled_features(fmap: Tensor, boxes: np.ndarray) -> np.ndarray:
     """fmap (C, H, W) one image's feature map; boxes (N, 4) (cx, cy, w, h) relative to the network input ->
-    (N, C) float32: the mean of the cells each box covers (at least its centre's cell), scaled to unit length."""
+    (N, C) float32: the mean of the cells each box covers (at least its centre's cell), scaled to unit length.
+
+    A loop over the boxes, each summing its own cells: for the few boxes a frame keeps this is cheaper than a
+    summed-area table of the whole map, and it runs no multi-threaded kernels."""
     c, h, w = fmap.shape
     if not len(boxes):
         return np.zeros((0, c), np.float32)
+    fm = fmap.detach().float().cpu().numpy()  # (C, H, W), a view where it can be
     b = np.nan_to_num(np.asarray(boxes, np.float64), nan=0.0, posinf=1.0, neginf=0.0)
     cx = np.clip((b[:, 0] * w).astype(np.int64), 0, w - 1)
     cy = np.clip((b[:, 1] * h).astype(np.int64), 0, h - 1)
@@ -61,14 +65,11 @@ def pooled_features(fmap: Tensor, boxes: np.ndarray) -> np.ndarray:
     empty = (x1 <= x0) | (y1 <= y0)
     x0, x1 = np.where(empty, cx, x0), np.where(empty, cx + 1, x1)
     y0, y1 = np.where(empty, cy, y0), np.where(empty, cy + 1, y1)
-    s = torch.zeros((c, h + 1, w + 1), dtype=torch.float64, device=fmap.device)
-    s[:, 1:, 1:] = fmap.double().cumsum(1).cumsum(2)  # (C, H+1, W+1) summed-area table
-    t = [torch.as_tensor(v, device=fmap.device) for v in (x0, x1, y0, y1)]
-    total = s[:, t[3], t[1]] - s[:, t[2], t[1]] - s[:, t[3], t[0]] + s[:, t[2], t[0]]  # (C, N)
-    area = torch.as_tensor((x1 - x0) * (y1 - y0), dtype=torch.float64, device=fmap.device)
-    mean = (total / area).T  # (N, C)
-    mean = mean / mean.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return mean.float().cpu().numpy()
+    out = np.empty((len(b), c), np.float32)
+    for i in range(len(b)):
+        out[i] = fm[:, y0[i]:y1[i], x0[i]:x1[i]].sum(axis=(1, 2), dtype=np.float64)
+    n = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.divide(out, n, out=np.zeros_like(out), where=n > 0)
 
 
 class EmbeddingTap:
@@ -126,16 +127,23 @@ class EmbeddingTap:
             raise DarkcfgError(f"{self.cfg}: layer {missing[0]}'s output was not seen: embeddings for tracking need "
                                "the PyTorch runtime without --compile or CUDA graphs")
 
-    def embed(self, head: int, image: int, idx: np.ndarray, n: int, boxes: np.ndarray) -> np.ndarray:
+    def embed(self, head: int, image: int, idx: np.ndarray, n: int, boxes: np.ndarray,
+              live: Optional[np.ndarray] = None) -> np.ndarray:
         """Embeddings (N, size) float32 of one head's candidates in one image of the batch: idx (N,) their flat
-        indices (cell * n + slot), boxes (N, 4) relative to the network input (features mode)."""
+        indices (cell * n + slot), boxes (N, 4) relative to the network input (features mode); live (N,) bool:
+        the candidates with a class probability above the threshold (features mode pools only those: the others
+        are never shown nor tracked, and get zeros)."""
         if self.mode == "layer":
             s = self.sources[head]
             if s is None:
                 return np.zeros((len(idx), self.size), np.float32)
             return cell_embeddings(self.maps[s][image], idx, n)
-        parts = [pooled_features(self.maps[s][image], boxes) for s in self.sources if s is not None]
-        return np.concatenate(parts, 1) / np.float32(np.sqrt(len(parts)))
+        out = np.zeros((len(idx), self.size), np.float32)
+        rows = np.arange(len(idx)) if live is None else np.flatnonzero(live)
+        if len(rows):
+            parts = [pooled_features(self.maps[s][image], boxes[rows]) for s in self.sources if s is not None]
+            out[rows] = np.concatenate(parts, 1) / np.float32(np.sqrt(len(parts)))
+        return out
 
     def close(self) -> None:
         for h in self._hooks:

@@ -68,9 +68,9 @@ def class_ids(probs: np.ndarray, thresh: float) -> np.ndarray:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """blas.c:cosine_similarity of every pair: a (M, E), b (N, E) -> (M, N) float32; 0 where a norm is 0."""
-    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    mul = a64 @ b64.T
-    div = np.sqrt((a64 * a64).sum(1))[:, None] * np.sqrt((b64 * b64).sum(1))[None]
+    a32, b32 = np.asarray(a, F32), np.asarray(b, F32)
+    mul = a32 @ b32.T  # float32 as the C (whose sums run in order: the last bits may differ)
+    div = np.sqrt((a32 * a32).sum(1))[:, None] * np.sqrt((b32 * b32).sum(1))[None]
     return np.divide(mul, div, out=np.zeros_like(mul), where=div > 0).astype(F32)
 
 

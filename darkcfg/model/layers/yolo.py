@@ -72,6 +72,12 @@ class YoloParams:
     iou_thresh: float = 1.0
     random: float = 0.0
     embedding_layer: Optional[int] = None
+    # the demo tracker's options (http_stream.cpp:set_track_id; parser.c's defaults)
+    track_history_size: int = 5
+    sim_thresh: float = 0.8
+    dets_for_track: int = 1
+    dets_for_show: int = 1
+    track_ciou_norm: float = 0.01
 
 
 class Yolo(DetectionHead):
@@ -326,9 +332,11 @@ def parse_head_params(sec: Section, gaussian: bool = False) -> YoloParams:
     p.iou_thresh = sec.float("iou_thresh", 1.0)
     p.random = sec.float("random", 0.0)
     if not gaussian:
-        for key in ("track_history_size", "sim_thresh", "dets_for_track", "dets_for_show"):
-            sec.int(key, 0)
-        sec.float("track_ciou_norm", 0.01)
+        p.track_history_size = sec.int("track_history_size", 5)
+        p.sim_thresh = sec.float("sim_thresh", 0.8)
+        p.dets_for_track = sec.int("dets_for_track", 1)
+        p.dets_for_show = sec.int("dets_for_show", 1)
+        p.track_ciou_norm = sec.float("track_ciou_norm", 0.01)
     if sec.str("map") is not None:
         raise sec.error("option 'map' (class map file) is not supported by darkcfg")
     p.anchors = section_anchors(sec, p.num)
