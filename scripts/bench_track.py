@@ -5,7 +5,7 @@
     python scripts/bench_track.py --cfg bench-tiles/train/yolov4-tiny-128/yolov4-tiny-shapes.cfg \\
         --weights bench-tiles/train/yolov4-tiny-128/backup/yolov4-tiny-shapes_final.weights \\
         [--size 256] [--out DIR] [--seqs DIR] [--sequences 3] [--frames 150] [--seed 0]
-        [--thresh 0.25] [--det-thresh 0.1] [--peers PYTHON] [--no-peers] [--detect-fps]
+        [--thresh 0.25] [--det-thresh 0.1] [--peers PYTHON] [--no-peers] [--detect-fps [--names FILE]]
         [--device cpu|cuda] [--redetect]
 
 1. Sequences: scripts/make_track_video.py's (moving shapes crossing, hidden behind a bar, entering and leaving;
@@ -28,7 +28,9 @@
    Every tracker's output holds the low-score boxes it kept on a track (ByteTrack's second association); the
    row "boxes > thresh only" leaves those out of darkcfg's, as a file holding only the shown boxes would.
 Also the time of one update at 100 boxes (a synthetic scene of 100 boxes moving for 200 frames) and, with
---detect-fps, `darkcfg detect` frames/s on one sequence's video with and without `--track`.
+--detect-fps, `darkcfg detect` frames/s on one sequence's video with and without `--track` (the class names it
+needs for a cfg of other than 80 classes: --names, else the names= of a .data file beside the cfg, else a .names
+file beside it, else the shapes set's names for the cfg's classes, written to OUT/shapes.names: `names_file`).
 The machine is printed first.
 """
 from __future__ import annotations
@@ -204,6 +206,60 @@ def crowd_dets(path: Path, boxes: int = 100, frames: int = 200, seed: int = 0, w
     save_dets(path, out, width, height)
 
 
+def cfg_classes(cfg: str) -> int:
+    """classes= of the cfg's last detection head ([yolo], [Gaussian_yolo] or [region]; Darknet's default 20)."""
+    from darkcfg.model.cfg import parse_cfg_text, read_cfg
+
+    text, name = read_cfg(cfg)
+    heads = [sec for sec in parse_cfg_text(text, name) if sec.type in ("yolo", "Gaussian_yolo", "region")]
+    if not heads:
+        raise SystemExit(f"{cfg}: no [yolo] or [region] layer: not a detector cfg")
+    return int(heads[-1].int("classes", 20) or 20)
+
+
+def names_file(cfg: str, names: Optional[str], out: Path) -> Path:
+    """The class names file `darkcfg detect --names` gets for `cfg`: `names` when given; else the names= of a .data
+    file beside the cfg (as written, else beside the .data file), else a .names file beside the cfg, either only
+    with one name per class of the cfg; else OUT/shapes.names, the shapes set's names (NAMES, then class<k>) for
+    the cfg's classes."""
+    from darkcfg.data.dataset import read_data_cfg
+    from darkcfg.data.names import read_names
+    from darkcfg.errors import DarkcfgError
+
+    classes = cfg_classes(cfg)
+    if names is not None:
+        try:
+            read_names(names, classes)  # a one-line error now rather than two failed detect runs
+        except DarkcfgError as e:
+            raise SystemExit(f"--names: {e}") from None
+        return Path(names)
+    folder = Path(cfg).resolve().parent
+    found: list[Path] = []
+    for data in sorted(folder.glob("*.data")):
+        with contextlib.suppress(DarkcfgError, OSError):
+            listed = read_data_cfg(data).names
+            if listed:
+                found += [Path(listed), data.parent / listed]
+    found += sorted(folder.glob("*.names"))
+    for p in found:
+        with contextlib.suppress(DarkcfgError, OSError):
+            if p.is_file() and read_names(p, classes):
+                return p
+    out.mkdir(parents=True, exist_ok=True)
+    dest = out / "shapes.names"
+    dest.write_text("".join(f"{NAMES[k] if k < len(NAMES) else f'class{k}'}\n" for k in range(classes)))
+    return dest
+
+
+def detect_command(cfg: str, weights: str, size: int, video: Path, names: Path, thresh: float, device: str,
+                   track: bool) -> list[str]:
+    """The `darkcfg detect` command line detect_fps times (with or without --track): nothing written, nothing
+    printed, the class names given."""
+    return [sys.executable, "-m", "darkcfg", "detect", cfg, str(video), "--weights", weights, "--size", str(size),
+            "--names", str(names), "--thresh", str(thresh), "--device", device, "--nosave", "--quiet",
+            *(["--track"] if track else [])]
+
+
 def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thresh: float, device: str,
                repeats: int = 2) -> Optional[list[str]]:
     """`darkcfg detect` frames/s on `video` without and with --track (wall time of the command, start-up included,
@@ -217,15 +273,14 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
                                 text=True).stdout.strip() or 0)
     best: dict[str, float] = {}
     for _ in range(repeats):  # alternated, the best of each: the host's load moves between runs
-        for extra in ([], ["--track"]):
-            cmd = [*exe, "detect", cfg, str(video), "--weights", weights, "--size", str(size), "--names",
-                   str(names), "--thresh", str(thresh), "--device", device, "--nosave", "--quiet", *extra]
+        for track in (False, True):
+            cmd = detect_command(cfg, weights, size, video, names, thresh, device, track)
             t0 = time.perf_counter()
             r = subprocess.run(cmd, capture_output=True, text=True)
             dt = time.perf_counter() - t0
             if r.returncode:
                 return [f"  {' '.join(cmd[2:])}: failed: {r.stderr.strip().splitlines()[-1:]}"]
-            key = " ".join(["detect", *extra])
+            key = "detect --track" if track else "detect"
             best[key] = min(best.get(key, dt), dt)
     return [f"  {key:<16} {frames / dt:7.1f} frames/s ({frames} frames, best of {repeats}: {dt:.1f} s with "
             "start-up)" for key, dt in best.items()]
@@ -246,6 +301,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--peers", default=str(PEERS / "bin" / "python"), help="python of the venv with `trackers`")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--detect-fps", action="store_true", help="also time `darkcfg detect` with and without --track")
+    ap.add_argument("--names", default=None, help="with --detect-fps: the cfg's class names file (default: the "
+                    "names= of a .data beside the cfg, a .names beside it, else the shapes set's names)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--redetect", action="store_true", help="run the detector even where OUT/dets/<seq>.npz is kept "
                     "from an earlier run (same --cfg, --weights, --size and --det-thresh assumed otherwise)")
@@ -321,9 +378,7 @@ def main(argv: list[str]) -> int:
         print(f"  {name:<38} {ms:7.3f} ms/update")
     if a.detect_fps:
         video = seqs[0] / f"{seqs[0].name}.mp4"
-        names = out / "shapes.names"
-        names.write_text("".join(n + "\n" for n in NAMES[:load_dets(out / "dets" / f"{seqs[0].name}.npz")[0]["probs"]
-                                                          .shape[1]]))
+        names = names_file(a.cfg, a.names, out)
         lines = detect_fps(a.cfg, a.weights, a.size, video, names, a.thresh, a.device) if video.is_file() else None
         print("\n".join(lines) if lines else "detect fps: skipped (no video, or detect has no --track yet)")
     return 0

@@ -243,6 +243,131 @@ def test_bytetrack_reset_and_empty_frames():
     assert sorted(tracker.update(d).tolist()) == [1, 2]
 
 
+def _boxes(rows, classes=1):
+    """[(cx, cy, score)] of 40 x 40 px boxes, class 0 -> a DetectionArray (W x H)."""
+    b = np.array([[x / W, y / H, 40 / W, 40 / H] for x, y, _ in rows], F32).reshape(-1, 4)
+    p = np.zeros((len(rows), classes), F32)
+    p[:, 0] = [sc for _, _, sc in rows]
+    return DetectionArray(b, np.ones(len(rows), F32), p, W, H)
+
+
+def test_bytetrack_starts_tracks_for_every_box_shown_above_thresh_plus_a_margin():
+    """A new track needs a score of thresh + 0.1 (ByteTrack's det_thresh = track_thresh + 0.1), not a fixed 0.6:
+    an object the detector shows at 0.45 has its id in the sequence's first frame, one that appears later at
+    0.4 from its second frame; 0.3 (shown, but within the margin) starts none; near thresh 1 the bar stays
+    below 1."""
+    tracker = make_tracker("bytetrack", thresh=0.25)
+    seen = []
+    for f in range(6):
+        rows = [(100 + 5 * f, 100, 0.45), (500, 300 + 4 * f, 0.3)]
+        if f >= 3:
+            rows.append((300, 400 - 5 * f, 0.4))
+        seen.append(tracker.update(_boxes(rows)).tolist())
+    assert [ids[0] for ids in seen] == [1] * 6  # from the first frame
+    assert [ids[1] for ids in seen] == [-1] * 6  # never a track
+    assert [ids[2] for ids in seen[3:]] == [-1, 2, 2]  # confirmed in its second frame
+    strict = make_tracker("bytetrack", thresh=0.95)
+    assert strict.update(_boxes([(100, 100, 0.99)])).tolist() == [1]
+    assert strict.update(_boxes([(100, 100, 0.96)])).tolist() == [1]
+
+
+def test_bytetrack_keeps_at_most_max_tracks_dropping_the_oldest_lost_first():
+    """max_tracks=4: a new object takes the room of the lost track seen longest ago (D, gone since frame 1, rather
+    than A, gone since frame 2, which then comes back with its id); while every track is followed a new object
+    gets none; once one is lost, the newcomer takes its room, and D, back, is a new object (id 6)."""
+    from darkcfg.infer.track.bytetrack import ByteTracker
+
+    at = {"A": (50, 50), "B": (150, 50), "C": (250, 50), "D": (350, 50), "E": (450, 50)}
+    frames = ["ABCD", "ABC", "BC", "BCE", "BCEA", "BCEAD", "BCAD", "BCAD"]
+    tracker = ByteTracker(thresh=0.25, max_tracks=4)
+    got = []
+    for objs in frames:
+        ids = tracker.update(_boxes([(*at[o], 0.9) for o in objs]))
+        got.append(dict(zip(objs, ids.tolist())))
+        assert len(tracker.tid) <= 4
+    assert got[0] == {"A": 1, "B": 2, "C": 3, "D": 4}
+    assert got[3]["E"] == -1 and got[4]["E"] == 5  # E: room made by dropping D, confirmed in its second frame
+    assert got[4]["A"] == 1  # A was kept: D, lost earlier, went first
+    assert got[5]["D"] == -1  # no room: A, B, C and E are all followed
+    assert got[6]["D"] == -1 and got[7]["D"] == 6  # E lost in frame 7 makes room; D's old track was dropped
+    assert all(got[k][o] == i for k in range(5, 8) for o, i in (("A", 1), ("B", 2), ("C", 3)))
+    with pytest.raises(DarkcfgError, match="max_tracks=0"):
+        ByteTracker(max_tracks=0)
+
+
+def test_bytetrack_track_count_stays_bounded_under_a_flood():
+    """2500 boxes in every frame, each frame in new places: the tracker holds at most MAX_TRACKS (1000) tracks,
+    the highest-scoring boxes start them, and the lost ones make room for the next frame's."""
+    from darkcfg.infer.track.bytetrack import MAX_TRACKS
+
+    assert MAX_TRACKS == 1000
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(np.arange(50) * 100.0 + 60, np.arange(50) * 100.0 + 60), -1).reshape(-1, 2)
+    size = 5100
+    tracker = make_tracker("bytetrack")
+    for f in range(4):
+        xy = grid + 50 * (f % 2)  # half a step: no box overlaps the previous frame's
+        scores = rng.uniform(0.4, 1.0, len(xy)).astype(F32)
+        d = DetectionArray(np.c_[xy / size, np.full((len(xy), 2), 40 / size)].astype(F32), np.ones(len(xy), F32),
+                           scores[:, None], size, size)
+        ids = tracker.update(d)
+        assert len(tracker.tid) == MAX_TRACKS and len(tracker.mean) == len(tracker.cov) == MAX_TRACKS
+        if f == 0:  # the first frame confirms at once: ids for the 1000 best boxes
+            assert (ids > 0).sum() == MAX_TRACKS and scores[ids > 0].min() >= scores[ids < 0].max()
+        else:  # the new tracks wait for their second frame; the old ones are lost and dropped
+            assert (ids > 0).sum() == 0 and (tracker.tid < 0).all()
+
+
+def test_bench_track_detect_command_names_the_classes(tmp_path):
+    """scripts/bench_track.py --detect-fps: the detect command it times carries --names for the cfg's classes:
+    --names itself, else the names= of a .data beside the cfg (one name per class), else the shapes set's names
+    written for the cfg's classes."""
+    import importlib.util
+
+    from oracle import REPO
+    spec = importlib.util.spec_from_file_location("bench_track", REPO / "scripts" / "bench_track.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = tmp_path / "net" / "tiny.cfg"
+    cfg.parent.mkdir()
+    cfg.write_text((DATA / "tiny-embedding.cfg").read_text())  # classes=10
+    out = tmp_path / "out"
+    made = bench.names_file(str(cfg), None, out)
+    assert made == out / "shapes.names"
+    assert made.read_text().split() == ["circle", "square", "triangle", "cross", "ring"] + \
+        [f"class{k}" for k in range(5, 10)]
+    (cfg.parent / "wrong.names").write_text("a\nb\n")  # not one per class: passed over
+    (cfg.parent / "set.names").write_text("".join(f"n{k}\n" for k in range(10)))
+    (cfg.parent / "set.data").write_text("classes = 10\nnames = set.names\n")  # relative to the .data file
+    assert bench.names_file(str(cfg), None, out) == cfg.parent / "set.names"
+    assert bench.names_file(str(cfg), str(cfg.parent / "set.names"), out) == cfg.parent / "set.names"
+    with pytest.raises(SystemExit, match="--names: .*wrong.names: has 2 names, expected 10"):
+        bench.names_file(str(cfg), str(cfg.parent / "wrong.names"), out)
+    # the command it times runs: a 3-frame video, random weights
+    import cv2
+    from click.testing import CliRunner
+
+    from darkcfg.cli import main
+    from darkcfg.model.network import Darknet
+    from darkcfg.model.weights import save_weights
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Darknet.from_file(cfg, size=(64, 64))
+    randomize(model, 0)
+    save_weights(model, tmp_path / "w.weights")
+    video = tmp_path / "v.mp4"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for k in range(3):
+        vw.write(np.full((48, 64, 3), 60 * k, np.uint8))
+    vw.release()
+    for track in (False, True):
+        cmd = bench.detect_command(str(cfg), str(tmp_path / "w.weights"), 64, video, made, 0.25, "cpu", track)
+        assert cmd[1:4] == ["-m", "darkcfg", "detect"] and cmd[cmd.index("--names") + 1] == str(made)
+        assert ("--track" in cmd) == track
+        r = CliRunner().invoke(main, cmd[3:])  # `python -m darkcfg` is the CLI main
+        assert r.exit_code == 0 and "3 image(s)" in r.output, r.output
+
+
 # -- counting --------------------------------------------------------------------------------------------
 def _count_frames():
     """Tracks given directly (no tracker): id -> (class, centre per frame or None when unseen)."""

@@ -68,7 +68,7 @@ class Outputs:
         sequences (for the --mot files). On a refusal the JSON file is dropped, so nothing at all is written."""
         try:
             if self.mot_path is not None:
-                self.mot = MotWriter(self.mot_path, sequences, self.thresh, self.sources)
+                self.mot = MotWriter(self.mot_path, sequences, self.sources)
             self._check(sources)
         except BaseException:
             if self._json is not None:
@@ -239,16 +239,21 @@ def mot_paths(path: Union[str, Path], sequences: Sequence[str]) -> list[Path]:
     return [p.with_name(f"{p.stem}_{name}{p.suffix or '.txt'}") for name in sequences]
 
 
+LISTED = 0.005  # detection_to_json's bound (DetectionArray.pairs): a probability above it is a JSON object
+
+
 class MotWriter:
     """The MOTChallenge text of a tracked run (`frame,id,x,y,w,h,conf,-1,-1,-1`, darkcfg.data.mot): one file per
-    sequence (`mot_paths`), rows of the boxes shown (best class above `thresh`) that have a track, by id within a
-    frame; conf is the best class's probability. A sequence's file is written to a temporary name and moved into
-    place when the next sequence starts or on `close` (a sequence whose every frame failed writes none)."""
+    sequence (`mot_paths`), one row per box that has a track among those the frame's JSON lists (a shown class
+    above LISTED: every box above --thresh, and the low-score boxes ByteTrack kept on a track, as
+    `darkcfg.infer.run.shown_only` leaves them), by id within a frame; conf is the best class's probability. A
+    sequence's file is written to a temporary name and moved into place when the next sequence starts or on
+    `close` (a sequence whose every frame failed writes none)."""
 
-    def __init__(self, path: Union[str, Path], sequences: Sequence[str], thresh: float,
+    def __init__(self, path: Union[str, Path], sequences: Sequence[str],
                  sources: Optional[Sources] = None) -> None:
         self.paths = mot_paths(path, sequences)
-        self.thresh, self.sources = thresh, sources
+        self.sources = sources
         self._open: Optional[tuple[int, AtomicFile]] = None
         self.written: list[Path] = []
 
@@ -259,7 +264,7 @@ class MotWriter:
             self._open = (sequence, AtomicFile(self.paths[sequence], text=True, sources=self.sources))
         rows = []
         if dets.track_ids is not None:
-            for i, best in dets.best_classes(self.thresh):
+            for i, best in dets.best_classes(LISTED):
                 tid = int(dets.track_ids[i])
                 if tid < 1:
                     continue

@@ -6,10 +6,14 @@ Tracking (`TrackOptions`, `detect --track`, `model.track`): the sources form seq
 with its own tracker (`darkcfg.infer.track`) and counting lines; every frame's detections gain their track ids
 before they are printed, drawn, written (JSON, --mot) and published. The detector runs at the tracker's
 `detect_thresh` (ByteTrack's low-score bound, below --thresh, so that its second association has boxes to use);
-after the tracker has seen them, the probabilities at or below --thresh are zeroed and boxes left with none are
-dropped (`shown_only`): what is shown, written and counted is what a run at --thresh shows (NMS removes a box only
-for a more probable one, so the boxes above --thresh are the same), now with ids. Frames reach the tracker in
-order: `Detector.stream` yields them as they were read, whatever its batch and reading threads.
+after the tracker has seen them, the probabilities at or below --thresh are zeroed, except that a box on a track
+(one of ByteTrack's low-score boxes that continued a track) keeps its best class, and the boxes left with none
+are dropped (`shown_only`): what is shown, written and counted is what a run at --thresh shows (NMS removes a box
+only for a more probable one, so the boxes above --thresh are the same), now with ids, and every box that carries
+a track id, in every output alike (the printout, the drawing, the JSON file and port, --mot, --save-txt, the API,
+the counting lines). The outputs of a tracked frame therefore apply no threshold of their own (`TRACKED_SHOWN`).
+Frames reach the tracker in order: `Detector.stream` yields them as they were read, whatever its batch and
+reading threads.
 """
 from __future__ import annotations
 
@@ -192,14 +196,25 @@ def tracking_detector(detector: Detector, thresh: float, embeddings: Optional[st
                            "the PyTorch runtime") from None
 
 
+TRACKED_SHOWN = 0.0  # the threshold the outputs of a tracked frame apply: `shown_only` has applied --thresh
+
+
 def shown_only(dets: DetectionArray, thresh: float) -> DetectionArray:
-    """The detections a run at `thresh` shows: probabilities at or below thresh set to 0 (as decode does), rows
-    left without any dropped, in their order (with their track ids)."""
+    """A tracked frame's detections as shown: probabilities at or below thresh set to 0 (as decode does), except
+    that a row with a track id (>= 1) and no class above thresh (a low-score box the tracker kept on a track)
+    keeps its best class's probability; rows left without any dropped, in their order (with their track ids)."""
     t = np.float32(thresh)
-    if not len(dets) or bool((dets.probs > t).any(1).all() and not ((dets.probs > 0) & (dets.probs <= t)).any()):
+    if not len(dets):
         return dets
     probs = np.where(dets.probs > t, dets.probs, np.float32(0)).astype(np.float32)
+    if dets.track_ids is not None:
+        low = np.flatnonzero((np.asarray(dets.track_ids) >= 1) & ~probs.any(1))
+        if len(low):
+            best = dets.probs[low].argmax(1)
+            probs[low, best] = dets.probs[low, best]
     keep = np.flatnonzero(probs.any(1))
+    if len(keep) == len(dets) and np.array_equal(probs, dets.probs):
+        return dets
     return dets.take(keep, probs[keep])
 
 
@@ -302,7 +317,8 @@ class SequenceTracking:
 
     def update(self, sequence: int, fps: float, dets: DetectionArray) -> tuple[DetectionArray, Optional[dict]]:
         """One frame of `sequence` (a new sequence starts a fresh tracker at its `fps`) -> its detections as shown
-        at thresh (`shown_only`) with track ids, and the sequence's counts so far (None without lines)."""
+        (`shown_only`: above thresh, and every box on a track) with track ids, and the sequence's counts so far
+        (None without lines)."""
         if sequence != self.sequence:
             self.sequence, self.tracker = sequence, self._make(fps)
             self.counter = LineCounter(self.opts.lines) if self.opts.lines else None
@@ -355,9 +371,11 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
         check_tracking(detector, track)
         tracking = SequenceTracking(track, thresh, _params(detector, track))
         detector = tracking_detector(detector, tracking.detect_thresh, track.embeddings())
+    shown_at = thresh if tracking is None else TRACKED_SHOWN  # a tracked frame comes cut by `shown_only`
     live = live or LiveOptions()
     has_live = any(s.kind == "live" for s in found)
-    outputs = Outputs(Path(out_dir) if out_dir is not None else None, save_txt, thresh, json_path, overwrite, mot_path)
+    outputs = Outputs(Path(out_dir) if out_dir is not None else None, save_txt, shown_at, json_path, overwrite,
+                      mot_path)
     try:
         outputs.check(found, plan.names)
     except BaseException:
@@ -370,7 +388,7 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
     total: Optional[int] = sum(video_info(s.path)[0] or 1 if s.kind == "video" else 1 for s in found)
     if has_live:
         total = live.max_frames if live.max_frames is not None and len(found) == 1 else None
-    ports = _Live(outputs_live, thresh) if outputs_live is not None else None
+    ports = _Live(outputs_live, shown_at) if outputs_live is not None else None
     show_bar = progress and (total is None or total > 1 or any(s.kind == "video" for s in found))
     try:
         with Progress(total, "detect", unit="img", enabled=show_bar) as bar:
@@ -387,7 +405,7 @@ def run_detection(detector: Detector, sources: Sequence[str], out_dir: Optional[
                     fps = _fps(r.frame.source) if seq != tracking.sequence else 0.0  # read once per sequence
                     d, counts = tracking.update(seq, fps, d)
                     where = FrameTrack(seq, (r.frame.index if r.frame.index is not None else pos) + 1, counts)
-                lines = text_lines(d, thresh, ext_output)
+                lines = text_lines(d, shown_at, ext_output)
                 run.boxes += len(lines)
                 if not quiet:
                     bar.write("\n".join([f"{r.frame.name}: Predicted in {r.ms:f} milli-seconds."] + lines), stream=out)
@@ -438,7 +456,7 @@ def track(model: Any, source: Union[str, int], thresh: float = 0.25, nms: float 
     raise their one-line error."""
     for index, bgr, dets, _ in track_arrays(model, source, thresh, nms, names, letterbox, tracker, lines, appearance,
                                             keep_all, retries, max_frames, tiles, batch):
-        yield index, bgr, dets.to_list(thresh)
+        yield index, bgr, dets.to_list()  # the JSON's objects: every box shown, every box on a track
 
 
 def track_arrays(model: Any, source: Union[str, int], thresh: float = 0.25, nms: float = 0.45,

@@ -47,6 +47,7 @@ def make_tracker(name: str, *, thresh: float = 0.25, fps: float = 30.0, params: 
     track_history_size, sim_thresh, dets_for_track, dets_for_show, track_ciou_norm from it; parser.c's defaults
     where absent).
     appearance: ByteTrack also matches on `dets.embeddings` (cosine) where the frames carry them.
+    ByteTrack keeps at most bytetrack.MAX_TRACKS (1000) live tracks, dropping the lost ones seen longest ago first.
     """
     if name == "bytetrack":
         from darkcfg.infer.track.bytetrack import ByteTracker

@@ -26,9 +26,19 @@ closest track, the pair's cost becomes min(IoU cost, cosine distance). Off by de
 sequences (scripts/make_track_video.py, detections and feature-map embeddings of a yolov4-tiny trained on the
 shapes set) it gave IDF1 61.8 vs 62.2 and 155 vs 140 ID switches without it.
 
-`new_track_thresh` defaults to max(0.6, thresh + 0.1): the ByteTrack code's det_thresh (track_thresh .5 + .1);
-on those sequences thresh + 0.1 = .35 gave IDF1 61.1 and 125 ID switches on 20 of them where .6 gives 62.4 and
-83.
+`new_track_thresh` defaults to thresh + 0.1 (at most halfway from thresh to 1), the ByteTrack code's relation
+(det_thresh = track_thresh + 0.1), so that every object shown at thresh + 0.1 or more starts a track (with its
+id from its second frame, or at once in the sequence's first frame). A fixed floor of 0.6 (the code's det_thresh
+for its track_thresh .5, taken as an absolute value) scored IDF1 62.4 vs 61.1 and 83 vs 125 ID switches on 20 of
+those sequences, whose detector is confident, but it left every object the detector scores between thresh and
+0.6 shown without an id for as long as it stays there (yolov3-tiny, on the sliding dog.jpg frames of
+tests/test_track_cli.py, scores the dog 0.50 in the first frame and the bicycle 0.28 to 0.72); pass
+new_track_thresh=0.6 for it.
+
+The live tracks are at most `max_tracks` (default MAX_TRACKS, 1000): a frame with more new boxes than there is
+room for first removes the lost tracks seen longest ago, then starts tracks for the highest-scoring new boxes
+only, so the tracker's memory stays bounded however long the video (a degenerate one with thousands of boxes in
+every frame included).
 """
 from __future__ import annotations
 
@@ -36,6 +46,7 @@ from typing import Optional
 
 import numpy as np
 
+from darkcfg.errors import DarkcfgError
 from darkcfg.infer.detections import DetectionArray
 from darkcfg.infer.track import kalman
 from darkcfg.infer.track.assign import assign
@@ -43,7 +54,8 @@ from darkcfg.infer.track.boxes import best_class, iou_matrix, pixel_boxes
 
 TRACKED, LOST = 0, 1
 CHI2_2DOF_99 = 9.2103  # chi-square 0.99 quantile at 2 degrees of freedom
-NEW_TRACK_THRESH = 0.6  # the ByteTrack code's det_thresh: track_thresh .5 + .1
+NEW_TRACK_MARGIN = 0.1  # the ByteTrack code's det_thresh = track_thresh + 0.1
+MAX_TRACKS = 1000  # live tracks (tracked, lost and unconfirmed) at most
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -60,7 +72,7 @@ class ByteTracker:
             a user sees and start tracks.
         low_thresh: boxes with a score in (low_thresh, thresh] only continue tracks (the detector must run
             at a threshold <= low_thresh for there to be any: `detect_thresh`).
-        new_track_thresh: the least score that starts a track (default max(0.6, thresh + 0.1)).
+        new_track_thresh: the least score that starts a track (default thresh + 0.1, at most (thresh + 1) / 2).
         match_thresh, low_match_thresh, new_match_thresh: the largest association costs of steps 2, 3, 4.
         track_buffer: frames (at 30 fps) a lost track waits to be found again.
         fps: the video's frame rate.
@@ -69,16 +81,21 @@ class ByteTracker:
             largest cosine distance (1 - cos) that counts as the same object; ratio: how much closer than the
             next track it must be; momentum: the weight of a track's old embedding in its running mean; gate:
             the squared Mahalanobis distance bound.
+        max_tracks: the most tracks kept at once (module docstring): when new boxes need room, the lost tracks
+            seen longest ago go first; with none left to drop, only the highest-scoring new boxes start tracks.
     """
 
     def __init__(self, thresh: float = 0.25, low_thresh: float = 0.1, new_track_thresh: Optional[float] = None,
                  match_thresh: float = 0.8, low_match_thresh: float = 0.5, new_match_thresh: float = 0.7,
                  track_buffer: int = 30, fps: float = 30.0, fuse_score: bool = True, appearance: bool = False,
                  appearance_thresh: float = 0.15, ratio: float = 0.7, momentum: float = 0.9,
-                 gate: float = CHI2_2DOF_99) -> None:
+                 gate: float = CHI2_2DOF_99, max_tracks: int = MAX_TRACKS) -> None:
         self.high_thresh, self.low_thresh = float(thresh), float(min(low_thresh, thresh))
-        self.new_track_thresh = max(NEW_TRACK_THRESH, self.high_thresh + 0.1) if new_track_thresh is None \
-            else float(new_track_thresh)
+        self.new_track_thresh = min(self.high_thresh + NEW_TRACK_MARGIN, (self.high_thresh + 1.0) / 2) \
+            if new_track_thresh is None else float(new_track_thresh)
+        if max_tracks < 1:
+            raise DarkcfgError(f"max_tracks={max_tracks}: expected at least 1")
+        self.max_tracks = int(max_tracks)
         self.match_thresh, self.low_match_thresh = match_thresh, low_match_thresh
         self.new_match_thresh = new_match_thresh
         self.max_lost = max(1, int(round(track_buffer * (fps if fps and fps > 0 else 30.0) / 30.0)))
@@ -168,6 +185,7 @@ class ByteTracker:
         new = left[free_l]
         new = new[score[new] >= self.new_track_thresh]
         self._drop(~keep)
+        new = self._make_room(new, score)
         if len(new):
             self._add(z[new], None if emb is None else emb[new])
             if self.frame == 1:  # the sequence's first frame: confirmed at once
@@ -210,6 +228,23 @@ class ByteTracker:
         ok = (d < self.appearance_thresh) & (d <= self.ratio * second[at])  # close, and clearly the closest
         cost[t[ok], k[ok]] = np.minimum(cost[t[ok], k[ok]], d[ok])
         return cost
+
+    def _make_room(self, new: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """Rows `new` (ascending) that are to start tracks -> those that may, with `max_tracks` kept: the lost
+        tracks seen longest ago are removed to make room, then the highest-scoring rows are kept (ascending)."""
+        need = len(self.tid) + len(new) - self.max_tracks
+        if need <= 0:
+            return new
+        lost = np.flatnonzero(self.state == LOST)
+        if len(lost):
+            oldest = lost[np.argsort(self.last[lost], kind="stable")[:need]]  # seen longest ago first
+            gone = np.zeros(len(self.tid), bool)
+            gone[oldest] = True
+            self._drop(gone)
+        room = max(0, self.max_tracks - len(self.tid))
+        if len(new) > room:
+            new = np.sort(new[np.argsort(-score[new], kind="stable")[:room]])
+        return new
 
     def _add(self, z: np.ndarray, emb: Optional[np.ndarray]) -> None:
         mean, cov = kalman.initiate(z)
