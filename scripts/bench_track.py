@@ -288,8 +288,8 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cfg", required=True, help="a shapes-trained cfg (scripts/bench_train.py)")
-    ap.add_argument("--weights", required=True)
+    ap.add_argument("--cfg", help="a shapes-trained cfg (scripts/bench_train.py); required")
+    ap.add_argument("--weights", help="its weights; required")
     ap.add_argument("--size", type=int, default=256, help="network input (square)")
     ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "darkcfg-bench-track"))
     ap.add_argument("--seqs", default=None, help="a folder of make_track_video.py sequences (default: OUT/seqs)")
@@ -310,6 +310,8 @@ def main(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     if a.peer_worker:
         return peer_worker(a.peer_worker[0], a.peer_worker[1], float(a.peer_worker[2]), float(a.peer_worker[3]))
+    if not a.cfg or not a.weights:  # required for a run, not for the peers' worker (which reads stored detections)
+        ap.error("the following arguments are required: --cfg, --weights")
 
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "scripts"))
