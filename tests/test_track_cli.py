@@ -448,3 +448,24 @@ def test_darknet_tracker_through_the_api_leaves_no_hooks(tmp_path):
     assert not any(layer._forward_hooks for layer in m.layers)
     with pytest.raises(DarkcfgError, match="embedding_layer"):
         next(iter(darkcfg.load(CFG, WEIGHTS, size=96).track(str(tmp_path), tracker="darknet")))
+
+
+@needs_shared
+def test_track_appearance_option_reaches_the_tracker_as_the_api(model, dog_jpegs, tmp_path):
+    """`detect --track-appearance` tracks as `model.track(appearance=True)` (the ids and boxes of the -o JSON);
+    with --tracker darknet it is a usage error."""
+    clip = tmp_path / "clip.mjpeg"
+    clip.write_bytes(b"".join(dog_jpegs))
+    api = _api_ids(model, clip, appearance=True)
+    out = tmp_path / "a.json"
+    r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(clip), "--track-appearance", "--nosave",
+                                  "--quiet", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert_same(_json_ids(json.loads(out.read_text())), api)
+    assert {t for frame in api for _, t, _ in frame} >= {1, 2}
+    from darkcfg.cli.detect import track_from
+
+    assert track_from(False, None, None, (), True) == TrackOptions("bytetrack", [], True)  # implies --track
+    r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(clip), "--tracker", "darknet",
+                                  "--track-appearance", "--nosave"])
+    assert r.exit_code == 2 and "--track-appearance is ByteTrack's cue" in r.output

@@ -57,7 +57,7 @@ def tile_options(fn: Callable) -> Callable:
 
 
 def track_options(fn: Callable) -> Callable:
-    """--track, --tracker, --mot and --count-line (collected by `track_from`)."""
+    """--track, --tracker, --track-appearance, --mot and --count-line (collected by `track_from`)."""
     for option in reversed((
         click.option("--track", is_flag=True,
                      help="Follow objects from frame to frame: each box gets an id (printed `car: 81% (id: 7)`, "
@@ -67,6 +67,10 @@ def track_options(fn: Callable) -> Callable:
         click.option("--tracker", type=click.Choice(["bytetrack", "darknet"]), default=None,
                      help="With --track: bytetrack (default: motion and IoU, using the low-score boxes too), or "
                           "darknet (the reference's demo tracker, for cfgs whose [yolo] has embedding_layer)."),
+        click.option("--track-appearance", is_flag=True,
+                     help="With --tracker bytetrack: also match on appearance (the network's own feature map pooled "
+                          "in each box) to find objects again after an occlusion; PyTorch runtime only. Off by "
+                          "default (docs/benchmarks.md#tracking says what it gained and cost)."),
         click.option("--mot", "mot_path", type=click.Path(), default=None,
                      help="With --track: write MOTChallenge text (frame,id,x,y,w,h,conf,-1,-1,-1; frames from 1). "
                           "Several sequences: FILE_<sequence>.txt each; a folder (ending in /): <folder>/<sequence>"
@@ -95,13 +99,17 @@ def parse_line(text: str) -> tuple[float, float, float, float]:
 
 
 def track_from(track: bool, tracker: Optional[str], mot_path: Optional[str],
-               count_lines: tuple[str, ...]) -> Optional[TrackOptions]:
-    """The TrackOptions the options ask for (None: no tracking); --tracker, --mot and --count-line imply --track."""
+               count_lines: tuple[str, ...], appearance: bool = False) -> Optional[TrackOptions]:
+    """The TrackOptions the options ask for (None: no tracking); --tracker, --mot, --count-line and
+    --track-appearance imply --track."""
     from darkcfg.infer.run import TrackOptions
 
-    if not (track or tracker or mot_path or count_lines):
+    if not (track or tracker or mot_path or count_lines or appearance):
         return None
-    return TrackOptions(tracker or "bytetrack", [parse_line(t) for t in count_lines])
+    if appearance and tracker == "darknet":
+        raise click.UsageError("--track-appearance is ByteTrack's cue: the darknet tracker always matches on the "
+                               "cfg's embeddings")
+    return TrackOptions(tracker or "bytetrack", [parse_line(t) for t in count_lines], appearance)
 
 
 def tiling_from(tiles: Optional[str], overlap: float, full: bool, seam_ios: float) -> Optional[Tiling]:
@@ -174,8 +182,8 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
            show: bool, no_drop: bool, retries: int, max_frames: Optional[int], batch: int, device: Optional[str],
            size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], runtime: str, precision: str,
            calibration: Optional[str], quiet: bool, port_host: str, tiles: Optional[str], tile_overlap: float,
-           tiles_full: bool, seam_ios: float, track: bool, tracker: Optional[str], mot_path: Optional[str],
-           count_lines: tuple[str, ...]) -> None:
+           tiles_full: bool, seam_ios: float, track: bool, tracker: Optional[str], track_appearance: bool,
+           mot_path: Optional[str], count_lines: tuple[str, ...]) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
@@ -203,7 +211,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
         if not sources:
             raise click.UsageError("no SOURCES after the weights file")
     tiling = tiling_from(tiles, tile_overlap, tiles_full, seam_ios)
-    tracking = track_from(track, tracker, mot_path, count_lines)
+    tracking = track_from(track, tracker, mot_path, count_lines, track_appearance)
     if tracking is not None and tracking.tracker == "darknet" and (runtime != "torch" or compile_):
         raise click.UsageError("--tracker darknet reads the cfg's embedding layer while the network runs: it needs "
                                "--runtime torch without --compile")
