@@ -5,11 +5,15 @@ table of mAP@0.5 and mAP@0.5:0.95 (pycocotools on the same detections) as mean a
 `darkcfg evolve`'s best candidate against its starting cfg on the same budget.
 
     python scripts/bench_recipe.py [--out DIR] [--iterations 1000] [--seeds 3] [--size 128] [--batch 16]
-        [--cfg cfg/yolov4-tiny.cfg] [--recipes darknet scaled] [--evolve GENERATIONS POPULATION ITERATIONS]
+        [--cfg cfg/yolov4-tiny.cfg] [--recipes darknet scaled scaled+multi-scale] [--recipe-set KEY=VALUE ...]
+        [--evolve GENERATIONS POPULATION ITERATIONS]
 
 The set and the adapted cfg are scripts/make_shapes_dataset.py's (the cfg's schedule shortened to the budget as
 bench_train.py does: burn_in 100, steps at 80 % and 90 %). Each run trains into OUT/<recipe>-<seed>/ and is scored
 on its _final weights (the recipe's EMA for scaled); finished runs are reused when the script is run again.
+`scaled+multi-scale` is `--recipe scaled --multi-scale`; `--recipe-set KEY=VALUE` replaces a value of the scaled
+recipe (a field of darkcfg.train.recipe.ScaledRecipe, e.g. warmup=1000 ema_ramp=2000 for the authors' constants),
+for the ablations in docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -33,6 +37,31 @@ def sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def set_recipe_values(pairs: list[str]) -> str:
+    """Make ScaledRecipe.for_run replace the named values (KEY=VALUE, cast to the field's type) -> a folder tag."""
+    import dataclasses
+
+    from darkcfg.train.recipe import ScaledRecipe
+
+    types = {f.name: f.type for f in dataclasses.fields(ScaledRecipe)}
+    values = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in types or not value:
+            raise SystemExit(f"--recipe-set {pair}: expected KEY=VALUE with KEY one of {', '.join(types)}")
+        values[key] = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true")}.get(
+            str(types[key]), float)(value)
+    if not values:
+        return ""
+    made = ScaledRecipe.for_run.__func__  # type: ignore[attr-defined]
+
+    def for_run(cls, model, iterations_per_epoch, multi_scale=False):  # noqa: ANN001, ANN202
+        return dataclasses.replace(made(cls, model, iterations_per_epoch, multi_scale), **values)
+
+    ScaledRecipe.for_run = classmethod(for_run)  # type: ignore[method-assign]
+    return "".join(f"+{k}={v:g}" if isinstance(v, float) else f"+{k}={v}" for k, v in values.items())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "darkcfg-bench-recipe"))
@@ -43,7 +72,9 @@ def main() -> int:
     ap.add_argument("--train-images", type=int, default=400)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cfg", default=str(REPO / "cfg" / "yolov4-tiny.cfg"))
-    ap.add_argument("--recipes", nargs="+", default=["darknet", "scaled"])
+    ap.add_argument("--recipes", nargs="+", default=["darknet", "scaled"],
+                    choices=["darknet", "scaled", "scaled+multi-scale"])
+    ap.add_argument("--recipe-set", nargs="+", default=[], metavar="KEY=VALUE")
     ap.add_argument("--evolve", nargs=3, type=int, metavar=("GENERATIONS", "POPULATION", "ITERATIONS"))
     a = ap.parse_args()
     out = Path(a.out) / f"{Path(a.cfg).stem}-{a.size}"
@@ -59,25 +90,29 @@ def main() -> int:
     budget.write_text(edit_cfg_text(cfg.read_text(), str(cfg), {(0, "burn_in"): "100", (0, "max_batches"): str(n),
                                                                 (0, "steps"): f"{int(n * .8)},{int(n * .9)}",
                                                                 (0, "scales"): ".1,.1"}))
+    tag = set_recipe_values(a.recipe_set)
     print(f"machine: {machine()}")
     print(f"set: {out / 'shapes.data'} ({a.train_images} training images, 100 valid), {budget.name}: {n} iterations "
           f"x {a.batch} images at {a.size}x{a.size}, {a.seeds} seeds per recipe")
     table: dict[str, list[tuple[float, float, float]]] = {}
     for recipe in a.recipes:
         for seed in range(a.seeds):
-            folder = out / f"{recipe}-{seed}-it{n}-b{a.batch}"  # a finished run is reused for the same budget only
+            name = recipe + (tag if recipe != "darknet" else "")
+            # a finished run is reused for the same budget only
+            folder = out / f"{name.replace('+', '-')}-{seed}-it{n}-b{a.batch}"
             done = folder / "score.json"
             if done.is_file():
                 m50, m5095, wall = json.loads(done.read_text())
             else:
                 folder.mkdir(parents=True, exist_ok=True)
                 t0 = time.time()
-                m50, m5095 = trained_score(str(out / "shapes.data"), n, recipe, (a.size, a.size), a.batch, 1,
-                                           a.workers, seed)(str(budget), folder)
+                m50, m5095 = trained_score(str(out / "shapes.data"), n, recipe.split("+")[0], (a.size, a.size),
+                                           a.batch, 1, a.workers, seed,
+                                           multi_scale=recipe.endswith("multi-scale"))(str(budget), folder)
                 wall = time.time() - t0
                 done.write_text(json.dumps([m50, m5095, wall]))
-            table.setdefault(recipe, []).append((m50, m5095, wall))
-            print(f"  {recipe} seed {seed}: mAP@0.5 {m50 * 100:.2f} %, mAP@0.5:0.95 {m5095 * 100:.2f} % "
+            table.setdefault(name, []).append((m50, m5095, wall))
+            print(f"  {name} seed {seed}: mAP@0.5 {m50 * 100:.2f} %, mAP@0.5:0.95 {m5095 * 100:.2f} % "
                   f"({wall:.0f} s)", flush=True)
     print("\n| recipe | mAP@0.5 (mean +- sd) | mAP@0.5:0.95 (mean +- sd) | runs (mAP@0.5:0.95) | s per run |")
     print("|---|---|---|---|---|")
@@ -87,9 +122,10 @@ def main() -> int:
         print(f"| {recipe} | {statistics.mean(m50):.2f} +- {sd(m50):.2f} | {statistics.mean(m5095):.2f} +- "
               f"{sd(m5095):.2f} | {', '.join(f'{v:.2f}' for v in m5095)} | "
               f"{statistics.mean(r[2] for r in rows):.0f} |")
-    if "darknet" in table and "scaled" in table:
-        gain = statistics.mean(r[1] for r in table["scaled"]) - statistics.mean(r[1] for r in table["darknet"])
-        print(f"\nscaled - darknet, mAP@0.5:0.95: {gain * 100:+.2f} points (target: >= +2)")
+    for name in table:
+        if name != "darknet" and "darknet" in table:
+            gain = statistics.mean(r[1] for r in table[name]) - statistics.mean(r[1] for r in table["darknet"])
+            print(f"\n{name} - darknet, mAP@0.5:0.95: {gain * 100:+.2f} points (target: >= +2)")
     if a.evolve:
         gens, pop, its = a.evolve
         r = subprocess.run([sys.executable, "-m", "darkcfg", "evolve", str(out / "shapes.data"), str(cfg),

@@ -54,6 +54,33 @@ def test_schedule_is_its_formula():
     assert r.rates(1000)[0] == pytest.approx(0.01 * lf(999))
 
 
+def test_warm_up_and_ema_ramp_follow_the_run(shapes):
+    """The authors' warm-up max(3 epochs, 1000) with the cfg's burn_in for their 1000, at most half the run; the
+    EMA ramp their 2000 updates, or a fifth of a run shorter than 10000 iterations."""
+    model = Darknet((shapes / "yolov4-tiny-shapes.cfg").read_text(), "t.cfg", (64, 64))
+    for burn_in, max_batches, per_epoch, warmup, ramp in ((100, 1200, 25, 100, 240), (1000, 500500, 1849, 5547, 2000),
+                                                          (1000, 1200, 10, 600, 240), (0, 1200, 10, 30, 240)):
+        model.net.burn_in, model.net.max_batches = burn_in, max_batches
+        r = ScaledRecipe.for_run(model, per_epoch)
+        assert (r.warmup, r.ema_ramp, r.multi_scale) == (warmup, ramp, False)
+
+
+def test_multi_scale_draws_sizes_within_half_either_way(shapes, tmp_path):
+    """--multi-scale: sizes in [0.5 s, 1.5 s] in steps of the largest stride (32 for yolov4-tiny), both ends drawn;
+    without it the recipe trains at the cfg's size (not
+    its random=, as the authors' train.py); with the darknet recipe it is refused."""
+    model = Darknet((shapes / "yolov4-tiny-shapes.cfg").read_text(), "t.cfg", (128, 128))
+    r = ScaledRecipe.for_run(model, 10, multi_scale=True)
+    sizes = {r.size_at((128, 128), it, 0) for it in range(300)}
+    assert sizes == {(s, s) for s in (64, 96, 128, 160, 192)}
+    assert r.size_at((128, 96), 7, 0)[1] % 32 == 0
+    trainer = Trainer(_opts(shapes, tmp_path, max_batches=2))
+    sampler = trainer._loader().batch_sampler
+    assert not trainer.recipe.multi_scale and {sampler.sizes(it) for it in range(300)} == {(64, 64)}
+    with pytest.raises(Exception, match="--multi-scale: only with --recipe scaled"):
+        Trainer(_opts(shapes, tmp_path, recipe="darknet", multi_scale=True))
+
+
 def test_decay_reaches_convolution_weights_only(shapes):
     model = Darknet((shapes / "yolov4-tiny-shapes.cfg").read_text(), "t.cfg", (64, 64))
     opt = ScaledOptimizer(model, ScaledRecipe.for_run(model, 10))
@@ -76,8 +103,9 @@ def test_saved_weights_are_the_ema_of_the_trained_ones(shapes, tmp_path):
                                                                 for k in floats})
     r = trainer.run()
     ema = {k: v.clone() for k, v in states[0].items()}
-    for n, s in enumerate(states[1:], 1):  # the authors' ModelEMA: d = 0.9999 (1 - e^(-updates / 2000))
-        d = 0.9999 * (1 - math.exp(-n / 2000))
+    ramp = min(2000, 3 / 5)  # the authors' 2000 updates, a fifth of the run when it is shorter than 10000
+    for n, s in enumerate(states[1:], 1):  # the authors' ModelEMA: d = 0.9999 (1 - e^(-updates / ramp))
+        d = 0.9999 * (1 - math.exp(-n / ramp))
         for k in floats:
             ema[k] = ema[k] * d + s[k] * (1 - d)
     saved = Darknet((shapes / "yolov4-tiny-shapes.cfg").read_text(), "t.cfg", (64, 64))

@@ -48,7 +48,10 @@ def _key_values(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--recipe", type=click.Choice(["darknet", "scaled"]), default="darknet", show_default=True,
               help="darknet: the reference's training, exactly. scaled: the Scaled-YOLOv4 authors' optimisation on "
                    "the same cfg and loss (model EMA, one-cycle cosine rate, warm-up of bias rate and momentum, decay "
-                   "on convolution weights only, multi-scale +-50 %); every value is printed at start-up.")
+                   "on convolution weights only); every value is printed at start-up.")
+@click.option("--multi-scale", is_flag=True,
+              help="With --recipe scaled: a network size drawn each iteration within +-50 % in steps of the "
+                   "largest stride (the authors' opt-in --multi-scale).")
 @click.option("--auto-anchors", is_flag=True,
               help="When the cfg's anchors fit under 98 % of the training boxes, write better ones (k-means, then "
                    "a genetic refinement) into <cfg>.anchors.cfg beside it and train with that.")
@@ -59,8 +62,8 @@ def _key_values(items: tuple[str, ...]) -> dict[str, str]:
 def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every: Optional[int], map_epochs: int,
           clear: bool, batch: Optional[int], subdivisions: Optional[int], max_batches: Optional[int],
           backup: Optional[str], classes: Optional[int], device: Optional[str], workers: int, seed: int,
-          amp: Optional[bool], no_augment: bool, recipe: str, auto_anchors: bool, overrides: tuple[str, ...],
-          size: Optional[str]) -> None:
+          amp: Optional[bool], no_augment: bool, recipe: str, multi_scale: bool, auto_anchors: bool,
+          overrides: tuple[str, ...], size: Optional[str]) -> None:
     """Train CFG on DATA like `darknet detector train DATA CFG [WEIGHTS]`.
 
     DATA is a .data file (train=, valid=, names=, backup=, saveweights=, savelast=) or a folder of images
@@ -76,7 +79,8 @@ def train(data: str, cfg: str, weights: Optional[str], calc_map: bool, map_every
                         subdivisions=subdivisions, max_batches=max_batches, backup=backup,
                         device=resolve_device(device), workers=workers, seed=seed, calc_map=calc_map,
                         map_every=map_every, map_epochs=map_epochs, amp=amp, augment=not no_augment,
-                        classes=classes, overrides=_key_values(overrides), recipe=recipe, auto_anchors=auto_anchors)
+                        classes=classes, overrides=_key_values(overrides), recipe=recipe, multi_scale=multi_scale,
+                        auto_anchors=auto_anchors)
     try:
         r = Trainer(opts).run()
     except KeyboardInterrupt:

@@ -231,7 +231,7 @@ def _plot(results: list[Candidate]) -> bytes:
 
 def trained_score(data: str, iterations: int, recipe: str = "darknet", size: Optional[tuple[int, int]] = None,
                   batch: Optional[int] = None, subdivisions: Optional[int] = None, workers: int = 2, seed: int = 0,
-                  weights: Optional[str] = None, device: str = "cpu") -> Scorer:
+                  weights: Optional[str] = None, device: str = "cpu", multi_scale: bool = False) -> Scorer:
     """The scorer of `evolve`: train the candidate's cfg `iterations` iterations into its folder, then measure
     mAP@0.5 and mAP@0.5:0.95 (pycocotools, the same detections) of its final weights on DATA's valid list."""
 
@@ -245,7 +245,8 @@ def trained_score(data: str, iterations: int, recipe: str = "darknet", size: Opt
 
         opts = TrainOptions(data=data, cfg=cfg, weights=weights, clear=True, size=size, batch=batch,
                             subdivisions=subdivisions, max_batches=iterations, backup=str(folder / "backup"),
-                            device=device, workers=workers, seed=seed, progress=False, recipe=recipe)
+                            device=device, workers=workers, seed=seed, progress=False, recipe=recipe,
+                            multi_scale=multi_scale)
         r = Trainer(opts).run()
         dc = open_data(data)
         model = load(cfg, r.final, size=size).eval()

@@ -88,6 +88,7 @@ class TrainOptions:
     classes: Optional[int] = None
     overrides: dict[str, str] = field(default_factory=dict)  # [net] key=value, applied at load time
     recipe: str = "darknet"  # or "scaled" (train/recipe.py)
+    multi_scale: bool = False  # the scaled recipe's multi-scale +-50 % (train/recipe.py)
     auto_anchors: bool = False  # write and train with new anchors when the cfg's recall on the boxes is < 0.98
     on_iteration: Optional[Callable[[int, float], None]] = field(default=None, repr=False)
 
@@ -191,10 +192,13 @@ class Trainer:
             raise TrainError(f"{self.data.file}: train={self.data.train}: no images listed")
         if opts.recipe not in RECIPES:
             raise TrainError(f"--recipe {opts.recipe}: expected one of {', '.join(RECIPES)}")
+        if opts.multi_scale and opts.recipe != "scaled":
+            raise TrainError("--multi-scale: only with --recipe scaled (the darknet recipe takes random= from the cfg)")
         self.recipe: Optional[ScaledRecipe] = None
         if opts.recipe == "scaled":
             net.learning_rate *= self.world  # as the reference multiplies by its GPUs
-            self.recipe = ScaledRecipe.for_run(self.model, len(self.train_paths) / (self.images_per_it * self.world))
+            self.recipe = ScaledRecipe.for_run(self.model, len(self.train_paths) / (self.images_per_it * self.world),
+                                               opts.multi_scale)
             self.opt: DarknetOptimizer | ScaledOptimizer = ScaledOptimizer(self.model, self.recipe)
             self.ema: EMA | ModelEMA = ModelEMA(self.model, self.recipe)
             if self.rank == 0:
@@ -260,7 +264,10 @@ class Trainer:
         net = self.model.net
         seq = Sequences(net.mini_batch, max(1, net.time_steps), net.augment_speed) if net.track else None
         recipe = self.recipe
-        sizes = (lambda it: recipe.size_at(self.init_size, it, self.opts.seed)) if recipe and not seq else None
+        sizes = None  # the darknet recipe: the cfg's random=; the scaled one: its own multi-scale or the cfg's size
+        if recipe and not seq:
+            sizes = (lambda it: recipe.size_at(self.init_size, it, self.opts.seed)) if recipe.multi_scale else \
+                (lambda it: self.init_size)
         sampler = TrainSampler(len(self.train_paths), self.images_per_it, self.init_size, self.random_coef,
                                net.resize_step, net.max_batches, self.opts.seed, self.start, self.rank, self.world,
                                sequences=seq, sizes=sizes)
