@@ -126,9 +126,9 @@ def main() -> int:
         if name != "darknet" and "darknet" in table:
             gain = statistics.mean(r[1] for r in table[name]) - statistics.mean(r[1] for r in table["darknet"])
             print(f"\n{name} - darknet, mAP@0.5:0.95: {gain * 100:+.2f} points (target: >= +2)")
-    if a.evolve:
+    if a.evolve:  # from the budget cfg of --iterations (its burn_in and steps): give ITERATIONS the same
         gens, pop, its = a.evolve
-        r = subprocess.run([sys.executable, "-m", "darkcfg", "evolve", str(out / "shapes.data"), str(cfg),
+        r = subprocess.run([sys.executable, "-m", "darkcfg", "evolve", str(out / "shapes.data"), str(budget),
                             "--generations", str(gens), "--population", str(pop), "--iterations", str(its),
                             "--size", str(a.size), "--batch", str(a.batch), "--subdivisions", "1",
                             "--out-dir", str(out / "evolve")], cwd=REPO)
