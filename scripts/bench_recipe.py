@@ -12,8 +12,8 @@ The set and the adapted cfg are scripts/make_shapes_dataset.py's (the cfg's sche
 bench_train.py does: burn_in 100, steps at 80 % and 90 %). Each run trains into OUT/<recipe>-<seed>/ and is scored
 on its _final weights (the recipe's EMA for scaled); finished runs are reused when the script is run again.
 `scaled+multi-scale` is `--recipe scaled --multi-scale`; `--recipe-set KEY=VALUE` replaces a value of the scaled
-recipe (a field of darkcfg.train.recipe.ScaledRecipe, e.g. warmup=1000 ema_ramp=2000 for the authors' constants),
-for the ablations in docs/benchmarks.md.
+recipe (a field of darkcfg.train.recipe.ScaledRecipe, as it is: no cap applied; e.g. warmup=600 for the authors'
+1000 capped at half of a 1200-iteration run, ema_ramp=2000), for the ablations in docs/benchmarks.md.
 """
 from __future__ import annotations
 

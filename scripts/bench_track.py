@@ -261,7 +261,7 @@ def detect_command(cfg: str, weights: str, size: int, video: Path, names: Path, 
 
 
 def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thresh: float, device: str,
-               repeats: int = 5) -> Optional[list[str]]:
+               out: Path, repeats: int = 5) -> Optional[list[str]]:
     """`darkcfg detect` frames/s on `video` without and with --track, start-up left out: each command also runs on
     the video's first frame as an image (start-up, model load and one frame), and frames/s = (frames - 1) / (time
     on the video - time on that image); the runs alternate and each takes its best of `repeats`. None when detect
@@ -278,7 +278,8 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
     cap.release()
     if not ok or frames < 2:
         return [f"  {video}: not a video of 2 frames or more"]
-    image = names.parent / f"{video.stem}-first.jpg"
+    out.mkdir(parents=True, exist_ok=True)
+    image = out / f"{video.stem}-first.jpg"  # in the benchmark's folder, never beside the user's files
     cv2.imwrite(str(image), first)
     best: dict[tuple[str, bool], float] = {}
     for _ in range(repeats):  # alternated, the best of each: the host's load moves between runs
@@ -395,7 +396,7 @@ def main(argv: list[str]) -> int:
     if a.detect_fps:
         video = seqs[0] / f"{seqs[0].name}.mp4"
         names = names_file(a.cfg, a.names, out)
-        lines = detect_fps(a.cfg, a.weights, a.size, video, names, a.thresh, a.device) if video.is_file() else None
+        lines = detect_fps(a.cfg, a.weights, a.size, video, names, a.thresh, a.device, out) if video.is_file() else None
         print("\n".join(lines) if lines else "detect fps: skipped (no video, or detect has no --track yet)")
     return 0
 

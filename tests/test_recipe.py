@@ -74,9 +74,13 @@ def test_multi_scale_draws_sizes_within_half_either_way(shapes, tmp_path):
     sizes = {r.size_at((128, 128), it, 0) for it in range(300)}
     assert sizes == {(s, s) for s in (64, 96, 128, 160, 192)}
     assert r.size_at((128, 96), 7, 0)[1] % 32 == 0
-    trainer = Trainer(_opts(shapes, tmp_path, max_batches=2))
+    cfg = tmp_path / "random.cfg"  # the cfg asks for Darknet's multi-scale, which the recipe does not read
+    cfg.write_text(re.sub(r"^random=0", "random=1", (shapes / "yolov4-tiny-shapes.cfg").read_text(), flags=re.M))
+    trainer = Trainer(_opts(shapes, tmp_path, max_batches=2, cfg=str(cfg)))
     sampler = trainer._loader().batch_sampler
-    assert not trainer.recipe.multi_scale and {sampler.sizes(it) for it in range(300)} == {(64, 64)}
+    assert not trainer.recipe.multi_scale and {sampler.size_at(it) for it in range(300)} == {(64, 64)}
+    darknet = Trainer(_opts(shapes, tmp_path, max_batches=300, cfg=str(cfg), recipe="darknet"))
+    assert len({darknet._loader().batch_sampler.size_at(it) for it in range(300)}) > 1  # random=1 is read there
     with pytest.raises(Exception, match="--multi-scale: only with --recipe scaled"):
         Trainer(_opts(shapes, tmp_path, recipe="darknet", multi_scale=True))
 
@@ -148,3 +152,16 @@ def test_anchor_recall_is_the_authors_metric_and_auto_anchors_improves_it(shapes
     assert written.is_file() and cfg.read_text() == bad and r.iteration == 1
     assert check_anchors(Darknet(written.read_text(), str(written), (64, 64)), paths).recall == pytest.approx(
         c.new_recall, abs=0.05)
+
+
+def test_resuming_under_another_recipe_keeps_the_runs_figures(shapes, tmp_path, caplog):
+    """A checkpoint of the scaled recipe resumed with the darknet one (or with other recipe values, as after an
+    upgrade): the optimiser state is left out, with a note naming why, but the loss history and best mAP carry on."""
+    Trainer(_opts(shapes, tmp_path, max_batches=2)).run()
+    last = tmp_path / "b" / "yolov4-tiny-shapes_last.weights"
+    stored = torch.load(last.with_suffix(".state.pt"), weights_only=True)
+    assert stored["history"]
+    with caplog.at_level("INFO", logger="darkcfg"):
+        resumed = Trainer(_opts(shapes, tmp_path, max_batches=4, recipe="darknet", weights=str(last)))
+    assert resumed.history == list(stored["history"]) and resumed.best_map == stored["best_map"]
+    assert "made with another recipe (darknet vs scaled)" in caplog.text

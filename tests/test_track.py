@@ -300,6 +300,10 @@ def test_bytetrack_keeps_at_most_max_tracks_dropping_the_oldest_lost_first():
     assert all(got[k][o] == i for k in range(5, 8) for o, i in (("A", 1), ("B", 2), ("C", 3)))
     with pytest.raises(DarkcfgError, match="max_tracks=0"):
         ByteTracker(max_tracks=0)
+    with pytest.raises(DarkcfgError, match="probation=0"):
+        ByteTracker(probation=0)
+    with pytest.raises(DarkcfgError, match="sure_thresh=1.5"):
+        ByteTracker(sure_thresh=1.5)
 
 
 def test_bytetrack_track_count_stays_bounded_under_a_flood():

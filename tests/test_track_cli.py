@@ -451,7 +451,7 @@ def test_darknet_tracker_through_the_api_leaves_no_hooks(tmp_path):
 
 
 @needs_shared
-def test_track_appearance_option_reaches_the_tracker_as_the_api(model, dog_jpegs, tmp_path):
+def test_track_appearance_option_reaches_the_tracker_as_the_api(model, dog_jpegs, tmp_path, monkeypatch):
     """`detect --track-appearance` tracks as `model.track(appearance=True)` (the ids and boxes of the -o JSON);
     with --tracker darknet it is a usage error."""
     clip = tmp_path / "clip.mjpeg"
@@ -466,6 +466,21 @@ def test_track_appearance_option_reaches_the_tracker_as_the_api(model, dog_jpegs
     from darkcfg.cli.detect import track_from
 
     assert track_from(False, None, None, (), True) == TrackOptions("bytetrack", [], True)  # implies --track
+    import darkcfg.infer.run as run_module
+
+    made = []
+    real = run_module.make_tracker
+    monkeypatch.setattr(run_module, "make_tracker", lambda *a, **k: made.append(k) or real(*a, **k))
+    r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(clip), "--track-appearance", "--nosave",
+                                  "--quiet"])
+    assert r.exit_code == 0 and made and all(k.get("appearance") is True for k in made), (r.output, made)
     r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(clip), "--tracker", "darknet",
                                   "--track-appearance", "--nosave"])
     assert r.exit_code == 2 and "--track-appearance is ByteTrack's cue" in r.output
+    for other in (["--runtime", "openvino"], ["--compile"]):  # refused before anything loads
+        r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(clip), "--track-appearance", "--nosave",
+                                      *other])
+        assert r.exit_code == 2 and "--track-appearance reads the network's feature map" in r.output, other
+    r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(clip), "--track-appearance", "--nosave",
+                                  "--tiles", "2x2"])
+    assert r.exit_code == 1 and "the appearance cue with --tiles" in r.output, r.output

@@ -215,6 +215,9 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     if tracking is not None and tracking.tracker == "darknet" and (runtime != "torch" or compile_):
         raise click.UsageError("--tracker darknet reads the cfg's embedding layer while the network runs: it needs "
                                "--runtime torch without --compile")
+    if tracking is not None and tracking.appearance and (runtime != "torch" or compile_):
+        raise click.UsageError("--track-appearance reads the network's feature map while it runs: it needs --runtime "
+                               "torch without --compile")
     rt = runtime_from(runtime, precision, calibration, device, fast=fast, compile=compile_, half=half)
     det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, letterbox, batch, rt, tiling)
     ports = (LiveOutputs(json_port, mjpeg_port, mjpeg_quality, show, port_host=port_host)

@@ -162,7 +162,7 @@ class TrackOptions:
 
 def check_tracking(detector: Detector, opts: TrackOptions) -> None:
     """Refuse, in one line, what cannot track: an unknown tracker, `darknet` on a cfg without embedding_layer or
-    with tiles (merged tiles carry no embeddings), bad counting lines."""
+    with tiles (merged tiles carry no embeddings), the appearance cue with tiles, bad counting lines."""
     from darkcfg.infer.track.appearance import has_embedding_layer
 
     cfg = getattr(detector.model, "cfg_file", "the network")
@@ -175,6 +175,9 @@ def check_tracking(detector: Detector, opts: TrackOptions) -> None:
         if detector.tiles is not None:
             raise DarkcfgError(f"{cfg}: --tracker darknet with --tiles: boxes merged across tiles carry no "
                                "embeddings: track without --tiles, or with --tracker bytetrack")
+    if opts.appearance and detector.tiles is not None:
+        raise DarkcfgError(f"{cfg}: the appearance cue with --tiles: boxes merged across tiles carry no embeddings: "
+                           "track without --tiles, or without the appearance cue")
     LineCounter(opts.lines)  # one-line errors for bad lines
 
 
@@ -452,8 +455,9 @@ def track(model: Any, source: Union[str, int], thresh: float = 0.25, nms: float 
     images in name order, a list file), as `darkcfg detect --track` follows it: one tracker per sequence of the
     source (a list file's videos are sequences of their own), `tracker` one of "bytetrack" (default) and "darknet"
     (the reference's set_track_id, for cfgs with an embedding_layer); `appearance`: ByteTrack also matches on the
-    network's own features; `lines`: counting lines (pixels), whose counts `track_arrays` gives. Unreadable frames
-    raise their one-line error."""
+    network's own features; `lines`: counting lines (pixels), whose counts `track_arrays` gives. The Detections are
+    those above `thresh` and the low-score boxes ByteTrack kept on a track (as the JSON lists them). Unreadable
+    frames raise their one-line error."""
     for index, bgr, dets, _ in track_arrays(model, source, thresh, nms, names, letterbox, tracker, lines, appearance,
                                             keep_all, retries, max_frames, tiles, batch):
         yield index, bgr, dets.to_list()  # the JSON's objects: every box shown, every box on a track

@@ -264,7 +264,8 @@ class StreamTable:
 
     def track(self, st: _Stream, ticket: int, dets: Optional[DetectionArray]) -> tuple[Optional[DetectionArray], int]:
         """Wait for this ticket's turn, then track its frame's detections (None: the request failed; its turn
-        passes): (the detections shown at the stream's thresh with track ids, the stream's frame number)."""
+        passes): (the detections shown at the stream's thresh, and the low-score boxes ByteTrack kept on a track,
+        with track ids; the stream's frame number)."""
         with st.cond:
             st.cond.wait_for(lambda: st.turn == ticket)
             try:

@@ -10,8 +10,8 @@ cfg's and the loss stays the reference's; what changes:
   max(3 epochs, burn_in) iterations (at most half the run) in which the biases' rate falls linearly from
   `warmup_bias_lr` x lr0 (their 0.1 for lr0 = 0.01) and every other rate rises from 0, and the momentum rises
   from `warmup_momentum` to the cfg's `momentum`. The authors' rule is max(3 epochs, 1000): their 1000 is the
-  burn_in of the yolov4 cfgs, and a fixed 1000 would be most of a short run (on the shapes benchmark, 1200
-  iterations, it cost 6 points of mAP@0.5:0.95), so the cfg's `burn_in` stands in for it;
+  burn_in of the yolov4 cfgs, and a fixed 1000 would be half of a short run (capped so; on the shapes benchmark,
+  1200 iterations, it cost 3.2 points of mAP@0.5:0.95), so the cfg's `burn_in` stands in for it;
 - a model EMA of every float tensor of the state (weights and batch-norm statistics), decay
   0.9999 x (1 - exp(-updates / ramp)) with the authors' ramp of 2000 updates, or a fifth of the run when the run
   is shorter than 10000 iterations (with 2000 a short run's average never reaches past its last few updates);

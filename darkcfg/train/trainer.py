@@ -248,17 +248,19 @@ class Trainer:
                 log.info("note: %s's training state belongs to another run or iteration; resuming without optimiser "
                          "state", weights)
             return
-        if state.get("recipe") != (self.recipe.as_dict() if self.recipe else None):
-            if self.rank == 0:
-                log.info("note: %s's training state was made with another recipe; resuming without optimiser state",
-                         weights)
-            return
-        self.opt.load_state_dict(state["optimizer"])
-        self.ema.load_state_dict(state["ema"])
-        self.avg_loss = state.get("avg_loss", -1.0)
+        self.avg_loss = state.get("avg_loss", -1.0)  # the run's figures, whatever made the optimiser state
         self.best_map = state.get("best_map", 0.0)
         self.maps = list(state.get("maps", []))
         self.history = list(state.get("history", []))
+        stored, now = state.get("recipe"), (self.recipe.as_dict() if self.recipe else None)
+        if stored != now:
+            if self.rank == 0:
+                keys = sorted(k for k in {*stored, *now} if stored.get(k) != now.get(k)) if stored and now else []
+                log.info("note: %s's training state was made with another recipe (%s); resuming without optimiser "
+                         "state", weights, ", ".join(keys) if stored and now else "darknet vs scaled")
+            return
+        self.opt.load_state_dict(state["optimizer"])
+        self.ema.load_state_dict(state["ema"])
 
     def _loader(self) -> torch.utils.data.DataLoader:
         net = self.model.net

@@ -29,12 +29,14 @@ shapes set) it gave IDF1 61.8 vs 62.2 and 155 vs 140 ID switches without it.
 
 `new_track_thresh` defaults to thresh + 0.1 (at most halfway from thresh to 1), the ByteTrack code's relation
 (det_thresh = track_thresh + 0.1), so that every object shown at thresh + 0.1 or more starts a track (with its
-id from its second frame, or at once in the sequence's first frame). A fixed floor of 0.6 (the code's det_thresh
+id from its second frame, its fourth when it scored under sure_thresh (step 4), or at once in the sequence's
+first frame). A fixed floor of 0.6 (the code's det_thresh
 for its track_thresh .5, taken as an absolute value) scored IDF1 62.4 vs 61.1 and 83 vs 125 ID switches on 20 of
 those sequences, whose detector is confident, but it left every object the detector scores between thresh and
 0.6 shown without an id for as long as it stays there (yolov3-tiny, on the sliding dog.jpg frames of
 tests/test_track_cli.py, scores the dog 0.50 in the first frame and the bicycle 0.28 to 0.72); pass
-new_track_thresh=0.6 for it. The probation of step 4 (SURE_THRESH 0.6, PROBATION 3) keeps what the floor gained
+new_track_thresh=0.6 to ByteTracker for it (make_tracker, model.track and the CLI keep the defaults). The
+probation of step 4 (SURE_THRESH 0.6, PROBATION 3) keeps what the floor gained
 without that loss: a less sure object gets its id two frames later instead of never. On 5 generated sequences
 that no setting was chosen on (make_track_video.py --seed 5) it took ID switches from 37 to 19 (the floor: 19)
 at HOTA 51.11 vs 51.15 and IDF1 65.81 vs 65.55 (the floor: 50.09 and 64.18).
@@ -105,7 +107,10 @@ class ByteTracker:
         if max_tracks < 1:
             raise DarkcfgError(f"max_tracks={max_tracks}: expected at least 1")
         self.max_tracks = int(max_tracks)
-        self.sure_thresh, self.probation = float(sure_thresh), max(1, int(probation))
+        if probation < 1 or not 0.0 <= sure_thresh <= 1.0:
+            raise DarkcfgError(f"probation={probation}, sure_thresh={sure_thresh}: expected probation >= 1 and "
+                               "sure_thresh in [0, 1]")
+        self.sure_thresh, self.probation = float(sure_thresh), int(probation)
         self.match_thresh, self.low_match_thresh = match_thresh, low_match_thresh
         self.new_match_thresh = new_match_thresh
         self.max_lost = max(1, int(round(track_buffer * (fps if fps and fps > 0 else 30.0) / 30.0)))
