@@ -113,7 +113,7 @@ def adapt_cfg(text: str, classes: int) -> str:
     return "".join(parts)
 
 
-CLASSIFIER_CFG = """# A 64x64 classifier for the shapes classification set: five 3x3 convolutions, each but the last
+_CLASSIFIER_NET = """# A 64x64 classifier for the shapes classification set: five 3x3 convolutions, each but the last
 # followed by a 2x2 max pool, so the last sees 78 pixels (the whole crop: a shape is up to 48 pixels wide), then
 # one 1x1 output per class averaged over the 4x4 grid. Random crops of the short side scaled to 64..80 (the
 # default 64..128 would often crop the shape out), flips and colour; the rate of a batch-normalised net of this
@@ -139,62 +139,17 @@ steps=700,900
 scales=.1,.1
 max_batches=1000
 
-[convolutional]
+"""
+_CONV3 = """[convolutional]
 batch_normalize=1
-filters=16
+filters={}
 size=3
 stride=1
 pad=1
 activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=64
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=3
-stride=1
-pad=1
-activation=leaky
-
+"""
+_MAXPOOL = "\n[maxpool]\nsize=2\nstride=2\n\n"
+_CLASSIFIER_HEAD = """
 [convolutional]
 filters={classes}
 size=1
@@ -207,6 +162,9 @@ activation=linear
 [softmax]
 groups=1
 """
+# the body: 3x3 convolutions of 16, 32, 64, 128 filters, each followed by a 2x2 maxpool, then one more of 128
+CLASSIFIER_CFG = (_CLASSIFIER_NET + _MAXPOOL.join(_CONV3.format(f) for f in (16, 32, 64, 128)) + _MAXPOOL
+                  + _CONV3.format(128) + _CLASSIFIER_HEAD)
 
 
 def make_class_image(rng: np.random.Generator, size: int, classes: int) -> tuple[np.ndarray, int]:
