@@ -430,6 +430,29 @@ def test_stream_table_is_busy_when_every_stream_is_in_use():
     table.leave(c)
 
 
+def test_a_stream_bounds_its_requests_in_progress_and_their_wait():
+    """A client cannot hold every worker on one stream: at most max_pending requests of a stream at once (503),
+    and a frame whose predecessor is never tracked gives up after turn_timeout (503) without stalling the
+    stream: the frames after it are tracked once the predecessor is done."""
+    table = StreamTable(max_pending=3, turn_timeout=0.2)
+    held = [table.enter("s", 0.25, 0.45, 30) for _ in range(3)]
+    with pytest.raises(RequestError, match="3 frames in progress") as e:
+        table.enter("s", 0.25, 0.45, 30)
+    assert e.value.status == 503
+    (s0, t0), (s1, t1), (s2, t2) = held
+    empty = DetectionArray.empty(1, 10, 10)
+    start = time.monotonic()
+    with pytest.raises(RequestError, match="not tracked within 0.2 s"):
+        table.track(s1, t1, empty)  # ticket 0 is still detecting
+    assert time.monotonic() - start < 2
+    table.leave(s1)
+    assert table.track(s0, t0, empty)[1] == 1  # ticket 0 done: the turn passes ticket 1 (gave up) to ticket 2
+    assert table.track(s2, t2, empty)[1] == 2
+    for st in (s0, s2):
+        table.leave(st)
+    assert table.enter("s", 0.25, 0.45, 30)[1] == 3  # room again
+
+
 def test_darknet_tracker_through_the_api_leaves_no_hooks(tmp_path):
     import warnings
 

@@ -72,6 +72,8 @@ MAX_BOXES = 1000  # candidates into NMS, and objects in an answer
 MAX_PARTS = 32  # multipart parts before the file
 MAX_STREAMS = 64  # tracked streams kept at once
 STREAM_TIMEOUT = 300.0  # seconds a tracked stream is kept without a frame
+MAX_PENDING = 4  # requests of one tracked stream in progress at once (each holds a worker thread while it waits)
+TURN_TIMEOUT = 30.0  # seconds a tracked frame waits for the frames before it to be tracked
 MAX_GROUPS = 64  # detectors kept for distinct (thresh, nms) values
 MAX_TRACKED = 256  # boxes of one frame given to a stream's tracker (the most probable): its cost stays bounded
 STREAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -208,6 +210,7 @@ class _Stream:
     ticket: int = 0
     turn: int = 0
     frames: int = 0
+    skipped: set[int] = dataclasses.field(default_factory=set)  # tickets that gave up waiting for their turn
     cond: threading.Condition = dataclasses.field(default_factory=threading.Condition)
 
 
@@ -216,9 +219,11 @@ class StreamTable:
     replaced by a new one, each forgotten after `timeout` seconds without a frame. Thread-safe."""
 
     def __init__(self, tracker: str = "bytetrack", params: object = None, max_streams: int = MAX_STREAMS,
-                 timeout: float = STREAM_TIMEOUT) -> None:
+                 timeout: float = STREAM_TIMEOUT, max_pending: int = MAX_PENDING,
+                 turn_timeout: float = TURN_TIMEOUT) -> None:
         self.opts, self.params = TrackOptions(tracker), params
         self.max_streams, self.timeout = max_streams, timeout
+        self.max_pending, self.turn_timeout = max_pending, turn_timeout
         self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.dropped = 0  # streams replaced while the table was full (for /health and the tests)
@@ -237,8 +242,8 @@ class StreamTable:
 
     def enter(self, name: str, thresh: float, nms: float, fps: float) -> tuple[_Stream, int]:
         """Take a turn in stream `name` (made if new): (the stream, this request's ticket). RequestError 400 for
-        other thresholds than the stream's, 503 when the table is full of streams in use. Every `enter` must be
-        followed by one `leave`."""
+        other thresholds than the stream's, 503 when the table is full of streams in use or the stream has
+        `max_pending` requests in progress. Every `enter` must be followed by one `leave`."""
         now = time.monotonic()
         with self._lock:
             self._expire(now)
@@ -257,6 +262,9 @@ class StreamTable:
                 raise RequestError(400, f"stream={name} tracks at thresh={json_number(st.thresh)}, "
                                         f"nms={json_number(st.nms)} (its first request's): this request asks "
                                         f"thresh={json_number(thresh)}, nms={json_number(nms)}")
+            if st.busy >= self.max_pending:
+                raise RequestError(503, f"busy: stream={name} has {st.busy} frames in progress (at most "
+                                        f"{self.max_pending}); send the next frame after an answer")
             self._streams.move_to_end(name)
             st.used, st.busy = now, st.busy + 1
             ticket, st.ticket = st.ticket, st.ticket + 1
@@ -265,9 +273,13 @@ class StreamTable:
     def track(self, st: _Stream, ticket: int, dets: Optional[DetectionArray]) -> tuple[Optional[DetectionArray], int]:
         """Wait for this ticket's turn, then track its frame's detections (None: the request failed; its turn
         passes): (the detections shown at the stream's thresh, and the low-score boxes ByteTrack kept on a track,
-        with track ids; the stream's frame number)."""
+        with track ids; the stream's frame number). RequestError 503 when the frames before it are not tracked
+        within `turn_timeout` (its turn is then skipped, so the stream goes on)."""
         with st.cond:
-            st.cond.wait_for(lambda: st.turn == ticket)
+            if not st.cond.wait_for(lambda: st.turn == ticket, self.turn_timeout):
+                st.skipped.add(ticket)
+                raise RequestError(503, f"busy: an earlier frame of this stream was not tracked within "
+                                        f"{self.turn_timeout:g} s; try again")
             try:
                 if dets is None:
                     return None, st.frames
@@ -276,6 +288,9 @@ class StreamTable:
                 return shown, st.frames
             finally:
                 st.turn += 1
+                while st.turn in st.skipped:  # tickets that stopped waiting
+                    st.skipped.discard(st.turn)
+                    st.turn += 1
                 st.cond.notify_all()
 
     def leave(self, st: _Stream) -> None:
@@ -543,9 +558,16 @@ class DetectService:
                     found = self._find(body, boundary, st.tracking.detect_thresh, nms,
                                        self.streams.opts.embeddings() is not None)
                 finally:  # this frame's turn: tracked in request order (a failed request passes its turn)
-                    tracked, frame_id = self.streams.track(st, ticket, found[0] if isinstance(found, tuple) else None)
+                    late = None
+                    try:
+                        tracked, frame_id = self.streams.track(st, ticket,
+                                                               found[0] if isinstance(found, tuple) else None)
+                    except RequestError as e:  # the frames before it took too long
+                        late = e
             finally:
                 self.streams.leave(st)
+            if late is not None:
+                return error_response(late.status, str(late))
             if isinstance(found, Response):
                 return found
             assert found is not None and tracked is not None
