@@ -255,9 +255,10 @@ class Trainer:
         stored, now = state.get("recipe"), (self.recipe.as_dict() if self.recipe else None)
         if stored != now:
             if self.rank == 0:
-                keys = sorted(k for k in {*stored, *now} if stored.get(k) != now.get(k)) if stored and now else []
+                why = ", ".join(sorted(k for k in {*stored, *now} if stored.get(k) != now.get(k))) \
+                    if stored and now else "darknet vs scaled"
                 log.info("note: %s's training state was made with another recipe (%s); resuming without optimiser "
-                         "state", weights, ", ".join(keys) if stored and now else "darknet vs scaled")
+                         "state", weights, why)
             return
         self.opt.load_state_dict(state["optimizer"])
         self.ema.load_state_dict(state["ema"])
@@ -266,11 +267,12 @@ class Trainer:
         net = self.model.net
         seq = Sequences(net.mini_batch, max(1, net.time_steps), net.augment_speed) if net.track else None
         recipe = self.recipe
-        sizes = None  # the darknet recipe: the cfg's random=; the scaled one: its own multi-scale or the cfg's size
-        if recipe and not seq:
-            sizes = (lambda it: recipe.size_at(self.init_size, it, self.opts.seed)) if recipe.multi_scale else \
-                (lambda it: self.init_size)
-        sampler = TrainSampler(len(self.train_paths), self.images_per_it, self.init_size, self.random_coef,
+        # the darknet recipe: the cfg's random=; the scaled one: its own multi-scale, else the cfg's size (random 0)
+        scaled = recipe is not None and seq is None
+        sizes = (lambda it: recipe.size_at(self.init_size, it, self.opts.seed)) \
+            if scaled and recipe.multi_scale else None
+        sampler = TrainSampler(len(self.train_paths), self.images_per_it, self.init_size,
+                               0.0 if scaled else self.random_coef,
                                net.resize_step, net.max_batches, self.opts.seed, self.start, self.rank, self.world,
                                sequences=seq, sizes=sizes)
         self.sampler = sampler

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from darkcfg.errors import DarkcfgError
+from darkcfg.infer.boxes import box_iou
 from darkcfg.infer.detections import DetectionArray
 
 F32 = np.float32
@@ -72,24 +73,6 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     mul = a32 @ b32.T  # float32 as the C (whose sums run in order: the last bits may differ)
     div = np.sqrt((a32 * a32).sum(1))[:, None] * np.sqrt((b32 * b32).sum(1))[None]
     return np.divide(mul, div, out=np.zeros_like(mul), where=div > 0).astype(F32)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """box.c:box_iou of every pair, in float32: a (M, 4), b (N, 4) as (x, y, w, h) -> (M, N)."""
-    a, b = np.asarray(a, F32), np.asarray(b, F32)
-    two = F32(2)
-
-    def overlap(x1: np.ndarray, w1: np.ndarray, x2: np.ndarray, w2: np.ndarray) -> np.ndarray:
-        left = np.maximum(x1[:, None] - w1[:, None] / two, x2[None] - w2[None] / two)
-        right = np.minimum(x1[:, None] + w1[:, None] / two, x2[None] + w2[None] / two)
-        return right - left
-
-    w = overlap(a[:, 0], a[:, 2], b[:, 0], b[:, 2])
-    h = overlap(a[:, 1], a[:, 3], b[:, 1], b[:, 3])
-    inter = np.where((w < 0) | (h < 0), F32(0), w * h)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    ok = (inter != 0) & (union != 0)
-    return np.where(ok, inter / np.where(ok, union, F32(1)), F32(0)).astype(F32)
 
 
 class DarknetTracker:
