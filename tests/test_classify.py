@@ -36,6 +36,7 @@ from darkcfg.infer.classify import (
     hierarchy_predictions,
     resize_min,
     top_k,
+    tree_leaves,
 )
 from darkcfg.infer.preprocess import resize_image
 from darkcfg.model.network import Darknet
@@ -551,7 +552,8 @@ def test_word_tree_read_as_tree_c(tmp_path):
 
     t = WordTree.from_lines(["a -1", "b", "c 0", "d 0x", "", "e 1", "f 2"])
     assert t.parent == [-1, -1, 0, 0, 1, 2] and t.name == ["a", "b", "c", "d", "e", "f"]
-    assert t.groups == [(0, 2), (2, 2), (4, 1), (5, 1)] and t.leaf == [False, False, False, True, True, True]
+    assert t.groups == [(0, 2), (2, 2), (4, 1), (5, 1)]
+    assert tree_leaves(t.parent).tolist() == [False, False, False, True, True, True]
     assert t.child == [1, 2, 3, -1, -1, -1]
     assert WordTree.from_lines(["x 5", "y 5"]).groups == [(0, 0), (0, 2)]
 

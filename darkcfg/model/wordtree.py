@@ -25,13 +25,13 @@ _INT = re.compile(r"[+-]?\d+")
 @dataclass
 class WordTree:
     """tree.c:read_tree: each node's `parent` (-1: a root) and `name`, the `groups` (offset, size) in file order,
-    `child[i]` (the group whose parent is node i, -1: a leaf, as pjreddie's read_tree fills it) and `leaf`."""
+    `child[i]` (the group whose parent is node i, -1: a leaf, as pjreddie's read_tree fills it); the leaf flags are
+    darkcfg.infer.classify.tree_leaves(parent)."""
 
     parent: list[int]
     name: list[str]
     groups: list[tuple[int, int]]
     child: list[int]
-    leaf: list[bool]
 
     @classmethod
     def from_lines(cls, lines: list[str]) -> WordTree:
@@ -57,11 +57,7 @@ class WordTree:
         for g, (off, n) in enumerate(groups):
             if n and 0 <= parent[off] < len(parent) and child[parent[off]] < 0:
                 child[parent[off]] = g
-        leaf = [True] * len(parent)
-        for p in parent:
-            if 0 <= p < len(parent):
-                leaf[p] = False
-        return cls(parent, name, groups, child, leaf)
+        return cls(parent, name, groups, child)
 
     @classmethod
     def read(cls, path: Path) -> WordTree:
