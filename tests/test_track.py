@@ -15,8 +15,8 @@ from oracle import randomize
 
 from darkcfg.errors import DarkcfgError
 from darkcfg.infer.detections import DetectionArray
-from darkcfg.infer.track import TRACKERS, make_tracker
-from darkcfg.infer.track.bytetrack import PROBATION, SURE_THRESH
+from darkcfg.infer.track import TRACKERS, kalman, make_tracker
+from darkcfg.infer.track.bytetrack import LOST_SIGMA, PROBATION, SURE_THRESH, ByteTracker
 from darkcfg.infer.track.counting import LineCounter
 from darkcfg.infer.track.darknet import DarknetTracker
 
@@ -506,6 +506,45 @@ def _plain_model():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Darknet(text[:text.index("[route]\nlayers= -5")], "plain.cfg", size=(64, 64)).eval()
+
+
+def test_bytetrack_lost_track_reaches_within_its_position_uncertainty():
+    """A moves right at 6 px a frame, is unseen for 25 frames and comes back `back` px behind its motion (it slowed
+    behind the occluder). Its 40 px box there no longer overlaps the prediction enough (30 px back: IoU 0.14,
+    cost 0.87 > match_thresh 0.8), but the filter's position standard deviation has grown to 29 px: moved
+    towards the box by half of it (LOST_SIGMA), the prediction overlaps it again and A keeps its id. With
+    lost_sigma=0 (the paper's matching) A gets a new id, as it does 100 px back with the reach; B, a still object
+    elsewhere, keeps its id throughout."""
+    assert LOST_SIGMA == 0.5
+
+    def run(back, **kw):
+        tracker = ByteTracker(thresh=0.25, **kw)
+        got = []
+        for f in range(55):
+            rows = [(600, 400, 0.9)]
+            if f < 20:
+                rows.append((100 + 6 * f, 200, 0.9))
+            elif f >= 45:
+                rows.append((100 + 6 * f - back, 200, 0.9))
+            d = _boxes(rows)
+            if f == 45:  # the lost track's position uncertainty at its return (the filter's own covariance)
+                i = int(np.flatnonzero(tracker.tid == 2)[0])
+                m, c = kalman.predict(tracker.mean[i:i + 1], tracker.cov[i:i + 1])
+                sd = np.sqrt(kalman.project(m, c)[1][0, 0, 0])
+                assert 27 < sd < 31 and abs(m[0, 0] - (100 + 6 * f)) < 6
+            ids = tracker.update(d).tolist()
+            assert ids[0] == 1
+            got.append(ids[1] if len(ids) > 1 else None)
+        return got[:20], got[45:]
+
+    before, after = run(30)
+    assert set(before[1:]) == {2} and set(after) == {2}  # back at once, from its first frame
+    before, after = run(30, lost_sigma=0)
+    assert set(before[1:]) == {2} and after[0] == -1 and set(after[1:]) == {3}
+    before, after = run(100)
+    assert after[0] == -1 and set(after[1:]) == {3}
+    with pytest.raises(DarkcfgError, match="lost_sigma"):
+        ByteTracker(lost_sigma=-1)
 
 
 def test_bytetrack_appearance_finds_a_lost_track_its_motion_missed():

@@ -15,6 +15,8 @@ def assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray, np.n
     the cheapest.
     """
     t, n = cost.shape
+    if not t or not n:
+        return np.zeros((0, 2), np.int64), np.arange(t), np.arange(n)
     ok = cost <= limit  # (T, N)
     rows = np.flatnonzero(ok.any(1))
     cols = np.flatnonzero(ok.any(0))

@@ -14,21 +14,46 @@ def pixel_boxes(dets: DetectionArray) -> np.ndarray:
     return b * np.array([dets.width, dets.height, dets.width, dets.height], F64)
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a (T, 4), b (N, 4) boxes as (cx, cy, w, h) -> (T, N) intersection over union (0 where the union is 0)."""
+def iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a (..., 4), b (..., 4) boxes as (cx, cy, w, h), broadcast against each other -> (...) intersection over
+    union of each pair (0 where the union is 0)."""
     a = np.asarray(a, F64)
     b = np.asarray(b, F64)
+    iw = np.minimum(a[..., 0] + a[..., 2] / 2, b[..., 0] + b[..., 2] / 2) \
+        - np.maximum(a[..., 0] - a[..., 2] / 2, b[..., 0] - b[..., 2] / 2)
+    ih = np.minimum(a[..., 1] + a[..., 3] / 2, b[..., 1] + b[..., 3] / 2) \
+        - np.maximum(a[..., 1] - a[..., 3] / 2, b[..., 1] - b[..., 3] / 2)
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a (T, 4), b (N, 4) boxes as (cx, cy, w, h) -> (T, N) intersection over union (0 where the union is 0)."""
+    a = np.asarray(a, F64).reshape(-1, 4)
+    b = np.asarray(b, F64).reshape(-1, 4)
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), F64)
-    ax1, ay1 = a[:, 0] - a[:, 2] / 2, a[:, 1] - a[:, 3] / 2
-    ax2, ay2 = a[:, 0] + a[:, 2] / 2, a[:, 1] + a[:, 3] / 2
-    bx1, by1 = b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2
-    bx2, by2 = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2
+    ax1, ay1, ax2, ay2 = a[:, 0] - a[:, 2] / 2, a[:, 1] - a[:, 3] / 2, a[:, 0] + a[:, 2] / 2, a[:, 1] + a[:, 3] / 2
+    bx1, by1, bx2, by2 = b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2
     iw = np.minimum(ax2[:, None], bx2[None]) - np.maximum(ax1[:, None], bx1[None])  # (T, N)
     ih = np.minimum(ay2[:, None], by2[None]) - np.maximum(ay1[:, None], by1[None])
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
     union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def nearest_iou(a: np.ndarray, reach: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a (T, 4) boxes (cx, cy, w, h), reach (T, 2) how far (x, y) each may move, b (N, 4) -> (T, N) the IoU of
+    each b with its a moved towards it by at most its reach on each axis (the best IoU within the reach)."""
+    a = np.asarray(a, F64).reshape(-1, 4)
+    b = np.asarray(b, F64).reshape(-1, 4)
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)), F64)
+    r = np.asarray(reach, F64).reshape(-1, 1, 2)
+    moved = np.broadcast_to(a[:, None], (len(a), len(b), 4)).copy()  # (T, N, 4)
+    moved[..., :2] += np.clip(b[None, :, :2] - a[:, None, :2], -r, r)
+    return iou_pairs(moved, b[None])
 
 
 def best_class(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
