@@ -108,8 +108,8 @@ class ByteTracker:
             largest cosine distance (1 - cos) that counts as the same object; ratio: how much closer than the
             next track it must be; momentum: the weight of a track's old embedding in its running mean; gate:
             the squared Mahalanobis distance bound.
-        lost_sigma: in step 2 a lost track also matches with its predicted box widened on every side by this
-            many standard deviations of its Kalman position (0: ByteTrack's box only).
+        lost_sigma: in step 2 a lost track's predicted box may move towards a box by up to this many standard
+            deviations of its Kalman position on each axis before the IoU is taken (0: ByteTrack's box only).
         max_tracks: the most tracks kept at once (module docstring): when new boxes need room, the lost tracks
             seen longest ago go first; with none left to drop, only the highest-scoring new boxes start tracks.
     """
@@ -245,16 +245,15 @@ class ByteTracker:
     # -- helpers ------------------------------------------------------------------------------------------
     def _cost(self, tracks: np.ndarray, rows: np.ndarray, pred: np.ndarray, boxes: np.ndarray, score: np.ndarray,
               emb: Optional[np.ndarray], z: np.ndarray) -> np.ndarray:
-        """The first association's cost (T, N): 1 - IoU x score, for a lost track the lower of that and the same
-        with its box widened by its position uncertainty, lowered by appearance where it applies (module
-        docstring)."""
+        """The first association's cost (T, N): 1 - IoU x score, a lost track's IoU the best within its reach
+        (`lost_sigma`), lowered by appearance where it applies (module docstring)."""
         fuse = score[rows][None] if self.fuse_score else 1.0
         cost = 1.0 - iou_matrix(pred[tracks], boxes[rows]) * fuse
-        lost = np.flatnonzero(self.state[tracks] == LOST)
-        if self.lost_sigma > 0 and len(lost) and len(rows):
-            _, s = kalman.project(self.mean[tracks[lost]], self.cov[tracks[lost]])  # (L, 4, 4)
+        away = np.flatnonzero(self.state[tracks] == LOST)  # (L,) positions in `tracks` of the lost tracks
+        if self.lost_sigma > 0 and len(away) and len(rows):
+            _, s = kalman.project(self.mean[tracks[away]], self.cov[tracks[away]])  # (L, 4, 4)
             reach = self.lost_sigma * np.sqrt(s[:, [0, 1], [0, 1]])  # (L, 2) x and y standard deviations
-            cost[lost] = np.minimum(cost[lost], 1.0 - nearest_iou(pred[tracks[lost]], reach, boxes[rows]) * fuse)
+            cost[away] = np.minimum(cost[away], 1.0 - nearest_iou(pred[tracks[away]], reach, boxes[rows]) * fuse)
         if emb is None or self.emb is None or not len(tracks) or not len(rows):
             return cost
         known = self.emb[tracks].any(1)  # (T,)
