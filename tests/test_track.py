@@ -547,6 +547,26 @@ def test_bytetrack_lost_track_reaches_within_its_position_uncertainty():
         ByteTracker(lost_sigma=-1)
 
 
+def test_nearest_iou_is_the_best_iou_within_the_reach():
+    """boxes.nearest_iou: each pair's IoU with the first box moved by at most its reach on each axis equals the
+    best over a grid of such moves (brute force), and the plain IoU with no reach."""
+    from darkcfg.infer.track.boxes import iou_matrix, nearest_iou
+
+    rng = np.random.default_rng(3)
+    a = np.c_[rng.uniform(0, 200, (5, 2)), rng.uniform(10, 60, (5, 2))]
+    b = np.c_[rng.uniform(0, 200, (7, 2)), rng.uniform(10, 60, (7, 2))]
+    reach = rng.uniform(0, 40, (5, 2))
+    got = nearest_iou(a, reach, b)
+    grid = np.linspace(-1, 1, 201)
+    for i in range(5):
+        moved = np.array([[a[i, 0] + dx * reach[i, 0], a[i, 1] + dy * reach[i, 1], a[i, 2], a[i, 3]]
+                          for dx in grid for dy in grid])
+        best = iou_matrix(moved, b).max(0)
+        assert np.all(got[i] >= best - 1e-12) and np.allclose(got[i], best, atol=2e-3)
+    assert np.allclose(nearest_iou(a, np.zeros((5, 2)), b), iou_matrix(a, b))
+    assert nearest_iou(a[:0], reach[:0], b).shape == (0, 7)
+
+
 def test_bytetrack_appearance_finds_a_lost_track_its_motion_missed():
     """A moves right, is hidden 10 frames and comes back 42 px behind where its motion puts it (it slowed down
     behind the occluder); B, elsewhere, looks different. With appearance its embedding brings A's id back at
