@@ -160,13 +160,17 @@ def detect_sequences(seqs: list[Path], cfg: str, weights: str, size: int, det_th
 
 
 def run_darkcfg_tracker(dets_dir: Path, out_dir: Path, name: str, thresh: float, fps: float, appearance: bool,
-                        shown_only: bool = False) -> list[float]:
+                        shown_only: bool = False, lost_sigma: Optional[float] = None) -> list[float]:
     """darkcfg's `name` tracker over every stored sequence -> out_dir/<seq>.txt; returns each update's seconds.
     shown_only: write only the boxes above `thresh` (not the low-score ones ByteTrack kept on a track)."""
     from darkcfg.infer.detections import DetectionArray
     from darkcfg.infer.track import make_tracker
 
     tracker = make_tracker(name, thresh=thresh, fps=fps, appearance=appearance)
+    if lost_sigma is not None:  # ByteTrack's reach of a lost track, for its ablation (docs/benchmarks.md)
+        from darkcfg.infer.track.bytetrack import ByteTracker
+
+        tracker = ByteTracker(thresh=thresh, fps=fps, appearance=appearance, lost_sigma=lost_sigma)
     times: list[float] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for npz in sorted(dets_dir.glob("*.npz")):
@@ -319,6 +323,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--names", default=None, help="with --detect-fps: the cfg's class names file (default: the "
                     "names= of a .data beside the cfg, a .names beside it, else the shapes set's names)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--lost-sigma", type=float, default=None, help="darkcfg ByteTrack's reach of a lost track in "
+                    "standard deviations (default: the tracker's LOST_SIGMA)")
     ap.add_argument("--redetect", action="store_true", help="run the detector even where OUT/dets/<seq>.npz is kept "
                     "from an earlier run (same --cfg, --weights, --size and --det-thresh assumed otherwise)")
     ap.add_argument("--peer-worker", nargs=4, metavar=("DETS", "OUT", "THRESH", "FPS"), help=argparse.SUPPRESS)
@@ -355,10 +361,11 @@ def main(argv: list[str]) -> int:
                                     ("darkcfg bytetrack + appearance", True, False),
                                     ("darkcfg bytetrack, boxes > thresh only", False, True)):
         contenders[name] = run_darkcfg_tracker(out / "dets", out / "pred" / name, "bytetrack", a.thresh, fps,
-                                               appearance, shown)
+                                               appearance, shown, a.lost_sigma)
         if name == "darkcfg bytetrack":
             crowd_ms[name] = 1000 * float(np.median(run_darkcfg_tracker(crowd, out / "crowd_pred" / name,
-                                                                        "bytetrack", a.thresh, fps, False)))
+                                                                        "bytetrack", a.thresh, fps, False,
+                                                                        lost_sigma=a.lost_sigma)))
     peers_note = ""
     if not a.no_peers:
         if Path(a.peers).is_file():

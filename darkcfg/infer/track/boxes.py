@@ -34,18 +34,13 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, F64).reshape(-1, 4)
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), F64)
-    ax1, ay1, ax2, ay2 = a[:, 0] - a[:, 2] / 2, a[:, 1] - a[:, 3] / 2, a[:, 0] + a[:, 2] / 2, a[:, 1] + a[:, 3] / 2
-    bx1, by1, bx2, by2 = b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2
-    iw = np.minimum(ax2[:, None], bx2[None]) - np.maximum(ax1[:, None], bx1[None])  # (T, N)
-    ih = np.minimum(ay2[:, None], by2[None]) - np.maximum(ay1[:, None], by1[None])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return iou_pairs(a[:, None], b[None])
 
 
 def nearest_iou(a: np.ndarray, reach: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a (T, 4) boxes (cx, cy, w, h), reach (T, 2) how far (x, y) each may move, b (N, 4) -> (T, N) the IoU of
-    each b with its a moved towards it by at most its reach on each axis (the best IoU within the reach)."""
+    """a (T, 4) boxes (cx, cy, w, h), reach (T, 2) how far (x, y) each may move (>= 0), b (N, 4) -> (T, N) the IoU
+    of each b with its a moved towards it by at most its reach on each axis: the best IoU within the reach (the
+    overlap on each axis only grows as the centres come closer, whatever the sizes)."""
     a = np.asarray(a, F64).reshape(-1, 4)
     b = np.asarray(b, F64).reshape(-1, 4)
     if not len(a) or not len(b):

@@ -5,8 +5,8 @@ Each frame:
    stops growing);
 2. the high-score boxes (score > `high_thresh`) are matched to the confirmed tracks, tracked or lost, on
    1 - IoU x score (the paper's score fusion), at most `match_thresh`; for a lost track the IoU is the best its
-   predicted box reaches when moved towards the box by up to `lost_sigma` standard deviations of its Kalman
-   position on each axis (below);
+   predicted box reaches when moved towards the box by up to `lost_sigma` standard deviations of its predicted
+   centre on each axis (kalman.project: the filter's position variance and its measurement noise; below);
 3. the low-score boxes (`low_thresh` < score <= high_thresh) are matched to the still-unmatched tracks that
    were tracked in the previous frame, on 1 - IoU, at most `low_match_thresh`; tracked tracks left unmatched
    become lost;
@@ -80,7 +80,7 @@ NEW_TRACK_MARGIN = 0.1  # the ByteTrack code's det_thresh = track_thresh + 0.1
 MAX_TRACKS = 1000  # live tracks (tracked, lost and unconfirmed) at most
 SURE_THRESH = 0.6  # a track born of a box scoring at least this is confirmed by its next match
 PROBATION = 3  # matches that confirm a track born of a less sure box (in consecutive frames)
-LOST_SIGMA = 0.5  # a lost track may match as if moved by up to this many standard deviations of its position (step 2)
+LOST_SIGMA = 0.5  # a lost track may match as if moved by this many standard deviations of its centre (step 2)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -109,7 +109,7 @@ class ByteTracker:
             next track it must be; momentum: the weight of a track's old embedding in its running mean; gate:
             the squared Mahalanobis distance bound.
         lost_sigma: in step 2 a lost track's predicted box may move towards a box by up to this many standard
-            deviations of its Kalman position on each axis before the IoU is taken (0: ByteTrack's box only).
+            deviations of its predicted centre on each axis before the IoU is taken (0: ByteTrack's box only).
         max_tracks: the most tracks kept at once (module docstring): when new boxes need room, the lost tracks
             seen longest ago go first; with none left to drop, only the highest-scoring new boxes start tracks.
     """
@@ -136,7 +136,7 @@ class ByteTracker:
         self.fuse_score = fuse_score
         self.appearance, self.appearance_thresh, self.ratio = appearance, appearance_thresh, ratio
         self.momentum, self.gate = momentum, gate
-        if lost_sigma < 0:
+        if not lost_sigma >= 0:
             raise DarkcfgError(f"lost_sigma={lost_sigma}: expected a number >= 0")
         self.lost_sigma = float(lost_sigma)
         self.reset()
@@ -253,7 +253,7 @@ class ByteTracker:
         if self.lost_sigma > 0 and len(away) and len(rows):
             _, s = kalman.project(self.mean[tracks[away]], self.cov[tracks[away]])  # (L, 4, 4)
             reach = self.lost_sigma * np.sqrt(s[:, [0, 1], [0, 1]])  # (L, 2) x and y standard deviations
-            cost[away] = np.minimum(cost[away], 1.0 - nearest_iou(pred[tracks[away]], reach, boxes[rows]) * fuse)
+            cost[away] = 1.0 - nearest_iou(pred[tracks[away]], reach, boxes[rows]) * fuse  # >= the plain IoU
         if emb is None or self.emb is None or not len(tracks) or not len(rows):
             return cost
         known = self.emb[tracks].any(1)  # (T,)
