@@ -6,14 +6,17 @@ table of mAP@0.5 and mAP@0.5:0.95 (pycocotools on the same detections) as mean a
 
     python scripts/bench_recipe.py [--out DIR] [--iterations 1000] [--seeds 3] [--size 128] [--batch 16]
         [--cfg cfg/yolov4-tiny.cfg] [--recipes darknet scaled scaled+multi-scale] [--recipe-set KEY=VALUE ...]
-        [--evolve GENERATIONS POPULATION ITERATIONS]
+        [--lr-scale 1] [--evolve GENERATIONS POPULATION ITERATIONS]
 
 The set and the adapted cfg are scripts/make_shapes_dataset.py's (the cfg's schedule shortened to the budget as
-bench_train.py does: burn_in 100, steps at 80 % and 90 %). Each run trains into OUT/<recipe>-<seed>/ and is scored
+bench_train.py does: burn_in 100, steps at 80 % and 90 %). Each run trains into
+OUT/<cfg>-<size>/<recipe>-<seed>-it<iterations>-b<batch>/ and is scored
 on its _final weights (the recipe's EMA for scaled); finished runs are reused when the script is run again.
 `scaled+multi-scale` is `--recipe scaled --multi-scale`; `--recipe-set KEY=VALUE` replaces a value of the scaled
 recipe (a field of darkcfg.train.recipe.ScaledRecipe, as it is: no cap applied; e.g. warmup=600 for the authors'
 1000 capped at half of a 1200-iteration run, ema_ramp=2000), for the ablations in docs/benchmarks.md.
+`--lr-scale K` multiplies the budget cfg's learning_rate by K for every recipe (the runs' names get `-lrxK`), to
+compare the recipes at other rates than the cfg's.
 """
 from __future__ import annotations
 
@@ -75,6 +78,7 @@ def main() -> int:
     ap.add_argument("--recipes", nargs="+", default=["darknet", "scaled"],
                     choices=["darknet", "scaled", "scaled+multi-scale"])
     ap.add_argument("--recipe-set", nargs="+", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--lr-scale", type=float, default=1.0, help="the cfg's learning_rate times this, every recipe")
     ap.add_argument("--evolve", nargs=3, type=int, metavar=("GENERATIONS", "POPULATION", "ITERATIONS"))
     a = ap.parse_args()
     out = Path(a.out) / f"{Path(a.cfg).stem}-{a.size}"
@@ -84,12 +88,18 @@ def main() -> int:
                         str(a.train_images), "--valid", "100", "--size", str(a.size), "--seed", "0", "--cfg", a.cfg],
                        check=True)
     n = a.iterations
-    budget = out / f"{cfg.stem}-budget{n}.cfg"
-    from darkcfg.model.cfg import edit_cfg_text
+    if not a.lr_scale > 0 or float(f"{a.lr_scale:g}") != a.lr_scale:
+        ap.error(f"--lr-scale {a.lr_scale}: expected a number > 0 of at most 6 significant digits")
+    lr_tag = "" if a.lr_scale == 1 else f"-lrx{a.lr_scale:g}"
+    budget = out / f"{cfg.stem}-budget{n}{lr_tag}.cfg"
+    from darkcfg.model.cfg import edit_cfg_text, parse_cfg_text
 
-    budget.write_text(edit_cfg_text(cfg.read_text(), str(cfg), {(0, "burn_in"): "100", (0, "max_batches"): str(n),
-                                                                (0, "steps"): f"{int(n * .8)},{int(n * .9)}",
-                                                                (0, "scales"): ".1,.1"}))
+    edits = {(0, "burn_in"): "100", (0, "max_batches"): str(n), (0, "steps"): f"{int(n * .8)},{int(n * .9)}",
+             (0, "scales"): ".1,.1"}
+    if a.lr_scale != 1:
+        rate = parse_cfg_text(cfg.read_text(), str(cfg))[0].float("learning_rate", 0.001)
+        edits[(0, "learning_rate")] = f"{rate * a.lr_scale:g}"
+    budget.write_text(edit_cfg_text(cfg.read_text(), str(cfg), edits))
     tag = set_recipe_values(a.recipe_set)
     print(f"machine: {machine()}")
     print(f"set: {out / 'shapes.data'} ({a.train_images} training images, 100 valid), {budget.name}: {n} iterations "
@@ -97,7 +107,7 @@ def main() -> int:
     table: dict[str, list[tuple[float, float, float]]] = {}
     for recipe in a.recipes:
         for seed in range(a.seeds):
-            name = recipe + (tag if recipe != "darknet" else "")
+            name = recipe + (tag if recipe != "darknet" else "") + lr_tag
             # a finished run is reused for the same budget only
             folder = out / f"{name.replace('+', '-')}-{seed}-it{n}-b{a.batch}"
             done = folder / "score.json"
@@ -123,26 +133,27 @@ def main() -> int:
               f"{sd(m5095):.2f} | {', '.join(f'{v:.2f}' for v in m5095)} | "
               f"{statistics.mean(r[2] for r in rows):.0f} |")
     for name in table:
-        if name != "darknet" and "darknet" in table:
-            gain = statistics.mean(r[1] for r in table[name]) - statistics.mean(r[1] for r in table["darknet"])
-            print(f"\n{name} - darknet, mAP@0.5:0.95: {gain * 100:+.2f} points (target: >= +2)")
+        base = "darknet" + lr_tag
+        if name != base and base in table:
+            gain = statistics.mean(r[1] for r in table[name]) - statistics.mean(r[1] for r in table[base])
+            print(f"\n{name} - {base}, mAP@0.5:0.95: {gain * 100:+.2f} points (target: >= +2)")
     if a.evolve:  # from the budget cfg of --iterations (its burn_in and steps): give ITERATIONS the same
         gens, pop, its = a.evolve
         r = subprocess.run([sys.executable, "-m", "darkcfg", "evolve", str(out / "shapes.data"), str(budget),
                             "--generations", str(gens), "--population", str(pop), "--iterations", str(its),
                             "--size", str(a.size), "--batch", str(a.batch), "--subdivisions", "1",
-                            "--out-dir", str(out / "evolve")], cwd=REPO)
+                            "--out-dir", str(out / f"evolve{lr_tag}")], cwd=REPO)
         if r.returncode:
             return r.returncode
         from darkcfg.train.evolve import read_results
 
-        rows = read_results(out / "evolve" / "evolve.csv")
+        rows = read_results(out / f"evolve{lr_tag}" / "evolve.csv")
         start = next(c for c in rows if (c.generation, c.index) == (0, 0))
         best = max(rows, key=lambda c: c.fitness)
         print(f"\nevolve ({gens} generations x {pop} candidates, {its} iterations each): starting cfg fitness "
               f"{start.fitness:.4f} (mAP@0.5 {start.map50 * 100:.2f} %, mAP@0.5:0.95 {start.map50_95 * 100:.2f} %); "
               f"best g{best.generation} c{best.index} {best.fitness:.4f} (mAP@0.5 {best.map50 * 100:.2f} %, "
-              f"mAP@0.5:0.95 {best.map50_95 * 100:.2f} %): {out / 'evolve' / 'best.cfg'}")
+              f"mAP@0.5:0.95 {best.map50_95 * 100:.2f} %): {out / f'evolve{lr_tag}' / 'best.cfg'}")
     return 0
 
 
