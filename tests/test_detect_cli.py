@@ -237,7 +237,9 @@ def test_ctrl_c_on_a_video_keeps_the_frames_written(tmp_path):
     w.release()
     out = tmp_path / "out"
     p = subprocess.Popen([sys.executable, "-m", "darkcfg", "detect", str(CFG), str(clip), "--out-dir", str(out), "-q"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a background shell's
+    # children ignore SIGINT (and Python then installs no KeyboardInterrupt): the default, as from a terminal
     deadline = time.time() + 60
     while time.time() < deadline and not any(f.stat().st_size > 20000 for f in out.glob(".clip.mp4.*")):
         time.sleep(0.2)

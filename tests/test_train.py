@@ -180,8 +180,12 @@ def test_sigint_mid_iteration_resumes_exactly(shapes: Path, tmp_path: Path, monk
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "network_loss", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(_opts(shapes, split, **kw)).run()
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even where it was ignored
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(_opts(shapes, split, **kw)).run()
+    finally:
+        signal.signal(signal.SIGINT, before)
     monkeypatch.setattr(trainer_module, "network_loss", real)
     last = split / "b" / "yolov4-tiny-shapes_last.weights"
     m = Darknet.from_file(shapes / "yolov4-tiny-shapes.cfg", size=(64, 64), warn_unused=False)
