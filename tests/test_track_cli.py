@@ -476,7 +476,7 @@ def test_darknet_tracker_through_the_api_leaves_no_hooks(tmp_path):
 @needs_shared
 def test_track_appearance_option_reaches_the_tracker_as_the_api(model, dog_jpegs, tmp_path, monkeypatch):
     """`detect --track-appearance` tracks as `model.track(appearance=True)` (the ids and boxes of the -o JSON);
-    with --tracker darknet it is a usage error."""
+    with --tracker darknet it is a usage error (and an error through the API)."""
     clip = tmp_path / "clip.mjpeg"
     clip.write_bytes(b"".join(dog_jpegs))
     api = _api_ids(model, clip, appearance=True)
@@ -500,6 +500,8 @@ def test_track_appearance_option_reaches_the_tracker_as_the_api(model, dog_jpegs
     r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(clip), "--tracker", "darknet",
                                   "--track-appearance", "--nosave"])
     assert r.exit_code == 2 and "--track-appearance is ByteTrack's cue" in r.output
+    with pytest.raises(DarkcfgError, match="ByteTrack's cue"):  # the API (and serve) refuse it as well
+        next(iter(model.track(str(clip), tracker="darknet", appearance=True)))
     for other in (["--runtime", "openvino"], ["--compile"]):  # refused before anything loads
         r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(clip), "--track-appearance", "--nosave",
                                       *other])

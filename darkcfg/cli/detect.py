@@ -106,10 +106,10 @@ def track_from(track: bool, tracker: Optional[str], mot_path: Optional[str],
 
     if not (track or tracker or mot_path or count_lines or appearance):
         return None
-    if appearance and tracker == "darknet":
-        raise click.UsageError("--track-appearance is ByteTrack's cue: the darknet tracker always matches on the "
-                               "cfg's embeddings")
-    return TrackOptions(tracker or "bytetrack", [parse_line(t) for t in count_lines], appearance)
+    opts = TrackOptions(tracker or "bytetrack", [parse_line(t) for t in count_lines], appearance)
+    if opts.conflict():  # refused before anything loads
+        raise click.UsageError(opts.conflict())
+    return opts
 
 
 def tiling_from(tiles: Optional[str], overlap: float, full: bool, seam_ios: float) -> Optional[Tiling]:
@@ -212,12 +212,10 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
             raise click.UsageError("no SOURCES after the weights file")
     tiling = tiling_from(tiles, tile_overlap, tiles_full, seam_ios)
     tracking = track_from(track, tracker, mot_path, count_lines, track_appearance)
-    if tracking is not None and tracking.tracker == "darknet" and (runtime != "torch" or compile_):
-        raise click.UsageError("--tracker darknet reads the cfg's embedding layer while the network runs: it needs "
-                               "--runtime torch without --compile")
-    if tracking is not None and tracking.appearance and (runtime != "torch" or compile_):
-        raise click.UsageError("--track-appearance reads the network's feature map while it runs: it needs --runtime "
-                               "torch without --compile")
+    if tracking is not None and tracking.embeddings() and (runtime != "torch" or compile_):
+        what = ("--tracker darknet reads the cfg's embedding layer" if tracking.tracker == "darknet" else
+                "--track-appearance reads the network's feature map")
+        raise click.UsageError(f"{what} while the network runs: it needs --runtime torch without --compile")
     rt = runtime_from(runtime, precision, calibration, device, fast=fast, compile=compile_, half=half)
     det = load_detector(cfg, weights, names, parse_size(size), thresh, nms, letterbox, batch, rt, tiling)
     ports = (LiveOutputs(json_port, mjpeg_port, mjpeg_quality, show, port_host=port_host)

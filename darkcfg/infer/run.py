@@ -159,15 +159,24 @@ class TrackOptions:
             return "layer"
         return "auto" if self.appearance else None
 
+    def conflict(self) -> Optional[str]:
+        """The one-line reason these options cannot work together, or None."""
+        if self.appearance and self.tracker == "darknet":
+            return "--track-appearance is ByteTrack's cue: the darknet tracker always matches on the cfg's embeddings"
+        return None
+
 
 def check_tracking(detector: Detector, opts: TrackOptions) -> None:
-    """Refuse, in one line, what cannot track: an unknown tracker, `darknet` on a cfg without embedding_layer or
-    with tiles (merged tiles carry no embeddings), the appearance cue with tiles, bad counting lines."""
+    """Refuse, in one line, what cannot track: an unknown tracker, options that conflict (`TrackOptions.conflict`),
+    `darknet` on a cfg without embedding_layer or with tiles (merged tiles carry no embeddings), the appearance cue
+    with tiles, bad counting lines."""
     from darkcfg.infer.track.appearance import has_embedding_layer
 
     cfg = getattr(detector.model, "cfg_file", "the network")
     if opts.tracker not in TRACKERS:
         raise DarkcfgError(f"--tracker {opts.tracker}: expected one of {', '.join(TRACKERS)}")
+    if opts.conflict():
+        raise DarkcfgError(opts.conflict())
     if opts.tracker == "darknet":
         if not has_embedding_layer(detector.model):
             raise DarkcfgError(f"{cfg}: --tracker darknet needs a [yolo] layer with embedding_layer (as "
