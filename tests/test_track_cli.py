@@ -431,9 +431,10 @@ def test_stream_table_is_busy_when_every_stream_is_in_use():
 
 
 def test_a_stream_bounds_its_requests_in_progress_and_their_wait():
-    """A client cannot hold every worker on one stream: at most max_pending requests of a stream at once (503),
-    and a frame whose predecessor is never tracked gives up after turn_timeout (503) without stalling the
-    stream: the frames after it are tracked once the predecessor is done."""
+    """A client cannot hold every worker on one stream, nor on many: at most max_pending requests of a stream at
+    once and max_busy over all streams (503), and a frame whose predecessor is never tracked gives up after
+    turn_timeout (503) without stalling the stream: the frames after it are tracked once the predecessor is
+    done."""
     table = StreamTable(max_pending=3, turn_timeout=0.2)
     held = [table.enter("s", 0.25, 0.45, 30) for _ in range(3)]
     with pytest.raises(RequestError, match="3 frames in progress") as e:
@@ -451,6 +452,14 @@ def test_a_stream_bounds_its_requests_in_progress_and_their_wait():
     for st in (s0, s2):
         table.leave(st)
     assert table.enter("s", 0.25, 0.45, 30)[1] == 3  # room again
+    shared = StreamTable(max_pending=3, max_busy=2)  # over all streams: more streams do not take more workers
+    shared.enter("a", 0.25, 0.45, 30)
+    b = shared.enter("b", 0.25, 0.45, 30)
+    with pytest.raises(RequestError, match="2 tracked frames in progress over all streams") as e:
+        shared.enter("c", 0.25, 0.45, 30)
+    assert e.value.status == 503
+    shared.leave(b[0])
+    assert shared.enter("c", 0.25, 0.45, 30)[1] == 0
 
 
 def test_darknet_tracker_through_the_api_leaves_no_hooks(tmp_path):

@@ -17,7 +17,9 @@ standard library, worker threads that decode, and one batching thread that runs 
   bodies finished arriving (their detection still batches with other requests); a client that needs a strict order
   sends a frame after the previous answer. At most `max_streams` streams are kept: a new one replaces the least
   recently used stream that has no request in progress (whose next frame then starts a fresh tracker, frame_id 1
-  again), or gets 503 when every stream is in use; a stream idle for `stream_timeout` seconds is forgotten.
+  again), or gets 503 when every stream is in use; a stream idle for `stream_timeout` seconds is forgotten. Tracked
+  requests in progress are at most MAX_PENDING per stream and half the server's workers over all streams (503
+  beyond), so tracked clients cannot take every worker.
 - `GET /health` -> 200 `{"status": "ok", ...}` naming the cfg, classes and input size, the tracker and the streams.
 - Requests arriving together are detected together: the batching thread takes the first waiting request, waits
   up to `batch_wait` seconds for more, up to `batch` images, and runs them in one forward (requests with other
@@ -220,10 +222,12 @@ class StreamTable:
 
     def __init__(self, tracker: str = "bytetrack", params: object = None, max_streams: int = MAX_STREAMS,
                  timeout: float = STREAM_TIMEOUT, max_pending: int = MAX_PENDING,
-                 turn_timeout: float = TURN_TIMEOUT) -> None:
+                 turn_timeout: float = TURN_TIMEOUT, max_busy: Optional[int] = None) -> None:
         self.opts, self.params = TrackOptions(tracker), params
         self.max_streams, self.timeout = max_streams, timeout
         self.max_pending, self.turn_timeout = max_pending, turn_timeout
+        self.max_busy = max_busy  # tracked requests in progress over all streams (None: no bound but the streams')
+        self.busy = 0
         self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.dropped = 0  # streams replaced while the table was full (for /health and the tests)
@@ -243,7 +247,8 @@ class StreamTable:
     def enter(self, name: str, thresh: float, nms: float, fps: float) -> tuple[_Stream, int]:
         """Take a turn in stream `name` (made if new): (the stream, this request's ticket). RequestError 400 for
         other thresholds than the stream's, 503 when the table is full of streams in use or the stream has
-        `max_pending` requests in progress. Every `enter` must be followed by one `leave`."""
+        `max_pending` requests in progress or the table `max_busy` over all streams. Every `enter` must be followed
+        by one `leave`."""
         now = time.monotonic()
         with self._lock:
             self._expire(now)
@@ -265,8 +270,11 @@ class StreamTable:
             if st.busy >= self.max_pending:
                 raise RequestError(503, f"busy: stream={name} has {st.busy} frames in progress (at most "
                                         f"{self.max_pending}); send the next frame after an answer")
+            if self.max_busy is not None and self.busy >= self.max_busy:
+                raise RequestError(503, f"busy: {self.busy} tracked frames in progress over all streams (at most "
+                                        f"{self.max_busy}); try again later")
             self._streams.move_to_end(name)
-            st.used, st.busy = now, st.busy + 1
+            st.used, st.busy, self.busy = now, st.busy + 1, self.busy + 1
             ticket, st.ticket = st.ticket, st.ticket + 1
             return st, ticket
 
@@ -296,6 +304,7 @@ class StreamTable:
     def leave(self, st: _Stream) -> None:
         with self._lock:
             st.busy -= 1
+            self.busy -= 1
             st.used = time.monotonic()
 
 
@@ -617,9 +626,11 @@ def make_server(detector: Detector, host: str = "127.0.0.1", port: int = 8080, b
         from darkcfg.model.heads import last_head
 
         params = getattr(last_head(detector.model), "params", None)
-    streams = StreamTable(tracker, params, max_streams, stream_timeout)
     limits = Limits(max_body=max_bytes, max_connections=max_connections, workers=workers or 2 * batch,
                     timeout=timeout, body_timeout=body_timeout)
+    # tracked frames wait for their turn on a worker: at most half the workers, so untracked requests and other
+    # clients keep the rest whatever the number of streams
+    streams = StreamTable(tracker, params, max_streams, stream_timeout, max_busy=max(1, limits.workers // 2))
     batcher = Batcher(detector, batch, batch_wait, max_boxes)
     service = DetectService(detector, batcher, images.MAX_PIXELS if max_pixels is None else max_pixels, max_parts,
                             max_boxes, timeout, streams)
