@@ -247,13 +247,12 @@ class ByteTracker:
               emb: Optional[np.ndarray], z: np.ndarray) -> np.ndarray:
         """The first association's cost (T, N): 1 - IoU x score, a lost track's IoU the best within its reach
         (`lost_sigma`), lowered by appearance where it applies (module docstring)."""
-        fuse = score[rows][None] if self.fuse_score else 1.0
-        cost = 1.0 - iou_matrix(pred[tracks], boxes[rows]) * fuse
+        reach = np.zeros((len(tracks), 2))  # (T, 2): a tracked track's box stays where predicted
         away = np.flatnonzero(self.state[tracks] == LOST)  # (L,) positions in `tracks` of the lost tracks
-        if self.lost_sigma > 0 and len(away) and len(rows):
+        if self.lost_sigma > 0 and len(away):
             _, s = kalman.project(self.mean[tracks[away]], self.cov[tracks[away]])  # (L, 4, 4)
-            reach = self.lost_sigma * np.sqrt(s[:, [0, 1], [0, 1]])  # (L, 2) x and y standard deviations
-            cost[away] = 1.0 - nearest_iou(pred[tracks[away]], reach, boxes[rows]) * fuse  # >= the plain IoU
+            reach[away] = self.lost_sigma * np.sqrt(s[:, [0, 1], [0, 1]])  # x and y standard deviations
+        cost = 1.0 - nearest_iou(pred[tracks], reach, boxes[rows]) * (score[rows][None] if self.fuse_score else 1.0)
         if emb is None or self.emb is None or not len(tracks) or not len(rows):
             return cost
         known = self.emb[tracks].any(1)  # (T,)
