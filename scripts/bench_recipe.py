@@ -81,6 +81,8 @@ def main() -> int:
     ap.add_argument("--lr-scale", type=float, default=1.0, help="the cfg's learning_rate times this, every recipe")
     ap.add_argument("--evolve", nargs=3, type=int, metavar=("GENERATIONS", "POPULATION", "ITERATIONS"))
     a = ap.parse_args()
+    if not a.lr_scale > 0 or float(f"{a.lr_scale:g}") != a.lr_scale:
+        ap.error(f"--lr-scale {a.lr_scale}: expected a number > 0 of at most 6 significant digits")
     out = Path(a.out) / f"{Path(a.cfg).stem}-{a.size}"
     cfg = out / f"{Path(a.cfg).stem}-shapes.cfg"
     if not (out / "shapes.data").is_file() or not cfg.is_file():
@@ -88,8 +90,6 @@ def main() -> int:
                         str(a.train_images), "--valid", "100", "--size", str(a.size), "--seed", "0", "--cfg", a.cfg],
                        check=True)
     n = a.iterations
-    if not a.lr_scale > 0 or float(f"{a.lr_scale:g}") != a.lr_scale:
-        ap.error(f"--lr-scale {a.lr_scale}: expected a number > 0 of at most 6 significant digits")
     lr_tag = "" if a.lr_scale == 1 else f"-lrx{a.lr_scale:g}"
     budget = out / f"{cfg.stem}-budget{n}{lr_tag}.cfg"
     from darkcfg.model.cfg import edit_cfg_text, parse_cfg_text
@@ -139,21 +139,22 @@ def main() -> int:
             print(f"\n{name} - {base}, mAP@0.5:0.95: {gain * 100:+.2f} points (target: >= +2)")
     if a.evolve:  # from the budget cfg of --iterations (its burn_in and steps): give ITERATIONS the same
         gens, pop, its = a.evolve
+        evolve_dir = out / f"evolve-{budget.stem}-{gens}x{pop}x{its}"  # resumes only a search of the same settings
         r = subprocess.run([sys.executable, "-m", "darkcfg", "evolve", str(out / "shapes.data"), str(budget),
                             "--generations", str(gens), "--population", str(pop), "--iterations", str(its),
                             "--size", str(a.size), "--batch", str(a.batch), "--subdivisions", "1",
-                            "--out-dir", str(out / f"evolve{lr_tag}")], cwd=REPO)
+                            "--out-dir", str(evolve_dir)], cwd=REPO)
         if r.returncode:
             return r.returncode
         from darkcfg.train.evolve import read_results
 
-        rows = read_results(out / f"evolve{lr_tag}" / "evolve.csv")
+        rows = read_results(evolve_dir / "evolve.csv")
         start = next(c for c in rows if (c.generation, c.index) == (0, 0))
         best = max(rows, key=lambda c: c.fitness)
         print(f"\nevolve ({gens} generations x {pop} candidates, {its} iterations each): starting cfg fitness "
               f"{start.fitness:.4f} (mAP@0.5 {start.map50 * 100:.2f} %, mAP@0.5:0.95 {start.map50_95 * 100:.2f} %); "
               f"best g{best.generation} c{best.index} {best.fitness:.4f} (mAP@0.5 {best.map50 * 100:.2f} %, "
-              f"mAP@0.5:0.95 {best.map50_95 * 100:.2f} %): {out / f'evolve{lr_tag}' / 'best.cfg'}")
+              f"mAP@0.5:0.95 {best.map50_95 * 100:.2f} %): {evolve_dir / 'best.cfg'}")
     return 0
 
 

@@ -166,8 +166,9 @@ def run_darkcfg_tracker(dets_dir: Path, out_dir: Path, name: str, thresh: float,
     from darkcfg.infer.detections import DetectionArray
     from darkcfg.infer.track import make_tracker
 
-    tracker = make_tracker(name, thresh=thresh, fps=fps, appearance=appearance)
-    if lost_sigma is not None:  # ByteTrack's reach of a lost track, for its ablation (docs/benchmarks.md)
+    if lost_sigma is None:
+        tracker = make_tracker(name, thresh=thresh, fps=fps, appearance=appearance)
+    else:  # ByteTrack's reach of a lost track, for its ablation (docs/benchmarks.md)
         from darkcfg.infer.track.bytetrack import ByteTracker
 
         tracker = ByteTracker(thresh=thresh, fps=fps, appearance=appearance, lost_sigma=lost_sigma)
