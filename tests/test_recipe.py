@@ -165,3 +165,8 @@ def test_resuming_under_another_recipe_keeps_the_runs_figures(shapes, tmp_path, 
         resumed = Trainer(_opts(shapes, tmp_path, max_batches=4, recipe="darknet", weights=str(last)))
     assert resumed.history == list(stored["history"]) and resumed.best_map == stored["best_map"]
     assert "made with another recipe (darknet vs scaled)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="darkcfg"):  # the same recipe, one value changed: the note names it
+        resumed = Trainer(_opts(shapes, tmp_path, max_batches=2, weights=str(last), multi_scale=True))
+    assert resumed.history == list(stored["history"])
+    assert "made with another recipe (multi_scale)" in caplog.text
