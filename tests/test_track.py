@@ -16,7 +16,7 @@ from oracle import randomize
 from darkcfg.errors import DarkcfgError
 from darkcfg.infer.detections import DetectionArray
 from darkcfg.infer.track import TRACKERS, kalman, make_tracker
-from darkcfg.infer.track.bytetrack import LOST_SIGMA, PROBATION, SURE_THRESH, ByteTracker
+from darkcfg.infer.track.bytetrack import LOST_SIGMA, PROBATION, SURE_THRESH, TRACK_BUFFER, ByteTracker
 from darkcfg.infer.track.counting import LineCounter
 from darkcfg.infer.track.darknet import DarknetTracker
 
@@ -254,25 +254,25 @@ def _boxes(rows, classes=1):
 
 def test_bytetrack_starts_tracks_for_every_box_shown_above_thresh_plus_a_margin():
     """A new track needs a score of thresh + 0.1 (ByteTrack's det_thresh = track_thresh + 0.1), not a fixed 0.6:
-    an object the detector shows at 0.45 has its id in the sequence's first frame; one that appears later at 0.7
-    (>= sure_thresh) has it from its second frame, one at 0.4 after PROBATION (3) more matches; 0.3 (shown, but
+    an object the detector shows at 0.45 has its id in the sequence's first frame; one that appears later at 0.9
+    (>= sure_thresh) has it from its second frame, one at 0.4 after PROBATION (5) more matches; 0.3 (shown, but
     within the margin) starts none; near thresh 1 the bar stays below 1."""
-    assert (SURE_THRESH, PROBATION) == (0.6, 3)
+    assert (SURE_THRESH, PROBATION, TRACK_BUFFER) == (0.8, 5, 45)
     tracker = make_tracker("bytetrack", thresh=0.25)
     seen = []
-    for f in range(8):
+    for f in range(10):
         rows = [(100 + 5 * f, 100, 0.45), (500, 300 + 4 * f, 0.3)]
         if f >= 3:
-            rows += [(300, 400 - 5 * f, 0.4), (700, 100 + 5 * f, 0.7)]
+            rows += [(300, 400 - 5 * f, 0.4), (700, 100 + 5 * f, 0.9)]
         seen.append(tracker.update(_boxes(rows)).tolist())
-    assert [ids[0] for ids in seen] == [1] * 8  # from the first frame
-    assert [ids[1] for ids in seen] == [-1] * 8  # never a track
-    assert [ids[3] for ids in seen[3:]] == [-1, 2, 2, 2, 2]  # sure: confirmed in its second frame
-    assert [ids[2] for ids in seen[3:]] == [-1, -1, -1, 3, 3]  # less sure: on probation for 3 matches
+    assert [ids[0] for ids in seen] == [1] * 10  # from the first frame
+    assert [ids[1] for ids in seen] == [-1] * 10  # never a track
+    assert [ids[3] for ids in seen[3:]] == [-1, 2, 2, 2, 2, 2, 2]  # sure: confirmed in its second frame
+    assert [ids[2] for ids in seen[3:]] == [-1, -1, -1, -1, -1, 3, 3]  # less sure: on probation for 5 matches
     missed = make_tracker("bytetrack", thresh=0.25)  # a less sure track missed once in probation ends
-    got = [missed.update(_boxes([(100, 100, 0.9)] + ([(300, 300, 0.4)] if f not in (0, 2) else []))).tolist()
-           for f in range(8)]  # born in frame 2, missed in 3: born again in 4, its id in 7
-    assert [g[1] for g in got if len(g) > 1] == [-1, -1, -1, -1, 2, 2]
+    got = [missed.update(_boxes([(100, 100, 0.9)] + ([(300, 300, 0.7)] if f not in (0, 2) else []))).tolist()
+           for f in range(10)]  # born in frame 2, missed in 3: born again in 4, its id in 9
+    assert [g[1] for g in got if len(g) > 1] == [-1, -1, -1, -1, -1, -1, 2, 2]
     strict = make_tracker("bytetrack", thresh=0.95)
     assert strict.update(_boxes([(100, 100, 0.99)])).tolist() == [1]
     assert strict.update(_boxes([(100, 100, 0.96)])).tolist() == [1]
