@@ -157,7 +157,7 @@ class ByteTracker:
         self.frame = 0
         self.next_id = 1
         self.mean = np.zeros((0, 8))  # (T, 8) Kalman state per track
-        self.cov = np.zeros((0, 8, 8))  # (T, 8, 8)
+        self.cov = np.zeros((0, 3, 4))  # (T, 3, 4) its covariance blocks (kalman.py)
         self.tid = np.zeros(0, np.int64)  # (T,) id, -1 while unconfirmed
         self.need = np.zeros(0, np.int64)  # (T,) matches an unconfirmed track still needs for its id
         self.state = np.zeros(0, np.int8)  # (T,) TRACKED or LOST
@@ -257,8 +257,8 @@ class ByteTracker:
         reach = np.zeros((len(tracks), 2))  # (T, 2): a tracked track's box stays where predicted
         away = np.flatnonzero(self.state[tracks] == LOST)  # (L,) positions in `tracks` of the lost tracks
         if self.lost_sigma > 0 and len(away):
-            _, s = kalman.project(self.mean[tracks[away]], self.cov[tracks[away]])  # (L, 4, 4)
-            reach[away] = self.lost_sigma * np.sqrt(s[:, [0, 1], [0, 1]])  # x and y standard deviations
+            _, s = kalman.project(self.mean[tracks[away]], self.cov[tracks[away]])  # (L, 4) variances
+            reach[away] = self.lost_sigma * np.sqrt(s[:, :2])  # x and y standard deviations
         cost = 1.0 - nearest_iou(pred[tracks], reach, boxes[rows]) * (score[rows][None] if self.fuse_score else 1.0)
         if emb is None or self.emb is None or not len(tracks) or not len(rows):
             return cost

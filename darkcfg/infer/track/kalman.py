@@ -4,6 +4,13 @@ The state of a track is (cx, cy, a, h, vcx, vcy, va, vh), a = w / h, in pixels p
 (cx, cy, a, h). The noise model is DeepSORT's, which ByteTrack keeps: position and velocity standard deviations
 proportional to the box height (1/20 and 1/160 of h), a near-constant aspect. Every function works on T tracks
 at once (numpy arrays of T rows), so a frame costs a few array operations whatever the number of tracks.
+
+The transition F, the noises Q and R and the measurement H each tie a coordinate to its own velocity only, and the
+covariance starts diagonal, so the filter's 8 x 8 covariance stays made of four independent 2 x 2 blocks, one per
+coordinate (its other entries are exact zeros at every step). It is kept as those blocks, cov (T, 3, 4): for
+each of (cx, cy, a, h) the position variance, the position-velocity covariance and the velocity variance; the
+innovation covariance S is then diagonal and every step is element-wise (the same numbers as the 8 x 8 form:
+tests/test_track.py checks it against the dense Kalman equations).
 """
 from __future__ import annotations
 
@@ -26,60 +33,54 @@ def cxcywh(state: np.ndarray) -> np.ndarray:
     return np.stack([state[:, 0], state[:, 1], state[:, 2] * state[:, 3], state[:, 3]], 1)
 
 
-def _diag(std: np.ndarray) -> np.ndarray:
-    """(T, K) standard deviations -> (T, K, K) diagonal covariances."""
-    t, k = std.shape
-    out = np.zeros((t, k, k), F64)
-    out[:, np.arange(k), np.arange(k)] = std * std
-    return out
+def _var(h: np.ndarray, pos: float, aspect: float) -> np.ndarray:
+    """(T,) heights -> (T, 4) variances (pos * h)^2 for cx, cy and h, aspect^2 for a."""
+    std = np.multiply.outer(h, np.array([pos, pos, 0.0, pos], F64))
+    std[:, 2] = aspect
+    return std * std
 
 
 def initiate(measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """measured (T, 4) (cx, cy, a, h) -> mean (T, 8) with zero velocity, covariance (T, 8, 8)."""
+    """measured (T, 4) (cx, cy, a, h) -> mean (T, 8) with zero velocity, covariance blocks (T, 3, 4) (module
+    docstring: position variance, position-velocity covariance, velocity variance of each coordinate)."""
     z = np.asarray(measured, F64)
     t = len(z)
     mean = np.concatenate([z, np.zeros((t, 4), F64)], 1)
-    h = z[:, 3]
-    std = np.stack([2 * W_POS * h, 2 * W_POS * h, np.full(t, 1e-2), 2 * W_POS * h,
-                    10 * W_VEL * h, 10 * W_VEL * h, np.full(t, 1e-5), 10 * W_VEL * h], 1)
-    return mean, _diag(std)
+    cov = np.zeros((t, 3, 4), F64)
+    cov[:, 0] = _var(z[:, 3], 2 * W_POS, 1e-2)
+    cov[:, 2] = _var(z[:, 3], 10 * W_VEL, 1e-5)
+    return mean, cov
 
 
 def predict(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One frame ahead: x' = F x, P' = F P F^T + Q, F = [[I, I], [0, I]] (4x4 blocks). mean (T, 8), cov (T, 8, 8)
-    -> the same shapes (new arrays)."""
+    """One frame ahead: x' = F x, P' = F P F^T + Q with F = [[1, 1], [0, 1]] on each coordinate's (position,
+    velocity) block. mean (T, 8), cov (T, 3, 4) -> the same shapes (new arrays)."""
     h = mean[:, 3]
-    t = len(mean)
-    std = np.stack([W_POS * h, W_POS * h, np.full(t, 1e-2), W_POS * h,
-                    W_VEL * h, W_VEL * h, np.full(t, 1e-5), W_VEL * h], 1)
     m = mean.copy()
     m[:, :4] += mean[:, 4:]
-    a, b = cov[:, :4, :4], cov[:, :4, 4:]  # P = [[A, B], [C, D]] -> F P F^T = [[A+B+C+D, B+D], [C+D, D]]
-    c, d = cov[:, 4:, :4], cov[:, 4:, 4:]
-    p = np.empty_like(cov)
-    p[:, :4, :4] = a + b + c + d
-    p[:, :4, 4:] = b + d
-    p[:, 4:, :4] = c + d
-    p[:, 4:, 4:] = d
-    return m, p + _diag(std)
+    p, q, r = cov[:, 0], cov[:, 1], cov[:, 2]
+    out = np.empty_like(cov)
+    out[:, 0] = p + q + q + r + _var(h, W_POS, 1e-2)
+    out[:, 1] = q + r
+    out[:, 2] = r + _var(h, W_VEL, 1e-5)
+    return m, out
 
 
 def project(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The measurement distribution: mean (T, 8), cov (T, 8, 8) -> (T, 4) mean, (T, 4, 4) covariance H P H^T + R."""
-    h = mean[:, 3]
-    std = np.stack([W_POS * h, W_POS * h, np.full(len(mean), 1e-1), W_POS * h], 1)
-    return mean[:, :4], cov[:, :4, :4] + _diag(std)
+    """The measurement distribution: mean (T, 8), cov (T, 3, 4) -> (T, 4) mean and (T, 4) variances, the diagonal
+    of H P H^T + R (its only non-zero entries)."""
+    return mean[:, :4], cov[:, 0] + _var(mean[:, 3], W_POS, 1e-1)
 
 
 def update(mean: np.ndarray, cov: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Correct T tracks with their measurements (T, 4) (cx, cy, a, h): K = P H^T S^-1, x += K (z - H x),
-    P -= K S K^T. Returns new mean (T, 8), cov (T, 8, 8)."""
-    zm, s = project(mean, cov)  # (T, 4), (T, 4, 4)
-    kt = np.linalg.solve(s, cov[:, :4, :])  # (T, 4, 8) = S^-1 H P = K^T (S and P symmetric)
+    P -= K S K^T = K H P, per coordinate (S is diagonal). Returns new mean (T, 8), cov (T, 3, 4)."""
+    zm, s = project(mean, cov)  # (T, 4), (T, 4)
+    p, q, r = cov[:, 0], cov[:, 1], cov[:, 2]
+    kp, kv = p / s, q / s  # the gains of each coordinate's position and velocity
     innovation = np.asarray(measured, F64) - zm  # (T, 4)
-    m = mean + np.einsum("tij,ti->tj", kt, innovation)
-    p = cov - np.einsum("tik,tij->tkj", kt, cov[:, :4, :])  # K (H P) = K S K^T
-    return m, p
+    m = np.concatenate([zm + kp * innovation, mean[:, 4:] + kv * innovation], 1)
+    return m, np.stack([p - kp * p, q - kp * q, r - kv * q], 1)
 
 
 def mahalanobis(mean: np.ndarray, cov: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -87,5 +88,4 @@ def mahalanobis(mean: np.ndarray, cov: np.ndarray, measured: np.ndarray) -> np.n
     measurement distributions (position only: cx, cy, the DeepSORT gate with 2 degrees of freedom)."""
     zm, s = project(mean, cov)
     d = np.asarray(measured, F64)[None, :, :2] - zm[:, None, :2]  # (T, N, 2)
-    inv = np.linalg.inv(s[:, :2, :2])  # (T, 2, 2)
-    return np.einsum("tni,tij,tnj->tn", d, inv, d)
+    return (d * d / s[:, None, :2]).sum(2)
