@@ -655,3 +655,32 @@ def test_darknet_tracker_reads_the_cfg_options():
         (20, pytest.approx(0.7), 8, 2, pytest.approx(0.2), 0.3)
     d = make_tracker("darknet", params=None)  # parser.c's defaults
     assert (d.history, d.sim_thresh, d.dets_for_track, d.dets_for_show, d.track_ciou_norm) == (5, 0.8, 1, 1, 0.01)
+
+
+def test_assign_takes_the_most_pairs_then_the_least_cost():
+    """assign.assign against brute force over every one-to-one matching of small random cost matrices: as many
+    pairs within the limit as possible, then the least total cost among those; sparse matrices (no two candidates
+    in a row or a column: the fast path without the solver) and dense ones (the solver) alike."""
+    from itertools import permutations
+
+    from darkcfg.infer.track.assign import assign
+
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        t, n = (int(v) for v in rng.integers(1, 5, 2))
+        cost = rng.uniform(0, 1, (t, n))
+        if trial % 2:  # sparse: at most one candidate per row and column
+            cost[:] = 2.0
+            rows, cols = rng.permutation(t)[:min(t, n)], rng.permutation(n)[:min(t, n)]
+            keep = rng.uniform(size=len(rows)) < 0.7
+            cost[rows[keep], cols[keep]] = rng.uniform(0, 0.8, keep.sum())
+        best = (0, 0.0)
+        for perm in permutations(range(t + n), t):  # row i -> column perm[i] (>= n: none)
+            pairs = [(i, j) for i, j in enumerate(perm) if j < n and cost[i, j] <= 0.8]
+            key = (len(pairs), -sum(cost[i, j] for i, j in pairs))
+            best = max(best, key)
+        pairs, free_rows, free_cols = assign(cost, 0.8)
+        assert (len(pairs), -cost[pairs[:, 0], pairs[:, 1]].sum()) == pytest.approx(best)
+        assert (np.diff(pairs[:, 0]) > 0).all() and (cost[pairs[:, 0], pairs[:, 1]] <= 0.8).all()
+        assert sorted([*pairs[:, 0], *free_rows]) == list(range(t)) and sorted([*pairs[:, 1], *free_cols]) == \
+            list(range(n))

@@ -18,10 +18,11 @@ def assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray, np.n
     if not t or not n:
         return np.zeros((0, 2), np.int64), np.arange(t), np.arange(n)
     ok = cost <= limit  # (T, N)
-    rows = np.flatnonzero(ok.any(1))
-    cols = np.flatnonzero(ok.any(0))
-    pairs = np.zeros((0, 2), np.int64)
-    if len(rows) and len(cols):
+    per_row, per_col = ok.sum(1), ok.sum(0)
+    if per_row.max() <= 1 and per_col.max() <= 1:  # no two candidates share a row or a column: each is taken
+        pairs = np.stack(ok.nonzero(), 1).astype(np.int64)  # row-major: rows ascending
+    else:
+        rows, cols = (per_row > 0).nonzero()[0], (per_col > 0).nonzero()[0]
         sub = np.where(ok[np.ix_(rows, cols)], cost[np.ix_(rows, cols)], FORBIDDEN)
         r, c = linear_sum_assignment(sub)
         good = sub[r, c] <= limit
@@ -30,4 +31,4 @@ def assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray, np.n
     free_rows[pairs[:, 0]] = False
     free_cols = np.ones(n, bool)
     free_cols[pairs[:, 1]] = False
-    return pairs, np.flatnonzero(free_rows), np.flatnonzero(free_cols)
+    return pairs, free_rows.nonzero()[0], free_cols.nonzero()[0]

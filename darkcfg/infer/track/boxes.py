@@ -19,11 +19,10 @@ def iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     union of each pair (0 where the union is 0)."""
     a = np.asarray(a, F64)
     b = np.asarray(b, F64)
-    iw = np.minimum(a[..., 0] + a[..., 2] / 2, b[..., 0] + b[..., 2] / 2) \
-        - np.maximum(a[..., 0] - a[..., 2] / 2, b[..., 0] - b[..., 2] / 2)
-    ih = np.minimum(a[..., 1] + a[..., 3] / 2, b[..., 1] + b[..., 3] / 2) \
-        - np.maximum(a[..., 1] - a[..., 3] / 2, b[..., 1] - b[..., 3] / 2)
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    ha, hb = a[..., 2:] / 2, b[..., 2:] / 2  # half sizes
+    side = np.minimum(a[..., :2] + ha, b[..., :2] + hb) - np.maximum(a[..., :2] - ha, b[..., :2] - hb)
+    np.maximum(side, 0, out=side)  # (..., 2) the overlap along x and y
+    inter = side[..., 0] * side[..., 1]
     union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
@@ -47,7 +46,7 @@ def nearest_iou(a: np.ndarray, reach: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.zeros((len(a), len(b)), F64)
     r = np.asarray(reach, F64).reshape(-1, 1, 2)
     moved = np.broadcast_to(a[:, None], (len(a), len(b), 4)).copy()  # (T, N, 4)
-    moved[..., :2] += np.clip(b[None, :, :2] - a[:, None, :2], -r, r)
+    moved[..., :2] += np.minimum(np.maximum(b[None, :, :2] - a[:, None, :2], -r), r)
     return iou_pairs(moved, b[None])
 
 

@@ -179,15 +179,15 @@ class ByteTracker:
             emb = _unit(np.asarray(dets.embeddings, np.float64).reshape(n, -1))
         if emb is not None and (self.emb is None or self.emb.shape[1] != emb.shape[1]):
             self.emb = np.zeros((len(self.tid), emb.shape[1]))  # embeddings start (or change size): fresh means
-        high = np.flatnonzero(score > self.high_thresh)
-        low = np.flatnonzero((score > self.low_thresh) & (score <= self.high_thresh))
+        high = (score > self.high_thresh).nonzero()[0]
+        low = ((score > self.low_thresh) & (score <= self.high_thresh)).nonzero()[0]
 
         if len(self.tid):
             self.mean[self.state == LOST, 7] = 0.0  # a lost box keeps its size
             self.mean, self.cov = kalman.predict(self.mean, self.cov)
         pred = kalman.cxcywh(self.mean)  # (T, 4)
         was_tracked = self.state == TRACKED
-        confirmed = np.flatnonzero(self.tid >= 0)
+        confirmed = (self.tid >= 0).nonzero()[0]
         updates: list[tuple[np.ndarray, np.ndarray]] = []  # (track indices, row indices) to correct
 
         # 1. high boxes x confirmed tracks (tracked or lost)
@@ -203,7 +203,7 @@ class ByteTracker:
         self.state[rest[free_r]] = LOST
         # 3. high boxes left x unconfirmed tracks
         left = high[free_h]
-        unconf = np.flatnonzero(self.tid < 0)
+        unconf = (self.tid < 0).nonzero()[0]
         cost = 1.0 - iou_matrix(pred[unconf], boxes[left]) * (score[left][None] if self.fuse_score else 1.0)
         pairs3, free_u, free_l = assign(cost, self.new_match_thresh)
         matched = unconf[pairs3[:, 0]]
@@ -255,7 +255,7 @@ class ByteTracker:
         """The first association's cost (T, N): 1 - IoU x score, a lost track's IoU the best within its reach
         (`lost_sigma`), lowered by appearance where it applies (module docstring)."""
         reach = np.zeros((len(tracks), 2))  # (T, 2): a tracked track's box stays where predicted
-        away = np.flatnonzero(self.state[tracks] == LOST)  # (L,) positions in `tracks` of the lost tracks
+        away = (self.state[tracks] == LOST).nonzero()[0]  # (L,) positions in `tracks` of the lost tracks
         if self.lost_sigma > 0 and len(away):
             _, s = kalman.project(self.mean[tracks[away]], self.cov[tracks[away]])  # (L, 4) variances
             reach[away] = self.lost_sigma * np.sqrt(s[:, :2])  # x and y standard deviations
@@ -270,7 +270,7 @@ class ByteTracker:
         t, k = np.nonzero(gated)  # (P,) pairs of a lost track (among `lost`) and a plausible box
         if not len(t):
             return cost
-        t = np.flatnonzero(lost)[t]
+        t = lost.nonzero()[0][t]
         cols = np.unique(k)
         dist = 1.0 - self.emb[tracks[known]] @ emb[rows[cols]].T  # (K, C) every known track x those boxes
         nearest = np.sort(dist, axis=0)  # per box: the closest tracks
@@ -287,7 +287,7 @@ class ByteTracker:
         need = len(self.tid) + len(new) - self.max_tracks
         if need <= 0:
             return new
-        lost = np.flatnonzero(self.state == LOST)
+        lost = (self.state == LOST).nonzero()[0]
         if len(lost):
             oldest = lost[np.argsort(self.last[lost], kind="stable")[:need]]  # seen longest ago first
             gone = np.zeros(len(self.tid), bool)
@@ -325,8 +325,8 @@ class ByteTracker:
         """Of a confirmed tracked and a lost track whose boxes overlap with IoU > 0.85, drop the younger (the
         tracked one at equal ages, as ByteTrack's remove_duplicate_stracks). Returns the dropped tracked ids."""
         none = np.zeros(0, np.int64)
-        tracked = np.flatnonzero((self.state == TRACKED) & (self.tid >= 0))
-        lost = np.flatnonzero(self.state == LOST)
+        tracked = ((self.state == TRACKED) & (self.tid >= 0)).nonzero()[0]
+        lost = (self.state == LOST).nonzero()[0]
         if not len(tracked) or not len(lost):
             return none
         box = kalman.cxcywh(self.mean)

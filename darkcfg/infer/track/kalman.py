@@ -22,15 +22,17 @@ W_POS, W_VEL = 1.0 / 20, 1.0 / 160  # standard deviation weights relative to the
 
 def xyah(boxes: np.ndarray) -> np.ndarray:
     """boxes (N, 4) (cx, cy, w, h) -> (N, 4) (cx, cy, w / h, h); a zero height gives aspect 0."""
-    b = np.asarray(boxes, F64)
-    h = b[:, 3]
-    a = np.divide(b[:, 2], h, out=np.zeros_like(h), where=h > 0)
-    return np.stack([b[:, 0], b[:, 1], a, h], 1)
+    out = np.array(boxes, F64)  # a copy
+    h = out[:, 3]
+    out[:, 2] = np.divide(out[:, 2], h, out=np.zeros_like(h), where=h > 0)
+    return out
 
 
 def cxcywh(state: np.ndarray) -> np.ndarray:
     """state (T, >=4) (cx, cy, a, h, ...) -> boxes (T, 4) (cx, cy, w, h)."""
-    return np.stack([state[:, 0], state[:, 1], state[:, 2] * state[:, 3], state[:, 3]], 1)
+    out = state[:, :4].copy()
+    out[:, 2] *= state[:, 3]
+    return out
 
 
 def _var(h: np.ndarray, pos: float, aspect: float) -> np.ndarray:
