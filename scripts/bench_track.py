@@ -28,7 +28,8 @@
    Every tracker's output holds the low-score boxes it kept on a track (ByteTrack's second association); the
    row "boxes > thresh only" leaves those out of darkcfg's, as a file holding only the shown boxes would.
 Also the time of one update at 100 boxes (a synthetic scene of 100 boxes moving for 200 frames) and, with
---detect-fps, `darkcfg detect` frames/s on one sequence's video with and without `--track` (the class names it
+--detect-fps, `darkcfg detect` frames/s with and without `--track` on every sequence's video joined into one
+(OUT/joined.mp4: the longer the video, the less the start-up's variation weighs; the class names it
 needs for a cfg of other than 80 classes: --names, else the names= of a .data file beside the cfg, else a .names
 file beside it, else the shapes set's names for the cfg's classes, written to OUT/shapes.names: `names_file`).
 The machine is printed first.
@@ -298,12 +299,46 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
                     return [f"  {' '.join(cmd[2:])}: failed: {r.stderr.strip().splitlines()[-1:]}"]
                 key = ("detect --track" if track else "detect", whole)
                 best[key] = min(best.get(key, dt), dt)
-    lines = []
+    lines, fps = [], {}
     for key in ("detect", "detect --track"):
         full, one = best[(key, True)], best[(key, False)]
-        lines.append(f"  {key:<16} {(frames - 1) / max(full - one, 1e-9):7.1f} frames/s ({frames} frames in "
-                     f"{full:.2f} s, start-up and one frame {one:.2f} s; best of {repeats})")
+        fps[key] = (frames - 1) / max(full - one, 1e-9)
+        lines.append(f"  {key:<16} {fps[key]:7.1f} frames/s ({frames} frames in {full:.2f} s, start-up and one "
+                     f"frame {one:.2f} s; best of {repeats})")
+    lines.append(f"  --track: {100 * (fps['detect --track'] / fps['detect'] - 1):+.1f} % frames/s")
     return lines
+
+
+def joined_video(seqs: list[Path], dest: Path) -> Optional[Path]:
+    """Every sequence's video (<seq>/<seq>.mp4) joined into one at `dest` (kept when it is newer than all of
+    them); None when a sequence has no video."""
+    import cv2
+
+    videos = [s / f"{s.name}.mp4" for s in seqs]
+    if not videos or not all(v.is_file() for v in videos):
+        return None
+    if dest.is_file() and dest.stat().st_mtime >= max(v.stat().st_mtime for v in videos):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.stem}.partial{dest.suffix}")
+    writer = None
+    for v in videos:
+        cap = cv2.VideoCapture(str(v))
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if writer is None:
+                fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                         (frame.shape[1], frame.shape[0]))
+            writer.write(frame)
+        cap.release()
+    if writer is None:
+        return None
+    writer.release()
+    os.replace(tmp, dest)
+    return dest
 
 
 def main(argv: list[str]) -> int:
@@ -321,6 +356,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--peers", default=str(PEERS / "bin" / "python"), help="python of the venv with `trackers`")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--detect-fps", action="store_true", help="also time `darkcfg detect` with and without --track")
+    ap.add_argument("--fps-repeats", type=int, default=3, help="with --detect-fps: runs of each command (the best "
+                    "counts)")
     ap.add_argument("--names", default=None, help="with --detect-fps: the cfg's class names file (default: the "
                     "names= of a .data beside the cfg, a .names beside it, else the shapes set's names)")
     ap.add_argument("--device", default="cpu")
@@ -402,9 +439,10 @@ def main(argv: list[str]) -> int:
     for name, ms in crowd_ms.items():
         print(f"  {name:<38} {ms:7.3f} ms/update")
     if a.detect_fps:
-        video = seqs[0] / f"{seqs[0].name}.mp4"
+        video = joined_video(seqs, out / "joined.mp4")
         names = names_file(a.cfg, a.names, out)
-        lines = detect_fps(a.cfg, a.weights, a.size, video, names, a.thresh, a.device, out) if video.is_file() else None
+        lines = detect_fps(a.cfg, a.weights, a.size, video, names, a.thresh, a.device, out, a.fps_repeats) \
+            if video is not None else None
         print("\n".join(lines) if lines else "detect fps: skipped (no video, or detect has no --track yet)")
     return 0
 

@@ -14,17 +14,23 @@ def pixel_boxes(dets: DetectionArray) -> np.ndarray:
     return b * np.array([dets.width, dets.height, dets.width, dets.height], F64)
 
 
+def _iou(ax: np.ndarray, ay: np.ndarray, aw: np.ndarray, ah: np.ndarray, bx: np.ndarray, by: np.ndarray,
+         bw: np.ndarray, bh: np.ndarray) -> np.ndarray:
+    """Centres, widths and heights of two sets of boxes (broadcastable shapes) -> the broadcast shape's IoU (0 where
+    the union is 0). Each side's half sizes are taken before broadcasting, on its own (small) shape."""
+    iw = np.minimum(ax + aw / 2, bx + bw / 2) - np.maximum(ax - aw / 2, bx - bw / 2)
+    ih = np.minimum(ay + ah / 2, by + bh / 2) - np.maximum(ay - ah / 2, by - bh / 2)
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    union = aw * ah + bw * bh - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (..., 4), b (..., 4) boxes as (cx, cy, w, h), broadcast against each other -> (...) intersection over
     union of each pair (0 where the union is 0)."""
     a = np.asarray(a, F64)
     b = np.asarray(b, F64)
-    ha, hb = a[..., 2:] / 2, b[..., 2:] / 2  # half sizes
-    side = np.minimum(a[..., :2] + ha, b[..., :2] + hb) - np.maximum(a[..., :2] - ha, b[..., :2] - hb)
-    np.maximum(side, 0, out=side)  # (..., 2) the overlap along x and y
-    inter = side[..., 0] * side[..., 1]
-    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return _iou(a[..., 0], a[..., 1], a[..., 2], a[..., 3], b[..., 0], b[..., 1], b[..., 2], b[..., 3])
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -44,10 +50,12 @@ def nearest_iou(a: np.ndarray, reach: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, F64).reshape(-1, 4)
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), F64)
-    r = np.asarray(reach, F64).reshape(-1, 1, 2)
-    moved = np.broadcast_to(a[:, None], (len(a), len(b), 4)).copy()  # (T, N, 4)
-    moved[..., :2] += np.minimum(np.maximum(b[None, :, :2] - a[:, None, :2], -r), r)
-    return iou_pairs(moved, b[None])
+    r = np.asarray(reach, F64).reshape(-1, 2)
+    ax, ay, aw, ah = (a[:, k:k + 1] for k in range(4))  # (T, 1) each
+    bx, by, bw, bh = b.T  # (N,) each
+    mx = ax + np.minimum(np.maximum(bx - ax, -r[:, :1]), r[:, :1])  # (T, N) a's centre moved towards each b
+    my = ay + np.minimum(np.maximum(by - ay, -r[:, 1:]), r[:, 1:])
+    return _iou(mx, my, aw, ah, bx, by, bw, bh)
 
 
 def best_class(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
