@@ -31,17 +31,17 @@ sequences (scripts/bench_track.py) LOST_SIGMA 0.5, chosen on sets A and B (3 and
 paper's): A HOTA 48.62 vs 46.04, IDF1 60.61 vs 57.45, ID switches 25 vs 26; B 51.83 vs 51.11, 67.74 vs 65.81,
 20 vs 19; and on 12 sequences no value was chosen on (make_track_video.py --seed 21) 50.33 vs 49.05, 65.07 vs
 62.88, 65 vs 64. A whole standard deviation gained on A and lost on B and the 12; widening the box instead of
-moving it (a large box around a small one has a small IoU) gained on A only.
+moving it (a large box around a small one has a small IoU) gained on A only. (Measured before the probation
+and track buffer below took their present values.)
 
 With `appearance` (and frames whose `DetectionArray.embeddings` are set), each track also keeps a running mean
 of its boxes' unit embeddings, and in step 2 a lost track may take a high box that its motion no longer overlaps:
 where the box lies inside the track's Kalman gate (squared Mahalanobis distance of the centre < `gate`), its
 cosine distance to the track is below `appearance_thresh` and at most `ratio` times the distance to the next
-closest track, the pair's cost becomes min(IoU cost, cosine distance). Off by default: on the 12 sequences
-above (scripts/make_track_video.py --seed 21, detections and feature-map embeddings of a yolov4-tiny trained on
-the shapes set) it gave HOTA 49.41 vs 50.33, IDF1 63.48 vs 65.07 and 83 vs 65 ID switches without it (on sets A
-and B: HOTA -0.02 and -0.34, ID switches +3 and +2); an earlier tracker on 30 sequences: IDF1 61.8 vs 62.2,
-155 vs 140 switches.
+closest track, the pair's cost becomes min(IoU cost, cosine distance). Off by default: on the four sets of
+docs/benchmarks.md (detections and feature-map embeddings of a yolov4-tiny trained on the shapes set) it gave
+HOTA -1.02, -0.02, -1.52 and +0.40 and ID switches +7, +4, +7 and +11 against the defaults without it; an
+earlier tracker on 30 sequences: IDF1 61.8 vs 62.2, 155 vs 140 switches.
 
 `new_track_thresh` defaults to thresh + 0.1 (at most halfway from thresh to 1), the ByteTrack code's relation
 (det_thresh = track_thresh + 0.1), so that every object shown at thresh + 0.1 or more starts a track (with its
