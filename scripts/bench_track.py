@@ -5,7 +5,8 @@
     python scripts/bench_track.py --cfg bench-tiles/train/yolov4-tiny-128/yolov4-tiny-shapes.cfg \\
         --weights bench-tiles/train/yolov4-tiny-128/backup/yolov4-tiny-shapes_final.weights \\
         [--size 256] [--out DIR] [--seqs DIR] [--sequences 3] [--frames 150] [--seed 0]
-        [--thresh 0.25] [--det-thresh 0.1] [--peers PYTHON] [--no-peers] [--detect-fps [--names FILE]]
+        [--thresh 0.25] [--det-thresh 0.1] [--peers PYTHON] [--no-peers]
+        [--detect-fps [--names FILE] [--fps-repeats 3]]
         [--device cpu|cuda] [--redetect]
 
 1. Sequences: scripts/make_track_video.py's (moving shapes crossing, hidden behind a bar, entering and leaving;
@@ -267,7 +268,7 @@ def detect_command(cfg: str, weights: str, size: int, video: Path, names: Path, 
 
 
 def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thresh: float, device: str,
-               out: Path, repeats: int = 5) -> Optional[list[str]]:
+               out: Path, repeats: int = 3) -> Optional[list[str]]:
     """`darkcfg detect` frames/s on `video` without and with --track, start-up left out: each command also runs on
     the video's first frame as an image (start-up, model load and one frame), and frames/s = (frames - 1) / (time
     on the video - time on that image); the runs alternate and each takes its best of `repeats`. None when detect
@@ -310,34 +311,44 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
 
 
 def joined_video(seqs: list[Path], dest: Path) -> Optional[Path]:
-    """Every sequence's video (<seq>/<seq>.mp4) joined into one at `dest` (kept when it is newer than all of
-    them); None when a sequence has no video."""
+    """Every sequence's video (<seq>/<seq>.mp4, all of one frame size) joined into one at `dest` (at the first's
+    frame rate: only its length matters here), written atomically; kept for a later run when its manifest
+    (dest + .json: each video's path, size and time) names the same videos. None when a sequence has no video."""
     import cv2
+
+    from darkcfg.files import AtomicFile, write_text
 
     videos = [s / f"{s.name}.mp4" for s in seqs]
     if not videos or not all(v.is_file() for v in videos):
         return None
-    if dest.is_file() and dest.stat().st_mtime >= max(v.stat().st_mtime for v in videos):
+    manifest = json.dumps([[str(v.resolve()), v.stat().st_size, v.stat().st_mtime_ns] for v in videos])
+    record = dest.with_name(dest.name + ".json")
+    if dest.is_file() and record.is_file() and record.read_text() == manifest:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.stem}.partial{dest.suffix}")
-    writer = None
-    for v in videos:
-        cap = cv2.VideoCapture(str(v))
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if writer is None:
-                fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                         (frame.shape[1], frame.shape[0]))
-            writer.write(frame)
-        cap.release()
-    if writer is None:
-        return None
-    writer.release()
-    os.replace(tmp, dest)
+    size: Optional[tuple[int, int]] = None
+    with AtomicFile(dest, suffix=dest.suffix, own_handle=False) as f:
+        writer = None
+        for v in videos:
+            cap = cv2.VideoCapture(str(v))
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if writer is None:
+                    size = (frame.shape[1], frame.shape[0])
+                    writer = cv2.VideoWriter(str(f.temp), cv2.VideoWriter_fourcc(*"mp4v"),
+                                             cap.get(cv2.CAP_PROP_FPS) or 30.0, size)
+                    if not writer.isOpened():
+                        raise SystemExit(f"{dest}: OpenCV cannot write mp4v video here")
+                if (frame.shape[1], frame.shape[0]) != size:
+                    raise SystemExit(f"{v}: {frame.shape[1]}x{frame.shape[0]} frames, the first video's are "
+                                     f"{size[0]}x{size[1]}: --detect-fps joins videos of one size")
+                writer.write(frame)
+            cap.release()
+        if writer is None:
+            raise SystemExit(f"{videos[0]}: no frame could be read")
+        writer.release()
+    write_text(record, manifest)
     return dest
 
 
@@ -356,8 +367,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--peers", default=str(PEERS / "bin" / "python"), help="python of the venv with `trackers`")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--detect-fps", action="store_true", help="also time `darkcfg detect` with and without --track")
-    ap.add_argument("--fps-repeats", type=int, default=3, help="with --detect-fps: runs of each command (the best "
-                    "counts)")
+    ap.add_argument("--fps-repeats", type=int, default=3, help="with --detect-fps: runs of each command, >= 1 (the "
+                    "best counts)")
     ap.add_argument("--names", default=None, help="with --detect-fps: the cfg's class names file (default: the "
                     "names= of a .data beside the cfg, a .names beside it, else the shapes set's names)")
     ap.add_argument("--device", default="cpu")
@@ -371,6 +382,8 @@ def main(argv: list[str]) -> int:
         return peer_worker(a.peer_worker[0], a.peer_worker[1], float(a.peer_worker[2]), float(a.peer_worker[3]))
     if not a.cfg or not a.weights:  # required for a run, not for the peers' worker (which reads stored detections)
         ap.error("the following arguments are required: --cfg, --weights")
+    if a.fps_repeats < 1:
+        ap.error(f"--fps-repeats {a.fps_repeats}: expected at least 1")
 
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "scripts"))

@@ -536,7 +536,10 @@ def test_kalman_blocks_follow_the_dense_kalman_equations():
     dm, dp = np.c_[z, np.zeros((t, 4))], np.stack([diag(zz[3], 2 / 20, 10 / 160) for zz in z])
     assert np.array_equal(mean, dm) and np.allclose(dense(cov), dp, rtol=1e-12, atol=0)
     for step in range(30):
-        mean, cov = kalman.predict(mean, cov)
+        before = mean.copy(), cov.copy()
+        m2, c2 = kalman.predict(mean, cov)
+        assert np.array_equal(mean, before[0]) and np.array_equal(cov, before[1])  # the inputs are left as they were
+        mean, cov = m2, c2
         dp = np.stack([f @ p @ f.T + diag(m[3], 1 / 20, 1 / 160) for m, p in zip(dm, dp)])
         dm = dm @ f.T
         assert np.allclose(mean, dm, rtol=1e-9) and np.allclose(dense(cov), dp, rtol=1e-9, atol=1e-12)
@@ -552,7 +555,10 @@ def test_kalman_blocks_follow_the_dense_kalman_equations():
             k = np.stack([p @ h_mat.T @ np.linalg.inv(ss) for p, ss in zip(dp, s)])  # (T, 8, 4)
             dm = dm + np.einsum("tij,tj->ti", k, measured - dm[:, :4])
             dp = dp - np.einsum("tij,tjk->tik", k, dp[:, :4, :])
-            mean, cov = kalman.update(mean, cov, measured)
+            before = mean.copy(), cov.copy()
+            m2, c2 = kalman.update(mean, cov, measured)
+            assert np.array_equal(mean, before[0]) and np.array_equal(cov, before[1])
+            mean, cov = m2, c2
             assert np.allclose(mean, dm, rtol=1e-9) and np.allclose(dense(cov), dp, rtol=1e-9, atol=1e-12)
 
 
@@ -681,6 +687,31 @@ def test_assign_takes_the_most_pairs_then_the_least_cost():
             best = max(best, key)
         pairs, free_rows, free_cols = assign(cost, 0.8)
         assert (len(pairs), -cost[pairs[:, 0], pairs[:, 1]].sum()) == pytest.approx(best)
+        assert list(free_rows) == sorted(free_rows) and list(free_cols) == sorted(free_cols)
         assert (np.diff(pairs[:, 0]) > 0).all() and (cost[pairs[:, 0], pairs[:, 1]] <= 0.8).all()
         assert sorted([*pairs[:, 0], *free_rows]) == list(range(t)) and sorted([*pairs[:, 1], *free_cols]) == \
             list(range(n))
+
+    assert assign(np.array([[0.5]]), 0.5)[0].tolist() == [[0, 0]]  # a cost equal to the limit is within it
+    assert assign(np.array([[0.5, 0.5], [0.9, 0.5]]), 0.5)[0].tolist() == [[0, 0], [1, 1]]
+
+
+def test_bytetrack_keeps_a_lost_track_for_track_buffer_frames_at_30_fps():
+    """A still object unseen for TRACK_BUFFER (45) frames keeps its id when it shows again; unseen for one frame more
+    its track is gone and it gets a new id (confirmed at its next match, scoring >= sure_thresh); at 60 fps the
+    buffer is twice as many frames. A box scoring exactly sure_thresh (0.5 here) is sure: its id in its second frame."""
+    def back_after(gap, fps=30.0):
+        tracker = ByteTracker(thresh=0.25, fps=fps)
+        got = [tracker.update(_boxes([(300, 200, 0.9)])).tolist() for _ in range(5)]
+        got += [tracker.update(_boxes([])).tolist() for _ in range(gap)]
+        got += [tracker.update(_boxes([(300, 200, 0.9)])).tolist() for _ in range(2)]
+        assert got[:5] == [[1]] * 5
+        return got[-2:]
+
+    assert back_after(TRACK_BUFFER) == [[1], [1]]
+    assert back_after(TRACK_BUFFER + 1) == [[-1], [2]]
+    assert back_after(2 * TRACK_BUFFER, fps=60) == [[1], [1]]
+    assert back_after(2 * TRACK_BUFFER + 1, fps=60) == [[-1], [2]]
+    edge = ByteTracker(thresh=0.25, sure_thresh=0.5)
+    got = [edge.update(_boxes([(100, 100, 0.9)] + ([(400, 300, 0.5)] if f else []))).tolist() for f in range(3)]
+    assert [g[-1] for g in got[1:]] == [-1, 2]

@@ -23,9 +23,10 @@ def assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray, np.n
         pairs = np.stack(ok.nonzero(), 1).astype(np.int64)  # row-major: rows ascending
     else:
         rows, cols = (per_row > 0).nonzero()[0], (per_col > 0).nonzero()[0]
-        sub = np.where(ok[np.ix_(rows, cols)], cost[np.ix_(rows, cols)], FORBIDDEN)
+        allowed = ok[np.ix_(rows, cols)]
+        sub = np.where(allowed, cost[np.ix_(rows, cols)], FORBIDDEN)
         r, c = linear_sum_assignment(sub)
-        good = sub[r, c] <= limit
+        good = allowed[r, c]  # the solver's pairs within the limit (whatever the limit's size against FORBIDDEN)
         pairs = np.stack([rows[r[good]], cols[c[good]]], 1).astype(np.int64)
     free_rows = np.ones(t, bool)
     free_rows[pairs[:, 0]] = False

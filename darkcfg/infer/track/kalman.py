@@ -9,8 +9,8 @@ The transition F, the noises Q and R and the measurement H each tie a coordinate
 covariance starts diagonal, so the filter's 8 x 8 covariance stays made of four independent 2 x 2 blocks, one per
 coordinate (its other entries are exact zeros at every step). It is kept as those blocks, cov (T, 3, 4): for
 each of (cx, cy, a, h) the position variance, the position-velocity covariance and the velocity variance; the
-innovation covariance S is then diagonal and every step is element-wise (the same numbers as the 8 x 8 form:
-tests/test_track.py checks it against the dense Kalman equations).
+innovation covariance S is then diagonal and every step is element-wise (the 8 x 8 form's numbers to rounding:
+tests/test_track.py checks it against the dense Kalman equations to 1e-9).
 """
 from __future__ import annotations
 
@@ -90,4 +90,5 @@ def mahalanobis(mean: np.ndarray, cov: np.ndarray, measured: np.ndarray) -> np.n
     measurement distributions (position only: cx, cy, the DeepSORT gate with 2 degrees of freedom)."""
     zm, s = project(mean, cov)
     d = np.asarray(measured, F64)[None, :, :2] - zm[:, None, :2]  # (T, N, 2)
-    return (d * d / s[:, None, :2]).sum(2)
+    var = np.broadcast_to(s[:, None, :2], d.shape)
+    return np.divide(d * d, var, out=np.full(d.shape, np.inf), where=var > 0).sum(2)  # no variance: infinitely far
