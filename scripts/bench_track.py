@@ -271,8 +271,8 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
                out: Path, repeats: int = 3) -> Optional[list[str]]:
     """`darkcfg detect` frames/s on `video` without and with --track, start-up left out: each command also runs on
     the video's first frame as an image (start-up, model load and one frame), and frames/s = (frames - 1) / (time
-    on the video - time on that image); the runs alternate and each takes its best of `repeats`. None when detect
-    has no --track."""
+    on the video - time on that image); the runs alternate and each takes its best of `repeats`; also each round's
+    ratio (a detect run and the --track run right after it) and their median. None when detect has no --track."""
     import cv2
 
     exe = [sys.executable, "-m", "darkcfg"]
@@ -289,7 +289,9 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
     image = out / f"{video.stem}-first.jpg"  # in the benchmark's folder, never beside the user's files
     cv2.imwrite(str(image), first)
     best: dict[tuple[str, bool], float] = {}
+    pairs: list[float] = []  # each round's --track frames/s over its detect frames/s
     for _ in range(repeats):  # alternated, the best of each: the host's load moves between runs
+        took: dict[tuple[str, bool], float] = {}
         for track in (False, True):
             for source, whole in ((image, False), (video, True)):
                 cmd = detect_command(cfg, weights, size, source, names, thresh, device, track)
@@ -299,14 +301,19 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
                 if r.returncode:
                     return [f"  {' '.join(cmd[2:])}: failed: {r.stderr.strip().splitlines()[-1:]}"]
                 key = ("detect --track" if track else "detect", whole)
+                took[key] = dt
                 best[key] = min(best.get(key, dt), dt)
+        pairs.append((took[("detect", True)] - took[("detect", False)])
+                     / max(took[("detect --track", True)] - took[("detect --track", False)], 1e-9))
     lines, fps = [], {}
     for key in ("detect", "detect --track"):
         full, one = best[(key, True)], best[(key, False)]
         fps[key] = (frames - 1) / max(full - one, 1e-9)
         lines.append(f"  {key:<16} {fps[key]:7.1f} frames/s ({frames} frames in {full:.2f} s, start-up and one "
                      f"frame {one:.2f} s; best of {repeats})")
-    lines.append(f"  --track: {100 * (fps['detect --track'] / fps['detect'] - 1):+.1f} % frames/s")
+    lines.append(f"  --track: {100 * (fps['detect --track'] / fps['detect'] - 1):+.1f} % frames/s (bests); each "
+                 f"round's: {', '.join(f'{100 * (p - 1):+.1f}' for p in pairs)} %, median "
+                 f"{100 * (float(np.median(pairs)) - 1):+.1f} %")
     return lines
 
 
