@@ -29,9 +29,9 @@ standard deviation towards a box before taking the IoU lets a track find its obj
 would have started a new id, and leaves a box far from every prediction to a new track. On the generated
 sequences (scripts/bench_track.py) LOST_SIGMA 0.5, chosen on sets A and B (3 and 5 sequences), against 0 (the
 paper's): A HOTA 48.62 vs 46.04, IDF1 60.61 vs 57.45, ID switches 25 vs 26; B 51.83 vs 51.11, 67.74 vs 65.81,
-20 vs 19; and on 12 sequences no value was chosen on (make_track_video.py --seed 21) 50.33 vs 49.05, 65.07 vs
-62.88, 65 vs 64. A whole standard deviation gained on A and lost on B and the 12; widening the box instead of
-moving it (a large box around a small one has a small IoU) gained on A only. (Measured before the probation
+20 vs 19; and on 12 sequences no lost_sigma was chosen on (make_track_video.py --seed 21, set C) 50.33 vs
+49.05, 65.07 vs 62.88, 65 vs 64. A whole standard deviation gained on A and lost on B and the 12; widening the box
+instead of moving it (a large box around a small one has a small IoU) gained on A only. (Measured before the probation
 and track buffer below took their present values.)
 
 With `appearance` (and frames whose `DetectionArray.embeddings` are set), each track also keeps a running mean
@@ -53,12 +53,13 @@ those sequences, whose detector is confident, but it left every object the detec
 tests/test_track_cli.py, scores the dog 0.50 in the first frame and the bicycle 0.28 to 0.72); pass
 new_track_thresh=0.6 to ByteTracker for it (make_tracker, model.track and the CLI keep the defaults). The
 probation of step 4 keeps what the floor gained without that loss: a less sure object gets its id a few frames
-later instead of never. It was first SURE_THRESH 0.6 and PROBATION 3 (on 5 sequences no setting was chosen on,
-make_track_video.py --seed 5: ID switches 37 -> 19, HOTA 51.11 vs 51.15). Most ID switches left were short:
-a box the detector draws around two touching objects, or a passing object's edge, starts a track that lives
-through the probation and then takes one of the objects over when the two tracks' costs tie. SURE_THRESH 0.8,
-PROBATION 5 and TRACK_BUFFER 45 (from 0.6, 3 and ByteTrack's 30), chosen together on sets A, B and C
-(docs/benchmarks.md), then checked on 12 sequences nothing was chosen on (make_track_video.py --seed 33): ID
+later instead of never. It was first SURE_THRESH 0.6 and PROBATION 3 (on 5 sequences no setting had yet been
+chosen on, make_track_video.py --seed 5, later set B: ID switches 37 -> 19, HOTA 51.11 vs 51.15). Many ID
+switches left were short (set C: 19 of 65 within 3 frames), most of them starting with a box the detector draws
+around two touching objects, or a passing object's edge: it started a track that lived through the probation
+and then took one of the objects over when the two tracks' costs tied. SURE_THRESH 0.8, PROBATION 5 and
+TRACK_BUFFER 45 (from 0.6, 3 and ByteTrack's 30), chosen together on sets A, B and C (docs/benchmarks.md), then
+checked on 12 sequences nothing was chosen on (make_track_video.py --seed 33): ID
 switches 61 -> 41, HOTA 49.05 -> 49.66, IDF1 64.47 -> 67.12 (A: 25 -> 13, B: 20 -> 13, C: 65 -> 41, HOTA within
 1.1 of before on each). The cost: an object scored under 0.8 has its id from its sixth frame (at 30 fps, 0.17 s),
 and MOTA up to 2.5 points lower (B; the boxes shown in those frames without an id count as misses).
