@@ -518,3 +518,29 @@ def test_track_appearance_option_reaches_the_tracker_as_the_api(model, dog_jpegs
     r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(clip), "--track-appearance", "--nosave",
                                   "--tiles", "2x2"])
     assert r.exit_code == 1 and "the appearance cue with --tiles" in r.output, r.output
+
+
+def test_track_buffer_option_reaches_the_tracker(model, tmp_path, monkeypatch):
+    """`detect --track-buffer 90` implies --track and reaches ByteTrack (90 frames at 30 fps: 30 at the 10 fps
+    video's rate); 0, or with --tracker darknet (whose buffer is the cfg's track_history_size), is a usage error
+    before anything loads, and an error through the API as well."""
+    from darkcfg.cli.detect import track_from
+    from darkcfg.infer.track import make_tracker as real_make
+
+    assert track_from(False, None, None, (), False, 90) == TrackOptions("bytetrack", [], False, 90)
+    assert real_make("bytetrack", fps=60, track_buffer=10).max_lost == 20
+    assert real_make("bytetrack").max_lost == 45
+    _blank_video(tmp_path / "v.mp4")
+    import darkcfg.infer.run as run_module
+
+    made = []
+    monkeypatch.setattr(run_module, "make_tracker", lambda *a, **k: made.append(real_make(*a, **k)) or made[-1])
+    r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(tmp_path / "v.mp4"), "--track-buffer", "90",
+                                  "--nosave", "--quiet", "--size", "96"])
+    assert r.exit_code == 0 and made and made[-1].max_lost == 30, (r.output, made)
+    for args, needle in ((["--track-buffer", "0"], "--track-buffer 0: expected at least 1 frame"),
+                         (["--tracker", "darknet", "--track-buffer", "5"], "--track-buffer is ByteTrack's")):
+        r = CliRunner().invoke(main, ["detect", str(CFG), str(tmp_path / "v.mp4"), "--nosave", *args])
+        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+    with pytest.raises(DarkcfgError, match="--track-buffer 0"):
+        next(iter(model.track(str(tmp_path / "v.mp4"), track_buffer=0)))

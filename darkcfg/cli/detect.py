@@ -57,7 +57,7 @@ def tile_options(fn: Callable) -> Callable:
 
 
 def track_options(fn: Callable) -> Callable:
-    """--track, --tracker, --track-appearance, --mot and --count-line (collected by `track_from`)."""
+    """--track, --tracker, --track-appearance, --track-buffer, --mot and --count-line (collected by `track_from`)."""
     for option in reversed((
         click.option("--track", is_flag=True,
                      help="Follow objects from frame to frame: each box gets an id (printed `car: 81% (id: 7)`, "
@@ -71,6 +71,10 @@ def track_options(fn: Callable) -> Callable:
                      help="With --tracker bytetrack: also match on appearance (the network's own feature map pooled "
                           "in each box) to find objects again after an occlusion; PyTorch runtime only. Off by "
                           "default (docs/benchmarks.md#tracking says what it gained and cost)."),
+        click.option("--track-buffer", type=int, default=None, metavar="FRAMES",
+                     help="With --tracker bytetrack: frames (at 30 fps; scaled by the video's rate) a lost object's "
+                          "track waits to be found again before a return counts as a new object. Default 45 "
+                          "(1.5 s): raise it for objects hidden longer."),
         click.option("--mot", "mot_path", type=click.Path(), default=None,
                      help="With --track: write MOTChallenge text (frame,id,x,y,w,h,conf,-1,-1,-1; frames from 1). "
                           "Several sequences: FILE_<sequence>.txt each; a folder (ending in /): <folder>/<sequence>"
@@ -99,14 +103,15 @@ def parse_line(text: str) -> tuple[float, float, float, float]:
 
 
 def track_from(track: bool, tracker: Optional[str], mot_path: Optional[str],
-               count_lines: tuple[str, ...], appearance: bool = False) -> Optional[TrackOptions]:
-    """The TrackOptions the options ask for (None: no tracking); --tracker, --mot, --count-line and
-    --track-appearance imply --track."""
+               count_lines: tuple[str, ...], appearance: bool = False,
+               track_buffer: Optional[int] = None) -> Optional[TrackOptions]:
+    """The TrackOptions the options ask for (None: no tracking); --tracker, --mot, --count-line,
+    --track-appearance and --track-buffer imply --track."""
     from darkcfg.infer.run import TrackOptions
 
-    if not (track or tracker or mot_path or count_lines or appearance):
+    if not (track or tracker or mot_path or count_lines or appearance or track_buffer is not None):
         return None
-    opts = TrackOptions(tracker or "bytetrack", [parse_line(t) for t in count_lines], appearance)
+    opts = TrackOptions(tracker or "bytetrack", [parse_line(t) for t in count_lines], appearance, track_buffer)
     if opts.conflict():  # refused before anything loads
         raise click.UsageError(opts.conflict())
     return opts
@@ -183,7 +188,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
            size: Optional[str], fast: bool, compile_: bool, half: Optional[bool], runtime: str, precision: str,
            calibration: Optional[str], quiet: bool, port_host: str, tiles: Optional[str], tile_overlap: float,
            tiles_full: bool, seam_ios: float, track: bool, tracker: Optional[str], track_appearance: bool,
-           mot_path: Optional[str], count_lines: tuple[str, ...]) -> None:
+           track_buffer: Optional[int], mot_path: Optional[str], count_lines: tuple[str, ...]) -> None:
     """Detect objects in SOURCES with CFG (or a .pt from `darkcfg convert`), printing what
     `darknet detector test` prints.
 
@@ -211,7 +216,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
         if not sources:
             raise click.UsageError("no SOURCES after the weights file")
     tiling = tiling_from(tiles, tile_overlap, tiles_full, seam_ios)
-    tracking = track_from(track, tracker, mot_path, count_lines, track_appearance)
+    tracking = track_from(track, tracker, mot_path, count_lines, track_appearance, track_buffer)
     if tracking is not None and tracking.embeddings() and (runtime != "torch" or compile_):
         what = ("--tracker darknet reads the cfg's embedding layer" if tracking.tracker == "darknet" else
                 "--track-appearance reads the network's feature map")

@@ -147,11 +147,13 @@ def _open_window() -> bool:
 class TrackOptions:
     """Tracking in a detection run: the tracker (one of darkcfg.infer.track.TRACKERS), counting `lines` (pixels,
     (x1, y1, x2, y2) each), and ByteTrack's appearance cue (`appearance`: each box's embedding from the network's
-    own feature map, or the cfg's embedding layer)."""
+    own feature map, or the cfg's embedding layer), and how many frames at 30 fps ByteTrack keeps a lost track
+    (`track_buffer`; None: bytetrack.TRACK_BUFFER)."""
 
     tracker: str = "bytetrack"
     lines: Sequence[Sequence[float]] = ()
     appearance: bool = False
+    track_buffer: Optional[int] = None
 
     def embeddings(self) -> Optional[str]:
         """What the detector must keep for this tracker: "layer" (darknet), "auto" (appearance), else None."""
@@ -163,6 +165,11 @@ class TrackOptions:
         """The one-line reason these options cannot work together, or None."""
         if self.appearance and self.tracker == "darknet":
             return "--track-appearance is ByteTrack's cue: the darknet tracker always matches on the cfg's embeddings"
+        if self.track_buffer is not None and self.tracker == "darknet":
+            return ("--track-buffer is ByteTrack's: the darknet tracker keeps the frames of the cfg's "
+                    "track_history_size")
+        if self.track_buffer is not None and self.track_buffer < 1:
+            return f"--track-buffer {self.track_buffer}: expected at least 1 frame"
         return None
 
 
@@ -325,7 +332,7 @@ class SequenceTracking:
 
     def _make(self, fps: float) -> Tracker:
         return make_tracker(self.opts.tracker, thresh=self.thresh, fps=fps, params=self.params,
-                            appearance=self.opts.appearance)
+                            appearance=self.opts.appearance, track_buffer=self.opts.track_buffer)
 
     def update(self, sequence: int, fps: float, dets: DetectionArray) -> tuple[DetectionArray, Optional[dict]]:
         """One frame of `sequence` (a new sequence starts a fresh tracker at its `fps`) -> its detections as shown
@@ -456,30 +463,32 @@ def _untap(detector: Detector) -> None:
 def track(model: Any, source: Union[str, int], thresh: float = 0.25, nms: float = 0.45,
           names: Optional[Sequence[str]] = None, letterbox: Optional[bool] = None, tracker: str = "bytetrack",
           lines: Sequence[Sequence[float]] = (), appearance: bool = False, keep_all: bool = False, retries: int = -1,
-          max_frames: Optional[int] = None, tiles: TilesArg = None,
-          batch: int = 1) -> Iterator[tuple[int, np.ndarray, list[Detection]]]:
+          max_frames: Optional[int] = None, tiles: TilesArg = None, batch: int = 1,
+          track_buffer: Optional[int] = None) -> Iterator[tuple[int, np.ndarray, list[Detection]]]:
     """`model.track(source)` (also `model.stream(source, track=True)`): `model.stream` with identities. Yields
     (frame index, the frame as (H, W, 3) uint8 BGR, its `Detection` list, each with its `track_id`, None for a
     box without a track yet) for every frame of `source` (a video, a camera index, a stream URL, a folder of
     images in name order, a list file), as `darkcfg detect --track` follows it: one tracker per sequence of the
     source (a list file's videos are sequences of their own), `tracker` one of "bytetrack" (default) and "darknet"
     (the reference's set_track_id, for cfgs with an embedding_layer); `appearance`: ByteTrack also matches on the
-    network's own features; `lines`: counting lines (pixels), whose counts `track_arrays` gives. The Detections are
+    network's own features; `track_buffer`: frames at 30 fps ByteTrack waits for a lost object (default 45);
+    `lines`: counting lines (pixels), whose counts `track_arrays` gives. The Detections are
     those above `thresh` and the low-score boxes ByteTrack kept on a track (as the JSON lists them). Unreadable
     frames raise their one-line error."""
     for index, bgr, dets, _ in track_arrays(model, source, thresh, nms, names, letterbox, tracker, lines, appearance,
-                                            keep_all, retries, max_frames, tiles, batch):
+                                            keep_all, retries, max_frames, tiles, batch, track_buffer):
         yield index, bgr, dets.to_list()  # the JSON's objects: every box shown, every box on a track
 
 
 def track_arrays(model: Any, source: Union[str, int], thresh: float = 0.25, nms: float = 0.45,
                  names: Optional[Sequence[str]] = None, letterbox: Optional[bool] = None, tracker: str = "bytetrack",
                  lines: Sequence[Sequence[float]] = (), appearance: bool = False, keep_all: bool = False,
-                 retries: int = -1, max_frames: Optional[int] = None, tiles: TilesArg = None,
-                 batch: int = 1) -> Iterator[tuple[int, np.ndarray, DetectionArray, Optional[dict]]]:
+                 retries: int = -1, max_frames: Optional[int] = None, tiles: TilesArg = None, batch: int = 1,
+                 track_buffer: Optional[int] = None
+                 ) -> Iterator[tuple[int, np.ndarray, DetectionArray, Optional[dict]]]:
     """`track` with each frame's tracked `DetectionArray` (track_ids set) and its sequence's counts so far (None
     without `lines`) instead of the Detection list."""
-    opts = TrackOptions(tracker, lines, appearance)
+    opts = TrackOptions(tracker, lines, appearance, track_buffer)
     det = Detector(model, names if names is not None else default_names(model), thresh, nms, letterbox, batch, tiles)
     check_tracking(det, opts)
     plan = plan_sequences([str(source)])

@@ -38,7 +38,7 @@ class Tracker(Protocol):
 
 
 def make_tracker(name: str, *, thresh: float = 0.25, fps: float = 30.0, params: Optional[object] = None,
-                 appearance: bool = False) -> Tracker:
+                 appearance: bool = False, track_buffer: Optional[int] = None) -> Tracker:
     """The tracker called `name` (one of TRACKERS).
 
     thresh: the detection threshold (a row's shown class is its best class with prob > thresh).
@@ -47,11 +47,13 @@ def make_tracker(name: str, *, thresh: float = 0.25, fps: float = 30.0, params: 
     track_history_size, sim_thresh, dets_for_track, dets_for_show, track_ciou_norm from it; parser.c's defaults
     where absent).
     appearance: ByteTrack also matches on `dets.embeddings` (cosine) where the frames carry them.
+    track_buffer: frames at 30 fps ByteTrack keeps a lost track (None: bytetrack.TRACK_BUFFER, 45).
     ByteTrack keeps at most bytetrack.MAX_TRACKS (1000) live tracks, dropping the lost ones seen longest ago first.
     """
     if name == "bytetrack":
-        from darkcfg.infer.track.bytetrack import ByteTracker
-        return ByteTracker(thresh=thresh, fps=fps, appearance=appearance)
+        from darkcfg.infer.track.bytetrack import TRACK_BUFFER, ByteTracker
+        return ByteTracker(thresh=thresh, fps=fps, appearance=appearance,
+                           track_buffer=TRACK_BUFFER if track_buffer is None else track_buffer)
     if name == "darknet":
         from darkcfg.infer.track.darknet import DarknetTracker
         return DarknetTracker.from_params(params, thresh=thresh)
