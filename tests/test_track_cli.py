@@ -538,9 +538,20 @@ def test_track_buffer_option_reaches_the_tracker(model, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["detect", str(CFG), str(WEIGHTS), str(tmp_path / "v.mp4"), "--track-buffer", "90",
                                   "--nosave", "--quiet", "--size", "96"])
     assert r.exit_code == 0 and made and made[-1].max_lost == 30, (r.output, made)
-    for args, needle in ((["--track-buffer", "0"], "--track-buffer 0: expected at least 1 frame"),
+    made.clear()
+    next(iter(model.track(str(tmp_path / "v.mp4"), track_buffer=90)))  # the API: the same value
+    assert made and made[-1].max_lost == 30
+    for args, needle in ((["--track-buffer", "0"], "--track-buffer (track_buffer=) 0: expected a whole number"),
+                         (["--track-buffer", "1" + "0" * 400], "expected a whole number of frames from 1 to"),
                          (["--tracker", "darknet", "--track-buffer", "5"], "--track-buffer is ByteTrack's")):
-        r = CliRunner().invoke(main, ["detect", str(CFG), str(tmp_path / "v.mp4"), "--nosave", *args])
-        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
-    with pytest.raises(DarkcfgError, match="--track-buffer 0"):
-        next(iter(model.track(str(tmp_path / "v.mp4"), track_buffer=0)))
+        for cmd in ("detect", "serve"):  # both refuse before anything loads
+            r = CliRunner().invoke(main, [cmd, str(CFG), str(tmp_path / "v.mp4") if cmd == "detect" else "--port",
+                                          "0" if cmd == "serve" else "--nosave", *args])
+            assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, (cmd, r.output)
+    for bad in (0, True, 1.5, "90", float("nan")):
+        with pytest.raises(DarkcfgError, match="track_buffer=") as e:
+            next(iter(model.track(str(tmp_path / "v.mp4"), track_buffer=bad)))
+        assert repr(bad) in str(e.value)
+    from darkcfg.infer.serve import StreamTable
+
+    assert StreamTable(track_buffer=7).opts.track_buffer == 7  # serve --track-buffer reaches each stream's tracker

@@ -72,9 +72,10 @@ def track_options(fn: Callable) -> Callable:
                           "in each box) to find objects again after an occlusion; PyTorch runtime only. Off by "
                           "default (docs/benchmarks.md#tracking says what it gained and cost)."),
         click.option("--track-buffer", type=int, default=None, metavar="FRAMES",
-                     help="With --tracker bytetrack: frames (at 30 fps; scaled by the video's rate) a lost object's "
-                          "track waits to be found again before a return counts as a new object. Default 45 "
-                          "(1.5 s): raise it for objects hidden longer."),
+                     help="With --tracker bytetrack (implies --track): frames (at 30 fps; scaled by the source's "
+                          "rate) a lost object's track waits to be found again before a return counts as a new "
+                          "object. Default 45 (1.5 s when every frame is tracked): raise it for objects hidden "
+                          "longer."),
         click.option("--mot", "mot_path", type=click.Path(), default=None,
                      help="With --track: write MOTChallenge text (frame,id,x,y,w,h,conf,-1,-1,-1; frames from 1). "
                           "Several sequences: FILE_<sequence>.txt each; a folder (ending in /): <folder>/<sequence>"
@@ -271,6 +272,8 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
               help="Seconds for a request's body to arrive.")
 @click.option("--tracker", type=click.Choice(["bytetrack", "darknet"]), default="bytetrack", show_default=True,
               help="The tracker of each stream POSTed as /detect?stream=NAME&track=1 (as detect --tracker).")
+@click.option("--track-buffer", type=int, default=None, metavar="FRAMES",
+              help="Each tracked stream's ByteTrack buffer (as detect --track-buffer). [default: 45]")
 @click.option("--max-streams", type=click.IntRange(1), default=64, show_default=True,
               help="Tracked streams kept at once: a new one replaces the least recently used idle one (503 when "
                    "every stream has a request in progress).")
@@ -285,8 +288,8 @@ def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, por
           batch: int, batch_wait_ms: float, max_mb: float, max_pixels: Optional[int], max_boxes: int,
           max_connections: int, workers: Optional[int], timeout: float, body_timeout: float, device: Optional[str],
           size: Optional[str], runtime: str, precision: str, calibration: Optional[str], tiles: Optional[str],
-          tile_overlap: float, tiles_full: bool, seam_ios: float, tracker: str, max_streams: int,
-          stream_timeout: float) -> None:
+          tile_overlap: float, tiles_full: bool, seam_ios: float, tracker: str, track_buffer: Optional[int],
+          max_streams: int, stream_timeout: float) -> None:
     """Serve detection over HTTP: POST an image to /detect (raw body or multipart; ?thresh=&nms=&ext=1) for the
     JSON `detect --json` writes; GET /health. Concurrent requests are batched. Built to face a network: bounded
     connections, threads, memory and time per request (see darkcfg.infer.http_server); thresh >= 0.001.
@@ -302,6 +305,11 @@ def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, por
 
     if not MIN_THRESH <= thresh <= 1:
         raise click.BadParameter(f"{thresh:g}: expected a value in [{MIN_THRESH:g}, 1]", param_hint="--thresh")
+    from darkcfg.infer.run import TrackOptions
+
+    conflict = TrackOptions(tracker, track_buffer=track_buffer).conflict()
+    if conflict:  # refused before anything loads
+        raise click.UsageError(conflict)
     if tracker == "darknet" and runtime != "torch":
         raise click.UsageError("--tracker darknet reads the cfg's embedding layer while the network runs: it needs "
                                "--runtime torch")
@@ -312,7 +320,8 @@ def serve(cfg: str, weights: Optional[str], names: Optional[str], host: str, por
         server = make_server(det, host, port, batch, batch_wait_ms / 1000, int(max_mb * 1024 * 1024),
                              max_pixels=max_pixels, max_boxes=max_boxes, workers=workers,
                              max_connections=max_connections, timeout=timeout, body_timeout=body_timeout,
-                             tracker=tracker, max_streams=max_streams, stream_timeout=stream_timeout)
+                             tracker=tracker, max_streams=max_streams, stream_timeout=stream_timeout,
+                             track_buffer=track_buffer)
     except OSError as e:
         raise DarkcfgError(f"{host}:{port}: cannot listen ({e.strerror or e})") from None
     click.echo(f"serving {cfg} on http://{host}:{server.server_address[1]}/detect (Ctrl-C stops)", err=True)

@@ -168,8 +168,10 @@ class TrackOptions:
         if self.track_buffer is not None and self.tracker == "darknet":
             return ("--track-buffer is ByteTrack's: the darknet tracker keeps the frames of the cfg's "
                     "track_history_size")
-        if self.track_buffer is not None and self.track_buffer < 1:
-            return f"--track-buffer {self.track_buffer}: expected at least 1 frame"
+        if self.track_buffer is not None:
+            from darkcfg.infer.track.bytetrack import buffer_error
+
+            return buffer_error(self.track_buffer)
         return None
 
 

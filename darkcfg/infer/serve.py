@@ -11,15 +11,15 @@ standard library, worker threads that decode, and one batching thread that runs 
   letters, digits, `.`, `_`, `-`; anything else, `stream` without `track=1` or `track=1` without `stream`: 400).
   Each named stream has its own tracker (`--tracker`, as `detect --track`); the answer's `frame_id` counts the
   stream's frames from 1 and each object carries its `track_id` (0: no track yet). A stream keeps the thresh and nms
-  of its first request (another value later: 400); `fps` (first request, 1 to 60, default 30) sets how long
-  ByteTrack waits for a lost object. A tracker sees at most MAX_TRACKED boxes of a frame (the most probable), so
-  that what one stream costs stays bounded. Frames of one stream are tracked one at a time, in the order their
-  bodies finished arriving (their detection still batches with other requests); a client that needs a strict order
-  sends a frame after the previous answer. At most `max_streams` streams are kept: a new one replaces the least
-  recently used stream that has no request in progress (whose next frame then starts a fresh tracker, frame_id 1
-  again), or gets 503 when every stream is in use; a stream idle for `stream_timeout` seconds is forgotten. Tracked
-  requests in progress are at most MAX_PENDING per stream and half the server's workers over all streams (503
-  beyond), so tracked clients cannot take every worker.
+  of its first request (another value later: 400); `fps` (first request, 1 to 60, default 30) scales how long
+  ByteTrack waits for a lost object (`track_buffer` frames at 30 fps, `serve --track-buffer`). A tracker sees at
+  most MAX_TRACKED boxes of a frame (the most probable), so that what one stream costs stays bounded. Frames of one
+  stream are tracked one at a time, in the order their bodies finished arriving (their detection still batches with
+  other requests); a client that needs a strict order sends a frame after the previous answer. At most `max_streams`
+  streams are kept: a new one replaces the least recently used stream that has no request in progress (whose next
+  frame then starts a fresh tracker, frame_id 1 again), or gets 503 when every stream is in use; a stream idle for
+  `stream_timeout` seconds is forgotten. Tracked requests in progress are at most MAX_PENDING per stream and half
+  the server's workers over all streams (503 beyond), so tracked clients cannot take every worker.
 - `GET /health` -> 200 `{"status": "ok", ...}` naming the cfg, classes and input size, the tracker and the streams.
 - Requests arriving together are detected together: the batching thread takes the first waiting request, waits
   up to `batch_wait` seconds for more, up to `batch` images, and runs them in one forward (requests with other
@@ -222,8 +222,9 @@ class StreamTable:
 
     def __init__(self, tracker: str = "bytetrack", params: object = None, max_streams: int = MAX_STREAMS,
                  timeout: float = STREAM_TIMEOUT, max_pending: int = MAX_PENDING,
-                 turn_timeout: float = TURN_TIMEOUT, max_busy: Optional[int] = None) -> None:
-        self.opts, self.params = TrackOptions(tracker), params
+                 turn_timeout: float = TURN_TIMEOUT, max_busy: Optional[int] = None,
+                 track_buffer: Optional[int] = None) -> None:
+        self.opts, self.params = TrackOptions(tracker, track_buffer=track_buffer), params
         self.max_streams, self.timeout = max_streams, timeout
         self.max_pending, self.turn_timeout = max_pending, turn_timeout
         self.max_busy = max_busy  # tracked requests in progress over all streams (None: no bound but the streams')
@@ -606,20 +607,21 @@ def make_server(detector: Detector, host: str = "127.0.0.1", port: int = 8080, b
                 max_boxes: int = MAX_BOXES, max_parts: int = MAX_PARTS, workers: Optional[int] = None,
                 max_connections: int = 1024, timeout: float = 10.0, body_timeout: float = 60.0,
                 tracker: str = "bytetrack", max_streams: int = MAX_STREAMS,
-                stream_timeout: float = STREAM_TIMEOUT) -> DetectServer:
+                stream_timeout: float = STREAM_TIMEOUT, track_buffer: Optional[int] = None) -> DetectServer:
     """The HTTP server (listening, not yet serving: call serve_forever); its `batcher` is attached.
 
     max_pixels: the largest image (width x height), None: `darkcfg.data.images.MAX_PIXELS`; workers: threads
     that decode and wait for detections (None: 2 x batch); timeout: seconds for a request head (and an idle
-    kept-alive connection), body_timeout: for a body. tracker, max_streams, stream_timeout: the tracked streams
-    (`?stream=NAME&track=1`, module docstring). A detector thresh below MIN_THRESH, or the darknet tracker on a cfg
-    without embedding_layer, is a DarkcfgError."""
+    kept-alive connection), body_timeout: for a body. tracker, max_streams, stream_timeout, track_buffer
+    (ByteTrack's; None: its default): the tracked streams (`?stream=NAME&track=1`, module docstring). A detector
+    thresh below MIN_THRESH, the darknet tracker on a cfg without embedding_layer, or a bad track_buffer, is a
+    DarkcfgError."""
     from darkcfg.data import images
 
     if not MIN_THRESH <= detector.thresh <= 1:
         raise DarkcfgError(f"thresh={json_number(detector.thresh)}: the server takes values in [{MIN_THRESH:g}, 1] "
                            "(lower ones keep every box: seconds of NMS per image)")
-    opts = TrackOptions(tracker)
+    opts = TrackOptions(tracker, track_buffer=track_buffer)
     check_tracking(detector, opts)
     params = None
     if tracker == "darknet":
@@ -630,7 +632,8 @@ def make_server(detector: Detector, host: str = "127.0.0.1", port: int = 8080, b
                     timeout=timeout, body_timeout=body_timeout)
     # tracked frames wait for their turn on a worker: at most half the workers, so untracked requests and other
     # clients keep the rest whatever the number of streams
-    streams = StreamTable(tracker, params, max_streams, stream_timeout, max_busy=max(1, limits.workers // 2))
+    streams = StreamTable(tracker, params, max_streams, stream_timeout, max_busy=max(1, limits.workers // 2),
+                          track_buffer=track_buffer)
     batcher = Batcher(detector, batch, batch_wait, max_boxes)
     service = DetectService(detector, batcher, images.MAX_PIXELS if max_pixels is None else max_pixels, max_parts,
                             max_boxes, timeout, streams)

@@ -88,7 +88,16 @@ MAX_TRACKS = 1000  # live tracks (tracked, lost and unconfirmed) at most
 SURE_THRESH = 0.8  # a track born of a box scoring at least this is confirmed by its next match
 PROBATION = 5  # matches that confirm a track born of a less sure box (in consecutive frames)
 TRACK_BUFFER = 45  # frames at 30 fps a lost track is kept (ByteTrack's 30; the module docstring says why)
+MAX_TRACK_BUFFER = 1_000_000  # frames at 30 fps (over nine hours): the most track_buffer takes
 LOST_SIGMA = 0.5  # a lost track may match as if moved by this many standard deviations of its centre (step 2)
+
+
+def buffer_error(frames: object) -> Optional[str]:
+    """Why `frames` cannot be a track buffer (a whole number of frames, 1 to MAX_TRACK_BUFFER), or None."""
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or not 1 <= frames <= MAX_TRACK_BUFFER:
+        return (f"--track-buffer (track_buffer=) {frames!r}: expected a whole number of frames from 1 to "
+                f"{MAX_TRACK_BUFFER}")
+    return None
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -133,8 +142,8 @@ class ByteTracker:
             if new_track_thresh is None else float(new_track_thresh)
         if max_tracks < 1:
             raise DarkcfgError(f"max_tracks={max_tracks}: expected at least 1")
-        if track_buffer < 1:
-            raise DarkcfgError(f"track_buffer={track_buffer}: expected at least 1 frame")
+        if buffer_error(track_buffer):
+            raise DarkcfgError(buffer_error(track_buffer))
         self.max_tracks = int(max_tracks)
         if probation < 1 or not 0.0 <= sure_thresh <= 1.0:
             raise DarkcfgError(f"probation={probation}, sure_thresh={sure_thresh}: expected probation >= 1 and "
