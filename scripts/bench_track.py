@@ -323,7 +323,7 @@ def joined_video(seqs: list[Path], dest: Path) -> Optional[Path]:
     (dest + .json: each video's path, size and time) names the same videos. None when a sequence has no video."""
     import cv2
 
-    from darkcfg.files import AtomicFile, write_text
+    from darkcfg.files import AtomicFile, Sources, write_text
 
     videos = [s / f"{s.name}.mp4" for s in seqs]
     if not videos or not all(v.is_file() for v in videos):
@@ -333,7 +333,7 @@ def joined_video(seqs: list[Path], dest: Path) -> Optional[Path]:
     if dest.is_file() and record.is_file() and record.read_text() == manifest:
         return dest
     size: Optional[tuple[int, int]] = None
-    with AtomicFile(dest, suffix=dest.suffix, own_handle=False) as f:
+    with AtomicFile(dest, suffix=dest.suffix, own_handle=False, sources=Sources(videos)) as f:  # never over a video
         writer = None
         for v in videos:
             cap = cv2.VideoCapture(str(v))

@@ -113,8 +113,8 @@ def track_from(track: bool, tracker: Optional[str], mot_path: Optional[str],
     if not (track or tracker or mot_path or count_lines or appearance or track_buffer is not None):
         return None
     opts = TrackOptions(tracker or "bytetrack", [parse_line(t) for t in count_lines], appearance, track_buffer)
-    if opts.conflict():  # refused before anything loads
-        raise click.UsageError(opts.conflict())
+    if reason := opts.conflict():  # refused before anything loads
+        raise click.UsageError(reason)
     return opts
 
 

@@ -184,8 +184,8 @@ def check_tracking(detector: Detector, opts: TrackOptions) -> None:
     cfg = getattr(detector.model, "cfg_file", "the network")
     if opts.tracker not in TRACKERS:
         raise DarkcfgError(f"--tracker {opts.tracker}: expected one of {', '.join(TRACKERS)}")
-    if opts.conflict():
-        raise DarkcfgError(opts.conflict())
+    if reason := opts.conflict():
+        raise DarkcfgError(reason)
     if opts.tracker == "darknet":
         if not has_embedding_layer(detector.model):
             raise DarkcfgError(f"{cfg}: --tracker darknet needs a [yolo] layer with embedding_layer (as "

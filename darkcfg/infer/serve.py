@@ -228,7 +228,6 @@ class StreamTable:
         self.max_streams, self.timeout = max_streams, timeout
         self.max_pending, self.turn_timeout = max_pending, turn_timeout
         self.max_busy = max_busy  # tracked requests in progress over all streams (None: no bound but the streams')
-        self.busy = 0
         self._streams: collections.OrderedDict[str, _Stream] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.dropped = 0  # streams replaced while the table was full (for /health and the tests)
@@ -271,11 +270,12 @@ class StreamTable:
             if st.busy >= self.max_pending:
                 raise RequestError(503, f"busy: stream={name} has {st.busy} frames in progress (at most "
                                         f"{self.max_pending}); send the next frame after an answer")
-            if self.max_busy is not None and self.busy >= self.max_busy:
-                raise RequestError(503, f"busy: {self.busy} tracked frames in progress over all streams (at most "
+            busy = sum(s.busy for s in self._streams.values())  # a stream in use is never dropped
+            if self.max_busy is not None and busy >= self.max_busy:
+                raise RequestError(503, f"busy: {busy} tracked frames in progress over all streams (at most "
                                         f"{self.max_busy}); try again later")
             self._streams.move_to_end(name)
-            st.used, st.busy, self.busy = now, st.busy + 1, self.busy + 1
+            st.used, st.busy = now, st.busy + 1
             ticket, st.ticket = st.ticket, st.ticket + 1
             return st, ticket
 
@@ -305,7 +305,6 @@ class StreamTable:
     def leave(self, st: _Stream) -> None:
         with self._lock:
             st.busy -= 1
-            self.busy -= 1
             st.used = time.monotonic()
 
 

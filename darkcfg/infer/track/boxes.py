@@ -25,21 +25,13 @@ def _iou(ax: np.ndarray, ay: np.ndarray, aw: np.ndarray, ah: np.ndarray, bx: np.
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a (..., 4), b (..., 4) boxes as (cx, cy, w, h), broadcast against each other -> (...) intersection over
-    union of each pair (0 where the union is 0)."""
-    a = np.asarray(a, F64)
-    b = np.asarray(b, F64)
-    return _iou(a[..., 0], a[..., 1], a[..., 2], a[..., 3], b[..., 0], b[..., 1], b[..., 2], b[..., 3])
-
-
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (T, 4), b (N, 4) boxes as (cx, cy, w, h) -> (T, N) intersection over union (0 where the union is 0)."""
     a = np.asarray(a, F64).reshape(-1, 4)
     b = np.asarray(b, F64).reshape(-1, 4)
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), F64)
-    return iou_pairs(a[:, None], b[None])
+    return _iou(*(a[:, k:k + 1] for k in range(4)), *b.T)  # (T, 1) against (N,)
 
 
 def nearest_iou(a: np.ndarray, reach: np.ndarray, b: np.ndarray) -> np.ndarray:

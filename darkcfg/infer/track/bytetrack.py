@@ -142,8 +142,8 @@ class ByteTracker:
             if new_track_thresh is None else float(new_track_thresh)
         if max_tracks < 1:
             raise DarkcfgError(f"max_tracks={max_tracks}: expected at least 1")
-        if buffer_error(track_buffer):
-            raise DarkcfgError(buffer_error(track_buffer))
+        if reason := buffer_error(track_buffer):
+            raise DarkcfgError(reason)
         self.max_tracks = int(max_tracks)
         if probation < 1 or not 0.0 <= sure_thresh <= 1.0:
             raise DarkcfgError(f"probation={probation}, sure_thresh={sure_thresh}: expected probation >= 1 and "
