@@ -18,16 +18,16 @@ def assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray, np.n
     if not t or not n:
         return np.zeros((0, 2), np.int64), np.arange(t), np.arange(n)
     ok = cost <= limit  # (T, N)
-    per_row, per_col = ok.sum(1), ok.sum(0)
-    if per_row.max() <= 1 and per_col.max() <= 1:  # no two candidates share a row or a column: each is taken
-        pairs = np.stack(ok.nonzero(), 1).astype(np.int64)  # row-major: rows ascending
+    rr, cc = ok.nonzero()  # the candidate pairs, row-major
+    if len(rr) == len(set(rr.tolist())) == len(set(cc.tolist())):  # no two share a row or a column: all taken
+        pairs = np.array((rr, cc), np.int64).T  # (M, 2), rows ascending
     else:
-        rows, cols = (per_row > 0).nonzero()[0], (per_col > 0).nonzero()[0]
-        allowed = ok[np.ix_(rows, cols)]
-        sub = np.where(allowed, cost[np.ix_(rows, cols)], FORBIDDEN)
+        rows, cols = ok.any(1).nonzero()[0], ok.any(0).nonzero()[0]
+        allowed = ok[rows][:, cols]
+        sub = np.where(allowed, cost[rows][:, cols], FORBIDDEN)
         r, c = linear_sum_assignment(sub)
         good = allowed[r, c]  # the solver's pairs within the limit (whatever the limit's size against FORBIDDEN)
-        pairs = np.stack([rows[r[good]], cols[c[good]]], 1).astype(np.int64)
+        pairs = np.array((rows[r[good]], cols[c[good]]), np.int64).T
     free_rows = np.ones(t, bool)
     free_rows[pairs[:, 0]] = False
     free_cols = np.ones(n, bool)

@@ -14,15 +14,24 @@ def pixel_boxes(dets: DetectionArray) -> np.ndarray:
     return b * np.array([dets.width, dets.height, dets.width, dets.height], F64)
 
 
-def _iou(ax: np.ndarray, ay: np.ndarray, aw: np.ndarray, ah: np.ndarray, bx: np.ndarray, by: np.ndarray,
-         bw: np.ndarray, bh: np.ndarray) -> np.ndarray:
-    """Centres, widths and heights of two sets of boxes (broadcastable shapes) -> the broadcast shape's IoU (0 where
-    the union is 0). Each side's half sizes are taken before broadcasting, on its own (small) shape."""
-    iw = np.minimum(ax + aw / 2, bx + bw / 2) - np.maximum(ax - aw / 2, bx - bw / 2)
-    ih = np.minimum(ay + ah / 2, by + bh / 2) - np.maximum(ay - ah / 2, by - bh / 2)
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    union = aw * ah + bw * bh - inter
+def _iou(ac: np.ndarray, asz: np.ndarray, bc: np.ndarray, bsz: np.ndarray) -> np.ndarray:
+    """Centres and sizes of two sets of boxes, both axes stacked on the first dimension: ac (2, T, N) or (2, T, 1)
+    and asz (2, T, 1) (x then y), bc and bsz (2, 1, N) -> (T, N) IoU (0 where the union is 0). Each side's half sizes
+    are taken on its own (small) shape before broadcasting, and both axes go through each operation at once: the
+    per-frame cost is a fixed, small number of numpy calls."""
+    ah, bh = asz / 2, bsz / 2
+    side = np.minimum(ac + ah, bc + bh) - np.maximum(ac - ah, bc - bh)  # (2, T, N) overlap on x and y
+    np.maximum(side, 0, out=side)
+    inter = side[0] * side[1]
+    union = asz[0] * asz[1] + bsz[0] * bsz[1] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _sides(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """a (T, 4), b (N, 4) (cx, cy, w, h) -> a's centres and sizes (2, T, 1), b's (2, 1, N) (views of contiguous
+    copies: numpy broadcasts much faster over them than over the transposed rows)."""
+    at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+    return at[:2, :, None], at[2:, :, None], bt[:2, None, :], bt[2:, None, :]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -31,23 +40,22 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, F64).reshape(-1, 4)
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), F64)
-    return _iou(*(a[:, k:k + 1] for k in range(4)), *b.T)  # (T, 1) against (N,)
+    return _iou(*_sides(a, b))
 
 
 def nearest_iou(a: np.ndarray, reach: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (T, 4) boxes (cx, cy, w, h), reach (T, 2) how far (x, y) each may move (>= 0), b (N, 4) -> (T, N) the IoU
     of each b with its a moved towards it by at most its reach on each axis: the best IoU within the reach (the
-    overlap on each axis only grows as the centres come closer, whatever the sizes)."""
+    overlap on each axis only grows as the centres come closer, whatever the sizes). A row of zero reach gives
+    the plain IoU, to the last bit."""
     a = np.asarray(a, F64).reshape(-1, 4)
     b = np.asarray(b, F64).reshape(-1, 4)
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), F64)
-    r = np.asarray(reach, F64).reshape(-1, 2)
-    ax, ay, aw, ah = (a[:, k:k + 1] for k in range(4))  # (T, 1) each
-    bx, by, bw, bh = b.T  # (N,) each
-    mx = ax + np.minimum(np.maximum(bx - ax, -r[:, :1]), r[:, :1])  # (T, N) a's centre moved towards each b
-    my = ay + np.minimum(np.maximum(by - ay, -r[:, 1:]), r[:, 1:])
-    return _iou(mx, my, aw, ah, bx, by, bw, bh)
+    ac, asz, bc, bsz = _sides(a, b)
+    r = np.ascontiguousarray(np.asarray(reach, F64).reshape(-1, 2).T)[:, :, None]  # (2, T, 1)
+    moved = ac + np.minimum(np.maximum(bc - ac, -r), r)  # (2, T, N) a's centre moved towards each b
+    return _iou(moved, asz, bc, bsz)
 
 
 def best_class(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -197,27 +197,28 @@ class ByteTracker:
         if len(self.tid):
             self.mean[self.state == LOST, 7] = 0.0  # a lost box keeps its size
             self.mean, self.cov = kalman.predict(self.mean, self.cov)
-        pred = kalman.cxcywh(self.mean)  # (T, 4)
+        # every track's predicted box (a lost track's within its reach) x every box, once for the three steps: an
+        # unconfirmed track is never lost (unmatched, it ends) and step 2 takes tracked tracks only
+        iou = nearest_iou(kalman.cxcywh(self.mean), self._reach(), boxes)  # (T, N)
+        fused = iou * score[None] if self.fuse_score else iou
         was_tracked = self.state == TRACKED
         confirmed = (self.tid >= 0).nonzero()[0]
         updates: list[tuple[np.ndarray, np.ndarray]] = []  # (track indices, row indices) to correct
 
         # 1. high boxes x confirmed tracks (tracked or lost)
-        cost = self._cost(confirmed, high, pred, boxes, score, emb, z)
+        cost = self._appearance(1.0 - fused[confirmed][:, high], confirmed, high, emb, z)
         pairs, free_t, free_h = assign(cost, self.match_thresh)
         updates.append((confirmed[pairs[:, 0]], high[pairs[:, 1]]))
         # 2. low boxes x the tracks still unmatched that were tracked
         rest = confirmed[free_t]
         rest = rest[was_tracked[rest]]
-        cost = 1.0 - iou_matrix(pred[rest], boxes[low])
-        pairs2, free_r, _ = assign(cost, self.low_match_thresh)
+        pairs2, free_r, _ = assign(1.0 - iou[rest][:, low], self.low_match_thresh)
         updates.append((rest[pairs2[:, 0]], low[pairs2[:, 1]]))
         self.state[rest[free_r]] = LOST
         # 3. high boxes left x unconfirmed tracks
         left = high[free_h]
         unconf = (self.tid < 0).nonzero()[0]
-        cost = 1.0 - iou_matrix(pred[unconf], boxes[left]) * (score[left][None] if self.fuse_score else 1.0)
-        pairs3, free_u, free_l = assign(cost, self.new_match_thresh)
+        pairs3, free_u, free_l = assign(1.0 - fused[unconf][:, left], self.new_match_thresh)
         matched = unconf[pairs3[:, 0]]
         updates.append((matched, left[pairs3[:, 1]]))
         self.need[matched] -= 1
@@ -262,16 +263,20 @@ class ByteTracker:
         return ids
 
     # -- helpers ------------------------------------------------------------------------------------------
-    def _cost(self, tracks: np.ndarray, rows: np.ndarray, pred: np.ndarray, boxes: np.ndarray, score: np.ndarray,
-              emb: Optional[np.ndarray], z: np.ndarray) -> np.ndarray:
-        """The first association's cost (T, N): 1 - IoU x score, a lost track's IoU the best within its reach
-        (`lost_sigma`), lowered by appearance where it applies (module docstring)."""
-        reach = np.zeros((len(tracks), 2))  # (T, 2): a tracked track's box stays where predicted
-        away = (self.state[tracks] == LOST).nonzero()[0]  # (L,) positions in `tracks` of the lost tracks
+    def _reach(self) -> np.ndarray:
+        """(T, 2) how far (x, y) each track's predicted box may move towards a box (step 2): `lost_sigma` standard
+        deviations of a lost track's predicted centre, 0 for the others."""
+        reach = np.zeros((len(self.tid), 2))
+        away = (self.state == LOST).nonzero()[0]
         if self.lost_sigma > 0 and len(away):
-            _, s = kalman.project(self.mean[tracks[away]], self.cov[tracks[away]])  # (L, 4) variances
+            _, s = kalman.project(self.mean[away], self.cov[away])  # (L, 4) variances
             reach[away] = self.lost_sigma * np.sqrt(s[:, :2])  # x and y standard deviations
-        cost = 1.0 - nearest_iou(pred[tracks], reach, boxes[rows]) * (score[rows][None] if self.fuse_score else 1.0)
+        return reach
+
+    def _appearance(self, cost: np.ndarray, tracks: np.ndarray, rows: np.ndarray, emb: Optional[np.ndarray],
+                    z: np.ndarray) -> np.ndarray:
+        """The first association's cost (T, N) of `tracks` x `rows`, lowered by appearance where it applies
+        (module docstring); `cost` itself without embeddings."""
         if emb is None or self.emb is None or not len(tracks) or not len(rows):
             return cost
         known = self.emb[tracks].any(1)  # (T,)

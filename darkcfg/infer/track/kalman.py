@@ -37,7 +37,7 @@ def cxcywh(state: np.ndarray) -> np.ndarray:
 
 def _var(h: np.ndarray, pos: float, aspect: float) -> np.ndarray:
     """(T,) heights -> (T, 4) variances (pos * h)^2 for cx, cy and h, aspect^2 for a."""
-    std = np.multiply.outer(h, np.array([pos, pos, 0.0, pos], F64))
+    std = h[:, None] * (pos, pos, 0.0, pos)
     std[:, 2] = aspect
     return std * std
 
@@ -78,11 +78,13 @@ def update(mean: np.ndarray, cov: np.ndarray, measured: np.ndarray) -> tuple[np.
     """Correct T tracks with their measurements (T, 4) (cx, cy, a, h): K = P H^T S^-1, x += K (z - H x),
     P -= K S K^T = K H P, per coordinate (S is diagonal). Returns new mean (T, 8), cov (T, 3, 4)."""
     zm, s = project(mean, cov)  # (T, 4), (T, 4)
-    p, q, r = cov[:, 0], cov[:, 1], cov[:, 2]
-    kp, kv = p / s, q / s  # the gains of each coordinate's position and velocity
+    gain = cov[:, :2] / s[:, None]  # (T, 2, 4): each coordinate's position and velocity gains
     innovation = np.asarray(measured, F64) - zm  # (T, 4)
-    m = np.concatenate([zm + kp * innovation, mean[:, 4:] + kv * innovation], 1)
-    return m, np.stack([p - kp * p, q - kp * q, r - kv * q], 1)
+    m = (mean.reshape(-1, 2, 4) + gain * innovation[:, None]).reshape(-1, 8)  # (position, velocity) + gain x innovation
+    out = np.empty_like(cov)
+    out[:, :2] = cov[:, :2] - gain[:, :1] * cov[:, :2]  # p - kp p, q - kp q
+    out[:, 2] = cov[:, 2] - gain[:, 1] * cov[:, 1]  # r - kv q
+    return m, out
 
 
 def mahalanobis(mean: np.ndarray, cov: np.ndarray, measured: np.ndarray) -> np.ndarray:
