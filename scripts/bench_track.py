@@ -29,9 +29,11 @@
    Every tracker's output holds the low-score boxes it kept on a track (ByteTrack's second association); the
    row "boxes > thresh only" leaves those out of darkcfg's, as a file holding only the shown boxes would.
 Also the time of one update at 100 boxes (a synthetic scene of 100 boxes moving for 200 frames) and, with
---detect-fps, `darkcfg detect` frames/s with and without `--track` on every sequence's video joined into one
-(OUT/joined.mp4: the longer the video, the less the start-up's variation weighs; the class names it
-needs for a cfg of other than 80 classes: --names, else the names= of a .data file beside the cfg, else a .names
+--detect-fps, frames/s with and without tracking two ways: `darkcfg detect` with and without `--track` on every
+sequence's video joined into one (OUT/joined.mp4: the longer the video, the less the start-up's variation weighs),
+and `run_detection` on each sequence's video in one process, the two runs of a video back to back (`paired_fps`:
+the host's drift cancels, so this is the precise figure). The class names they
+need for a cfg of other than 80 classes: --names, else the names= of a .data file beside the cfg, else a .names
 file beside it, else the shapes set's names for the cfg's classes, written to OUT/shapes.names: `names_file`).
 The machine is printed first.
 """
@@ -317,6 +319,43 @@ def detect_fps(cfg: str, weights: str, size: int, video: Path, names: Path, thre
     return lines
 
 
+def paired_fps(cfg: str, weights: str, size: int, seqs: list[Path], names: Path, thresh: float, device: str,
+               repeats: int = 3) -> list[str]:
+    """Frames/s of `run_detection` (what `darkcfg detect` runs, with its default runtime) without and with tracking,
+    in one process: each sequence's video once each way, back to back (their order alternating), `repeats` times
+    over the sequences. A pair of runs takes a few seconds, so the host's speed, which moves by several per cent
+    over a minute, is nearly the same for both halves: the median of the pairs' ratios is the tracking's cost to
+    a fraction of a per cent (the whole-command timing of `detect_fps` varies by more than the cost). Start-up
+    (the model's load) is outside the timing; each run's own set-up (opening the video, a fresh tracker) is in."""
+    from darkcfg.infer.run import TrackOptions, run_detection
+    from darkcfg.infer.runtime import Runtime, load_detector
+
+    videos = [str(s / f"{s.name}.mp4") for s in seqs if (s / f"{s.name}.mp4").is_file()]
+    if not videos:
+        return ["  paired: skipped (no sequence videos)"]
+    det = load_detector(cfg, weights, names, (size, size), thresh, runtime=Runtime(device=device))
+    took = {False: 0.0, True: 0.0}
+    frames = {False: 0, True: 0}
+    ratios: list[float] = []  # each pair's --track frames/s over its detect frames/s
+    for rep in range(repeats):
+        for k, video in enumerate(videos):
+            pair: dict[bool, float] = {}
+            for track in ((False, True) if (rep + k) % 2 == 0 else (True, False)):
+                t0 = time.perf_counter()
+                run = run_detection(det, [video], out_dir=None, quiet=True, progress=False,
+                                    track=TrackOptions() if track else None)
+                pair[track] = (time.perf_counter() - t0) / max(run.done, 1)
+                took[track] += time.perf_counter() - t0
+                frames[track] += run.done
+            ratios.append(pair[False] / pair[True])
+    q25, q50, q75 = (100 * (float(v) - 1) for v in np.percentile(ratios, [25, 50, 75]))
+    fps = {k: frames[k] / max(took[k], 1e-9) for k in took}
+    return [f"  paired in one process ({len(ratios)} pairs: {len(videos)} videos x {repeats}): detect "
+            f"{fps[False]:.1f} frames/s, with tracking {fps[True]:.1f}; --track: "
+            f"{100 * (fps[True] / fps[False] - 1):+.2f} % (totals), pairs' median {q50:+.2f} % (quartiles "
+            f"{q25:+.2f}, {q75:+.2f})"]
+
+
 def joined_video(seqs: list[Path], dest: Path) -> Optional[Path]:
     """Every sequence's video (<seq>/<seq>.mp4, all of one frame size) joined into one at `dest` (at the first's
     frame rate: only its length matters here), written atomically; kept for a later run when its manifest
@@ -464,6 +503,7 @@ def main(argv: list[str]) -> int:
         lines = detect_fps(a.cfg, a.weights, a.size, video, names, a.thresh, a.device, out, a.fps_repeats) \
             if video is not None else None
         print("\n".join(lines) if lines else "detect fps: skipped (no video, or detect has no --track yet)")
+        print("\n".join(paired_fps(a.cfg, a.weights, a.size, seqs, names, a.thresh, a.device, a.fps_repeats)))
     return 0
 
 
