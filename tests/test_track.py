@@ -377,6 +377,12 @@ def test_bench_track_detect_command_names_the_classes(tmp_path):
         assert ("--track" in cmd) == track
         r = CliRunner().invoke(main, cmd[3:])  # `python -m darkcfg` is the CLI main
         assert r.exit_code == 0 and "3 image(s)" in r.output, r.output
+    # and the in-process pairs run each sequence's video both ways
+    seq = tmp_path / "seqs" / "s1"
+    seq.mkdir(parents=True)
+    video.rename(seq / "s1.mp4")
+    (line,) = bench.paired_fps(str(cfg), str(tmp_path / "w.weights"), 64, [seq], made, 0.25, "cpu", 2)
+    assert line.startswith("  paired in one process (2 pairs: 1 videos x 2): detect ") and "pairs' median" in line
 
 
 # -- counting --------------------------------------------------------------------------------------------
