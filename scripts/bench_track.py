@@ -344,13 +344,14 @@ def paired_fps(cfg: str, weights: str, size: int, seqs: list[Path], names: Path,
                 t0 = time.perf_counter()
                 run = run_detection(det, [video], out_dir=None, quiet=True, progress=False,
                                     track=TrackOptions() if track else None)
-                pair[track] = (time.perf_counter() - t0) / max(run.done, 1)
-                took[track] += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                pair[track] = dt / max(run.done, 1)
+                took[track] += dt
                 frames[track] += run.done
             ratios.append(pair[False] / pair[True])
     q25, q50, q75 = (100 * (float(v) - 1) for v in np.percentile(ratios, [25, 50, 75]))
     fps = {k: frames[k] / max(took[k], 1e-9) for k in took}
-    return [f"  paired in one process ({len(ratios)} pairs: {len(videos)} videos x {repeats}): detect "
+    return [f"  paired in one process ({len(ratios)} pairs: {len(videos)} video(s) x {repeats}): detect "
             f"{fps[False]:.1f} frames/s, with tracking {fps[True]:.1f}; --track: "
             f"{100 * (fps[True] / fps[False] - 1):+.2f} % (totals), pairs' median {q50:+.2f} % (quartiles "
             f"{q25:+.2f}, {q75:+.2f})"]

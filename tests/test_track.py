@@ -382,7 +382,7 @@ def test_bench_track_detect_command_names_the_classes(tmp_path):
     seq.mkdir(parents=True)
     video.rename(seq / "s1.mp4")
     (line,) = bench.paired_fps(str(cfg), str(tmp_path / "w.weights"), 64, [seq], made, 0.25, "cpu", 2)
-    assert line.startswith("  paired in one process (2 pairs: 1 videos x 2): detect ") and "pairs' median" in line
+    assert line.startswith("  paired in one process (2 pairs: 1 video(s) x 2): detect ") and "pairs' median" in line
 
 
 # -- counting --------------------------------------------------------------------------------------------
