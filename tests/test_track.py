@@ -607,32 +607,26 @@ def test_bytetrack_lost_track_reaches_within_its_position_uncertainty():
         ByteTracker(lost_sigma=-1)
 
 
-def _boxes(frame, score=1.0):
-    """(cx, w) boxes 60 px high at y 200 -> one frame's DetectionArray (one class, every box at `score`)."""
-    return DetectionArray(np.array([[x / W, 200 / H, w / W, 60 / H] for x, w in frame], F32).reshape(-1, 4),
-                          np.ones(len(frame), F32), np.full((len(frame), 1), score, F32), W, H)
-
-
 def test_bytetrack_costs_of_tracked_and_unconfirmed_tracks_are_the_papers():
     """ByteTrack's code (byte_tracker.update, matching.iou_distance / fuse_score): a tracked track matches a high
     box on its predicted box alone (the reach of LOST_SIGMA is a lost track's only), at 1 - IoU x score <= 0.8; an
-    unconfirmed track takes a high box at 1 - IoU x score <= 0.7 (the score fused there too). Boxes 40 x 60 px, a
-    shift of dx along x: IoU = (40 - dx) / (40 + dx)."""
-    far = (500, 40)
+    unconfirmed track takes a high box at 1 - IoU x score <= 0.7 (the score fused there too). Boxes 40 x 40 px
+    (`_boxes`), a shift of dx along x: IoU = (40 - dx) / (40 + dx)."""
+    far = (500, 200)
     # a tracked track: dx 29 (IoU 0.159, cost 0.84) is no match, though the predicted centre's half standard
-    # deviation (4.1 px here) would bring it to IoU 0.23; dx 26 (IoU 0.212, cost 0.79) is
+    # deviation (2.75 px here) would bring it to IoU 0.208, cost 0.79; dx 26 (IoU 0.212, cost 0.79) is
     for dx, same in ((29, False), (26, True)):
         tracker = ByteTracker()
-        first = tracker.update(_boxes([(100, 40), far]))
-        ids = tracker.update(_boxes([(100 + dx, 40), far]))
+        first = tracker.update(_boxes([(100, 200, 1.0), (*far, 1.0)]))
+        ids = tracker.update(_boxes([(100 + dx, 200, 1.0), (*far, 1.0)]))
         assert first[0] == 1 and (ids[0] == 1) == same, (dx, ids)
     # an unconfirmed track (born in the second frame, scoring 0.85: confirmed by its next match): dx 20 (IoU 1/3,
     # x 0.85 = 0.283, cost 0.717) is no match; dx 10 (IoU 0.6, cost 0.49) is
     for dx, same in ((20, False), (10, True)):
         tracker = ByteTracker()
-        tracker.update(_boxes([far], 0.85))
-        born = tracker.update(_boxes([(100, 40), far], 0.85))
-        ids = tracker.update(_boxes([(100 + dx, 40), far], 0.85))
+        tracker.update(_boxes([(*far, 0.85)]))
+        born = tracker.update(_boxes([(100, 200, 0.85), (*far, 0.85)]))
+        ids = tracker.update(_boxes([(100 + dx, 200, 0.85), (*far, 0.85)]))
         assert born[0] == -1 and (ids[0] == 2) == same and ids[1] == 1, (dx, ids)
 
 
