@@ -1,6 +1,8 @@
 """Box geometry for the trackers: IoU matrices and pixel conversions (numpy, float64)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from darkcfg.infer.detections import DetectionArray
@@ -43,16 +45,18 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _iou(*_sides(a, b))
 
 
-def nearest_iou(a: np.ndarray, reach: np.ndarray, b: np.ndarray) -> np.ndarray:
+def nearest_iou(a: np.ndarray, reach: Optional[np.ndarray], b: np.ndarray) -> np.ndarray:
     """a (T, 4) boxes (cx, cy, w, h), reach (T, 2) how far (x, y) each may move (>= 0), b (N, 4) -> (T, N) the IoU
     of each b with its a moved towards it by at most its reach on each axis: the best IoU within the reach (the
     overlap on each axis only grows as the centres come closer, whatever the sizes). A row of zero reach gives
-    the plain IoU, to the last bit."""
+    the plain IoU, to the last bit; reach None: no row moves (iou_matrix)."""
     a = np.asarray(a, F64).reshape(-1, 4)
     b = np.asarray(b, F64).reshape(-1, 4)
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), F64)
     ac, asz, bc, bsz = _sides(a, b)
+    if reach is None:
+        return _iou(ac, asz, bc, bsz)
     r = np.ascontiguousarray(np.asarray(reach, F64).reshape(-1, 2).T)[:, :, None]  # (2, T, 1)
     moved = ac + np.minimum(np.maximum(bc - ac, -r), r)  # (2, T, N) a's centre moved towards each b
     return _iou(moved, asz, bc, bsz)

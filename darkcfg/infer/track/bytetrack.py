@@ -263,14 +263,15 @@ class ByteTracker:
         return ids
 
     # -- helpers ------------------------------------------------------------------------------------------
-    def _reach(self) -> np.ndarray:
+    def _reach(self) -> Optional[np.ndarray]:
         """(T, 2) how far (x, y) each track's predicted box may move towards a box (step 2): `lost_sigma` standard
-        deviations of a lost track's predicted centre, 0 for the others."""
-        reach = np.zeros((len(self.tid), 2))
+        deviations of a lost track's predicted centre, 0 for the others; None where no track moves."""
         away = (self.state == LOST).nonzero()[0]
-        if self.lost_sigma > 0 and len(away):
-            _, s = kalman.project(self.mean[away], self.cov[away])  # (L, 4) variances
-            reach[away] = self.lost_sigma * np.sqrt(s[:, :2])  # x and y standard deviations
+        if self.lost_sigma <= 0 or not len(away):
+            return None
+        reach = np.zeros((len(self.tid), 2))
+        _, s = kalman.project(self.mean[away], self.cov[away])  # (L, 4) variances
+        reach[away] = self.lost_sigma * np.sqrt(s[:, :2])  # x and y standard deviations
         return reach
 
     def _appearance(self, cost: np.ndarray, tracks: np.ndarray, rows: np.ndarray, emb: Optional[np.ndarray],

@@ -35,10 +35,20 @@ def cxcywh(state: np.ndarray) -> np.ndarray:
     return out
 
 
-def _var(h: np.ndarray, pos: float, aspect: float) -> np.ndarray:
-    """(T,) heights -> (T, 4) variances (pos * h)^2 for cx, cy and h, aspect^2 for a."""
-    std = h[:, None] * (pos, pos, 0.0, pos)
-    std[:, 2] = aspect
+def _scales(pos: float, aspect: float) -> tuple[np.ndarray, np.ndarray]:
+    """The standard deviations of (cx, cy, a, h) as h * first + second: pos * h for cx, cy and h, aspect for a."""
+    return np.array([pos, pos, 0.0, pos], F64), np.array([0.0, 0.0, aspect, 0.0], F64)
+
+
+INIT_POS, INIT_VEL = _scales(2 * W_POS, 1e-2), _scales(10 * W_VEL, 1e-5)  # a new track's
+NOISE_POS, NOISE_VEL = _scales(W_POS, 1e-2), _scales(W_VEL, 1e-5)  # the process noise Q
+MEASURE = _scales(W_POS, 1e-1)  # the measurement noise R
+
+
+def _var(h: np.ndarray, scales: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(T,) heights, `_scales` -> (T, 4) variances: (pos * h)^2 for cx, cy and h, aspect^2 for a (h * 0 + aspect is
+    aspect exactly: the same numbers as setting it)."""
+    std = h[:, None] * scales[0] + scales[1]
     return std * std
 
 
@@ -49,8 +59,8 @@ def initiate(measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t = len(z)
     mean = np.concatenate([z, np.zeros((t, 4), F64)], 1)
     cov = np.zeros((t, 3, 4), F64)
-    cov[:, 0] = _var(z[:, 3], 2 * W_POS, 1e-2)
-    cov[:, 2] = _var(z[:, 3], 10 * W_VEL, 1e-5)
+    cov[:, 0] = _var(z[:, 3], INIT_POS)
+    cov[:, 2] = _var(z[:, 3], INIT_VEL)
     return mean, cov
 
 
@@ -62,16 +72,16 @@ def predict(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m[:, :4] += mean[:, 4:]
     p, q, r = cov[:, 0], cov[:, 1], cov[:, 2]
     out = np.empty_like(cov)
-    out[:, 0] = p + q + q + r + _var(h, W_POS, 1e-2)
+    out[:, 0] = p + q + q + r + _var(h, NOISE_POS)
     out[:, 1] = q + r
-    out[:, 2] = r + _var(h, W_VEL, 1e-5)
+    out[:, 2] = r + _var(h, NOISE_VEL)
     return m, out
 
 
 def project(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The measurement distribution: mean (T, 8), cov (T, 3, 4) -> (T, 4) mean and (T, 4) variances, the diagonal
     of H P H^T + R (its only non-zero entries)."""
-    return mean[:, :4], cov[:, 0] + _var(mean[:, 3], W_POS, 1e-1)
+    return mean[:, :4], cov[:, 0] + _var(mean[:, 3], MEASURE)
 
 
 def update(mean: np.ndarray, cov: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
