@@ -32,7 +32,7 @@ Also the time of one update at 100 boxes (a synthetic scene of 100 boxes moving 
 --detect-fps, frames/s with and without tracking two ways: `darkcfg detect` with and without `--track` on every
 sequence's video joined into one (OUT/joined.mp4: the longer the video, the less the start-up's variation weighs),
 and `run_detection` on each sequence's video in one process, the two runs of a video back to back (`paired_fps`:
-the host's drift cancels, so this is the precise figure). The class names they
+the host's drift cancels, so this is the precise figure), at --size or at each --fps-size. The class names they
 need for a cfg of other than 80 classes: --names, else the names= of a .data file beside the cfg, else a .names
 file beside it, else the shapes set's names for the cfg's classes, written to OUT/shapes.names: `names_file`).
 The machine is printed first.
@@ -414,6 +414,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--peers", default=str(PEERS / "bin" / "python"), help="python of the venv with `trackers`")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--detect-fps", action="store_true", help="also time `darkcfg detect` with and without --track")
+    ap.add_argument("--fps-size", type=int, action="append", default=None, metavar="N",
+                    help="with --detect-fps: the network input (square) the frames/s are measured at (default: "
+                         "--size; repeatable: the cost of tracking is nearly fixed per frame, so its share falls as "
+                         "the network grows: e.g. --fps-size 256 --fps-size 416, the cfg's own)")
     ap.add_argument("--fps-repeats", type=int, default=3, help="with --detect-fps: runs of each command, >= 1 (the "
                     "best counts)")
     ap.add_argument("--names", default=None, help="with --detect-fps: the cfg's class names file (default: the "
@@ -431,6 +435,8 @@ def main(argv: list[str]) -> int:
         ap.error("the following arguments are required: --cfg, --weights")
     if a.fps_repeats < 1:
         ap.error(f"--fps-repeats {a.fps_repeats}: expected at least 1")
+    if any(n < 32 or n % 32 for n in a.fps_size or []):
+        ap.error(f"--fps-size {a.fps_size}: expected multiples of 32")
 
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "scripts"))
@@ -501,10 +507,12 @@ def main(argv: list[str]) -> int:
     if a.detect_fps:
         video = joined_video(seqs, out / "joined.mp4")
         names = names_file(a.cfg, a.names, out)
-        lines = detect_fps(a.cfg, a.weights, a.size, video, names, a.thresh, a.device, out, a.fps_repeats) \
-            if video is not None else None
-        print("\n".join(lines) if lines else "detect fps: skipped (no video, or detect has no --track yet)")
-        print("\n".join(paired_fps(a.cfg, a.weights, a.size, seqs, names, a.thresh, a.device, a.fps_repeats)))
+        for size in a.fps_size or [a.size]:
+            print(f"detect frames/s at {size}x{size}:")
+            lines = detect_fps(a.cfg, a.weights, size, video, names, a.thresh, a.device, out, a.fps_repeats) \
+                if video is not None else None
+            print("\n".join(lines) if lines else "  skipped (no video, or detect has no --track yet)")
+            print("\n".join(paired_fps(a.cfg, a.weights, size, seqs, names, a.thresh, a.device, a.fps_repeats)))
     return 0
 
 
