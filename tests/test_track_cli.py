@@ -555,3 +555,34 @@ def test_track_buffer_option_reaches_the_tracker(model, tmp_path, monkeypatch):
     from darkcfg.infer.serve import StreamTable
 
     assert StreamTable(track_buffer=7).opts.track_buffer == 7  # serve --track-buffer reaches each stream's tracker
+
+
+def test_tracked_file_runs_keep_libgomp_spinning_unless_set():
+    """`detect --track` on files sets GOMP_SPINCOUNT (a longer libgomp spin, cli/detect.py says why) before PyTorch
+    loads; not on a live source (camera index or URL), not without tracking, never over the user's own value, and
+    never once PyTorch is loaded (libgomp read its settings then)."""
+    import subprocess
+    import sys
+
+    code = """
+import os, sys
+from darkcfg.cli.detect import TRACKING_SPINCOUNT, spin_for_tracking
+assert "torch" not in sys.modules
+got = []
+for sources, tracked, preset in [(("a.mp4", "b/"), True, None), (("0",), True, None),
+                                 (("rtsp://cam/1", "a.mp4"), True, None), (("a.mp4",), False, None),
+                                 (("a.mp4",), True, "77")]:
+    os.environ.pop("GOMP_SPINCOUNT", None)
+    if preset:
+        os.environ["GOMP_SPINCOUNT"] = preset
+    spin_for_tracking(sources, tracked)
+    got.append(os.environ.get("GOMP_SPINCOUNT"))
+import torch
+os.environ.pop("GOMP_SPINCOUNT", None)
+spin_for_tracking(("a.mp4",), True)
+got.append(os.environ.get("GOMP_SPINCOUNT"))
+print(got == [TRACKING_SPINCOUNT, None, None, None, "77", None], got)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("True"), r.stdout
