@@ -326,7 +326,10 @@ def paired_fps(cfg: str, weights: str, size: int, seqs: list[Path], names: Path,
     over the sequences. A pair of runs takes a few seconds, so the host's speed, which moves by several per cent
     over a minute, is nearly the same for both halves: the median of the pairs' ratios is the tracking's cost to
     a fraction of a per cent (the whole-command timing of `detect_fps` varies by more than the cost). Start-up
-    (the model's load) is outside the timing; each run's own set-up (opening the video, a fresh tracker) is in."""
+    (the model's load) is outside the timing; each run's own set-up (opening the video, a fresh tracker) is in.
+    The process keeps the libgomp spin it started with (`darkcfg detect --track` sets a longer one: cli/detect.py),
+    so this measures the tracker's cost under that spin; run this script with GOMP_SPINCOUNT=30000000 for the
+    command's."""
     from darkcfg.infer.run import TrackOptions, run_detection
     from darkcfg.infer.runtime import Runtime, load_detector
 
@@ -351,7 +354,9 @@ def paired_fps(cfg: str, weights: str, size: int, seqs: list[Path], names: Path,
             ratios.append(pair[False] / pair[True])
     q25, q50, q75 = (100 * (float(v) - 1) for v in np.percentile(ratios, [25, 50, 75]))
     fps = {k: frames[k] / max(took[k], 1e-9) for k in took}
-    return [f"  paired in one process ({len(ratios)} pairs: {len(videos)} video(s) x {repeats}): detect "
+    spin = os.environ.get("GOMP_SPINCOUNT", "libgomp's default")
+    return [f"  paired in one process ({len(ratios)} pairs: {len(videos)} video(s) x {repeats}; GOMP_SPINCOUNT "
+            f"{spin}, not the command's): detect "
             f"{fps[False]:.1f} frames/s, with tracking {fps[True]:.1f}; --track: "
             f"{100 * (fps[True] / fps[False] - 1):+.2f} % (totals), pairs' median {q50:+.2f} % (quartiles "
             f"{q25:+.2f}, {q75:+.2f})"]
