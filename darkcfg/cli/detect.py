@@ -106,11 +106,12 @@ def parse_line(text: str) -> tuple[float, float, float, float]:
 
 # libgomp (PyTorch's CPU threads) keeps its workers spinning for GOMP_SPINCOUNT pause loops after a parallel region
 # (300000 by default, about 3 ms on this project's 2-core Xeon), then puts them to sleep until the next. Measured on
-# the generated videos (yolov4-tiny at 256, 55 frames/s, docs/benchmarks.md#tracking): by default tracking cost 2.7
-# to 5.8 % of detect's frames/s, and a plain 0.35 ms wait in place of the update cost as much (4.1 to 5.7 %), over
-# twice its own time: not the update's work but the pause it adds between forwards (2.5 ms without it; most likely
-# more pauses then outlast the spin and the next forward waits for the workers to wake). Spinning 100 times longer, tracking cost 1.5 to 3.0 % and detect alone ran as fast as before. Files only:
-# on a live source the workers would spin through the gaps the camera leaves between frames.
+# the generated videos (yolov4-tiny at 256, 55 frames/s, docs/benchmarks.md#tracking): by default tracking cost 2.7 to
+# 5.8 % of detect's frames/s, and a plain 0.35 ms wait in place of the update cost as much (4.1 to 5.7 %), over twice
+# its own time: not the update's work but the pause it adds between forwards (2.5 ms without it; most likely more
+# pauses then outlast the spin and the next forward waits for the workers to wake). Spinning 100 times longer,
+# tracking cost 1.5 to 3.0 % and detect alone ran as fast as before. Files only: on a live source the workers would
+# spin through the gaps the camera leaves between frames.
 TRACKING_SPINCOUNT = "30000000"
 
 
