@@ -116,11 +116,19 @@ TRACKING_SPINCOUNT = "30000000"
 
 
 def spin_for_tracking(sources: tuple[str, ...], tracked: bool) -> None:
-    """Before PyTorch loads: a longer libgomp spin (`TRACKING_SPINCOUNT`) for a tracked run on files only, unless
-    GOMP_SPINCOUNT is set already."""
-    live = any(s.isdigit() or "://" in s for s in sources)
-    if tracked and not live and "torch" not in sys.modules:
+    """Before PyTorch loads: a longer libgomp spin (`TRACKING_SPINCOUNT`) for a tracked run on files only (no
+    camera or stream: `is_live`), unless GOMP_SPINCOUNT is set already."""
+    from darkcfg.infer.live import is_live  # no PyTorch
+
+    if tracked and not any(is_live(s) for s in sources) and "torch" not in sys.modules:
         os.environ.setdefault("GOMP_SPINCOUNT", TRACKING_SPINCOUNT)
+
+
+def wants_tracking(track: bool, tracker: Optional[str], mot_path: Optional[str], count_lines: tuple[str, ...],
+                   appearance: bool = False, track_buffer: Optional[int] = None) -> bool:
+    """Whether the options ask for tracking: --track, or --tracker, --mot, --count-line, --track-appearance or
+    --track-buffer, which imply it."""
+    return bool(track or tracker or mot_path or count_lines or appearance or track_buffer is not None)
 
 
 def track_from(track: bool, tracker: Optional[str], mot_path: Optional[str],
@@ -130,7 +138,7 @@ def track_from(track: bool, tracker: Optional[str], mot_path: Optional[str],
     --track-appearance and --track-buffer imply --track."""
     from darkcfg.infer.run import TrackOptions
 
-    if not (track or tracker or mot_path or count_lines or appearance or track_buffer is not None):
+    if not wants_tracking(track, tracker, mot_path, count_lines, appearance, track_buffer):
         return None
     opts = TrackOptions(tracker or "bytetrack", [parse_line(t) for t in count_lines], appearance, track_buffer)
     if reason := opts.conflict():  # refused before anything loads
@@ -226,8 +234,7 @@ def detect(cfg: str, sources: tuple[str, ...], weights: Optional[str], names: Op
     darkcfg detect cfg/yolov4-tiny.cfg drone/ --tiles auto --tiles-full   # small objects in large images
     darkcfg detect cfg/yolov4-tiny.cfg road.mp4 --track --count-line 0,300,1280,300 --mot road.txt
     """
-    spin_for_tracking(sources, bool(track or tracker or mot_path or count_lines or track_appearance
-                                    or track_buffer is not None))
+    spin_for_tracking(sources, wants_tracking(track, tracker, mot_path, count_lines, track_appearance, track_buffer))
     from darkcfg.infer.run import LiveOutputs, run_detection
     from darkcfg.infer.runtime import load_detector
     from darkcfg.infer.sources import LiveOptions

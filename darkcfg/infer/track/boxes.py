@@ -38,11 +38,7 @@ def _sides(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (T, 4), b (N, 4) boxes as (cx, cy, w, h) -> (T, N) intersection over union (0 where the union is 0)."""
-    a = np.asarray(a, F64).reshape(-1, 4)
-    b = np.asarray(b, F64).reshape(-1, 4)
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)), F64)
-    return _iou(*_sides(a, b))
+    return nearest_iou(a, None, b)
 
 
 def nearest_iou(a: np.ndarray, reach: Optional[np.ndarray], b: np.ndarray) -> np.ndarray:
